@@ -1,0 +1,49 @@
+//! The guest's error type. Every variant maps onto one case of the WIT `process-error`, so the
+//! host can count rejections by kind; every message names the header, file or value at fault.
+
+use std::io;
+
+/// Why a message was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A header is missing, repeated or malformed.
+    #[error("{0}")]
+    BadHeader(String),
+    /// `file-name` is not a safe relative name.
+    #[error("{0}")]
+    BadName(String),
+    /// A configuration file does not parse or is not a mapping.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The assembled content does not match the `sha256` header.
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    /// A limit was exceeded.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The files directory could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach what was being done to an I/O error.
+pub trait IoContext<T> {
+    fn io(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn io(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            what: what(),
+            source,
+        })
+    }
+}

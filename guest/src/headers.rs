@@ -1,0 +1,410 @@
+//! Strict parsing of the wire format's headers (SPEC section 1). Pure: no I/O.
+//!
+//! Headers are bytes. Integers are plain ASCII decimal: no sign, no spaces, no `_`. A header
+//! that is present but malformed rejects the message; unknown headers are ignored so that
+//! publishers can add their own.
+
+use crate::error::{Error, Result};
+
+/// The resolver a message is for.
+pub const HOSTNAME: &str = "hostname";
+/// The file's name inside the files directory.
+pub const FILE_NAME: &str = "file-name";
+/// Number of chunks of the file.
+pub const TOTAL_CHUNKS: &str = "total-chunks";
+/// 1-based index of this chunk.
+pub const CHUNK_INDEX: &str = "chunk-index";
+/// Optional hex SHA-256 of the whole file (kres-kafka extension).
+pub const SHA256: &str = "sha256";
+/// Optional opaque transfer token (kres-kafka extension).
+pub const TRANSFER_ID: &str = "transfer-id";
+
+/// Longest `transfer-id` accepted: it is stored in every chunk set's metadata.
+pub const MAX_TRANSFER_ID_LEN: usize = 256;
+
+/// Which part of a file a message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// 1-based index, `1..=total`.
+    pub index: u32,
+    /// Number of chunks, `>= 1`.
+    pub total: u32,
+}
+
+impl Chunk {
+    /// The message carries the whole file.
+    pub const WHOLE: Chunk = Chunk { index: 1, total: 1 };
+
+    pub fn is_whole(self) -> bool {
+        self.total == 1
+    }
+}
+
+/// The headers of a message addressed to this resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// `file-name`, not yet checked as a path (see [`crate::name`]).
+    pub file_name: &'a str,
+    pub chunk: Chunk,
+    /// `sha256`, decoded.
+    pub sha256: Option<[u8; 32]>,
+    /// `transfer-id`, as sent.
+    pub transfer_id: Option<&'a [u8]>,
+}
+
+/// Decide whether a message is for `hostname`. `Ok(None)` means it is; `Ok(Some(reason))` means
+/// it must be skipped. A message for another resolver is never rejected, whatever else is wrong
+/// with it: its problems are its own resolver's to report.
+pub fn recipient<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    hostname: &str,
+) -> Result<Option<String>> {
+    let mut values = headers
+        .into_iter()
+        .filter(|(n, _)| *n == HOSTNAME)
+        .map(|(_, v)| v);
+    let Some(first) = values.next() else {
+        return Ok(Some(format!("no {HOSTNAME:?} header")));
+    };
+    let mut ours = first == hostname.as_bytes();
+    let mut count = 1;
+    for value in values {
+        ours |= value == hostname.as_bytes();
+        count += 1;
+    }
+    match (ours, count) {
+        (false, _) => Ok(Some(format!("for {}", show(first)))),
+        (true, 1) => Ok(None),
+        (true, n) => Err(Error::BadHeader(format!(
+            "header {HOSTNAME:?} given {n} times"
+        ))),
+    }
+}
+
+/// Parse the headers of a message that [`recipient`] found to be ours.
+pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<Parsed<'a>> {
+    let mut file_name = None;
+    let mut total = None;
+    let mut index = None;
+    let mut sha256 = None;
+    let mut transfer_id = None;
+    for (name, value) in headers {
+        let slot = match name {
+            FILE_NAME => &mut file_name,
+            TOTAL_CHUNKS => &mut total,
+            CHUNK_INDEX => &mut index,
+            SHA256 => &mut sha256,
+            TRANSFER_ID => &mut transfer_id,
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(Error::BadHeader(format!(
+                "header {name:?} given more than once"
+            )));
+        }
+    }
+
+    let file_name =
+        file_name.ok_or_else(|| Error::BadHeader(format!("header {FILE_NAME:?} is missing")))?;
+    let file_name = std::str::from_utf8(file_name).map_err(|_| {
+        Error::BadHeader(format!(
+            "header {FILE_NAME:?} is not UTF-8: {}",
+            show(file_name)
+        ))
+    })?;
+
+    let chunk = match (total, index) {
+        (None, None) => Chunk::WHOLE,
+        (Some(_), None) => {
+            return Err(Error::BadHeader(format!(
+                "header {TOTAL_CHUNKS:?} is given without {CHUNK_INDEX:?}"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(Error::BadHeader(format!(
+                "header {CHUNK_INDEX:?} is given without {TOTAL_CHUNKS:?}"
+            )));
+        }
+        (Some(total), Some(index)) => {
+            let total = decimal(TOTAL_CHUNKS, total)?;
+            let index = decimal(CHUNK_INDEX, index)?;
+            if total == 0 {
+                return Err(Error::BadHeader(format!(
+                    "header {TOTAL_CHUNKS:?} is 0: must be >= 1"
+                )));
+            }
+            if index == 0 || index > total {
+                return Err(Error::BadHeader(format!(
+                    "header {CHUNK_INDEX:?} is {index}: must be within 1..={total} (1-based)"
+                )));
+            }
+            Chunk { index, total }
+        }
+    };
+
+    let sha256 = sha256.map(|v| hex_digest(SHA256, v)).transpose()?;
+
+    if let Some(id) = transfer_id {
+        if id.is_empty() {
+            return Err(Error::BadHeader(format!("header {TRANSFER_ID:?} is empty")));
+        }
+        if id.len() > MAX_TRANSFER_ID_LEN {
+            return Err(Error::BadHeader(format!(
+                "header {TRANSFER_ID:?} is {} bytes long: at most {MAX_TRANSFER_ID_LEN}",
+                id.len()
+            )));
+        }
+    }
+
+    Ok(Parsed {
+        file_name,
+        chunk,
+        sha256,
+        transfer_id,
+    })
+}
+
+/// Plain ASCII decimal, at least one digit, fits in `u32`.
+fn decimal(name: &str, value: &[u8]) -> Result<u32> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Error::BadHeader(format!(
+            "header {name:?} is {}: expected plain ASCII decimal digits",
+            show(value)
+        )));
+    }
+    value
+        .iter()
+        .try_fold(0u32, |n, d| {
+            n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+        })
+        .ok_or_else(|| Error::BadHeader(format!("header {name:?} is {}: too large", show(value))))
+}
+
+/// 64 hexadecimal digits, either case.
+fn hex_digest(name: &str, value: &[u8]) -> Result<[u8; 32]> {
+    let bad = || {
+        Error::BadHeader(format!(
+            "header {name:?} is {}: expected 64 hexadecimal digits",
+            show(value)
+        ))
+    };
+    if value.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(value.chunks_exact(2)) {
+        let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
+        let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
+        *byte = (hi * 16 + lo) as u8;
+    }
+    Ok(out)
+}
+
+/// A header value quoted for a log line, escaped and cut to a readable length.
+pub fn show(value: &[u8]) -> String {
+    const MAX: usize = 80;
+    let cut = &value[..value.len().min(MAX)];
+    let ellipsis = if value.len() > MAX { "..." } else { "" };
+    format!("\"{}{ellipsis}\"", cut.escape_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+        pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+    }
+
+    #[test]
+    fn missing_or_foreign_hostname_is_skipped_not_rejected() {
+        assert!(
+            recipient(h(&[("file-name", "a")]), "res1")
+                .unwrap()
+                .is_some()
+        );
+        let skip = recipient(h(&[("hostname", "res2"), ("chunk-index", "x")]), "res1").unwrap();
+        assert_eq!(skip.as_deref(), Some("for \"res2\""));
+        assert_eq!(recipient(h(&[("hostname", "res1")]), "res1").unwrap(), None);
+    }
+
+    #[test]
+    fn hostname_must_match_exactly() {
+        for other in ["RES1", "res1 ", "res1.example", "res"] {
+            assert!(
+                recipient(h(&[("hostname", other)]), "res1")
+                    .unwrap()
+                    .is_some(),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_hostname_for_us_is_rejected() {
+        let err = recipient(h(&[("hostname", "res1"), ("hostname", "x")]), "res1").unwrap_err();
+        assert!(matches!(err, Error::BadHeader(m) if m.contains("\"hostname\" given 2 times")));
+    }
+
+    #[test]
+    fn whole_file_without_chunk_headers_or_with_one_of_one() {
+        let p = parse(h(&[("file-name", "a.rpz")])).unwrap();
+        assert_eq!(p.chunk, Chunk::WHOLE);
+        let p = parse(h(&[
+            ("file-name", "a"),
+            ("total-chunks", "1"),
+            ("chunk-index", "1"),
+        ]))
+        .unwrap();
+        assert!(p.chunk.is_whole());
+    }
+
+    #[test]
+    fn chunk_numbers_are_one_based_and_within_total() {
+        let p = parse(h(&[
+            ("file-name", "a"),
+            ("total-chunks", "3"),
+            ("chunk-index", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(p.chunk, Chunk { index: 3, total: 3 });
+    }
+
+    #[test]
+    fn malformed_headers_are_rejected_naming_the_header() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "\"file-name\" is missing"),
+            (
+                &[("file-name", "a"), ("file-name", "b")],
+                "\"file-name\" given more than once",
+            ),
+            (
+                &[("file-name", "a"), ("total-chunks", "2")],
+                "without \"chunk-index\"",
+            ),
+            (
+                &[("file-name", "a"), ("chunk-index", "2")],
+                "without \"total-chunks\"",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "+2"),
+                    ("chunk-index", "1"),
+                ],
+                "\"total-chunks\" is \"+2\"",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", " 2"),
+                    ("chunk-index", "1"),
+                ],
+                "\"total-chunks\" is \" 2\"",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "1_0"),
+                    ("chunk-index", "1"),
+                ],
+                "\"total-chunks\" is \"1_0\"",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", ""),
+                    ("chunk-index", "1"),
+                ],
+                "\"total-chunks\" is \"\"",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "99999999999"),
+                    ("chunk-index", "1"),
+                ],
+                "too large",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "0"),
+                    ("chunk-index", "0"),
+                ],
+                "\"total-chunks\" is 0",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "3"),
+                    ("chunk-index", "0"),
+                ],
+                "\"chunk-index\" is 0",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("total-chunks", "3"),
+                    ("chunk-index", "4"),
+                ],
+                "\"chunk-index\" is 4",
+            ),
+            (
+                &[
+                    ("file-name", "a"),
+                    ("chunk-index", "-1"),
+                    ("total-chunks", "3"),
+                ],
+                "\"chunk-index\" is \"-1\"",
+            ),
+            (
+                &[("file-name", "a"), ("sha256", "abc")],
+                "\"sha256\" is \"abc\"",
+            ),
+            (
+                &[("file-name", "a"), ("sha256", &"g".repeat(64))],
+                "\"sha256\"",
+            ),
+            (
+                &[("file-name", "a"), ("transfer-id", "")],
+                "\"transfer-id\" is empty",
+            ),
+        ];
+        for (headers, expected) in cases {
+            let err = parse(h(headers)).unwrap_err();
+            match err {
+                Error::BadHeader(m) => assert!(m.contains(expected), "{m:?} lacks {expected:?}"),
+                other => panic!("{headers:?}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn non_utf8_file_name_is_rejected() {
+        let err = parse([("file-name", &b"a\xff"[..])]).unwrap_err();
+        assert!(
+            matches!(err, Error::BadHeader(m) if m.contains("not UTF-8") && m.contains("\\xff"))
+        );
+    }
+
+    #[test]
+    fn sha256_accepts_either_case() {
+        let lower = "ab".repeat(32);
+        let upper = "AB".repeat(32);
+        let (lower, upper) = (
+            [("file-name", "a"), ("sha256", &*lower)],
+            [("file-name", "a"), ("sha256", &*upper)],
+        );
+        let a = parse(h(&lower)).unwrap();
+        let b = parse(h(&upper)).unwrap();
+        assert_eq!(a.sha256, Some([0xab; 32]));
+        assert_eq!(a.sha256, b.sha256);
+    }
+
+    #[test]
+    fn unknown_headers_are_ignored() {
+        let p = parse(h(&[("x-trace", "1"), ("file-name", "a")])).unwrap();
+        assert_eq!(p.file_name, "a");
+    }
+}

@@ -1,0 +1,498 @@
+//! One message, start to end (SPEC section 2, steps 1 to 5, and the choice of action in
+//! step 6). Everything here returns a durable end: an outcome once it is on disk, or an error
+//! once nothing (or only a stale chunk set) was touched.
+
+use crate::bindings::kres::kafka::types::{
+    Action, ChunkStored, Context, FileCommitted, Message, Outcome,
+};
+use crate::config::{self, Format};
+use crate::error::{Error, Result};
+use crate::headers::{self, Parsed};
+use crate::name;
+use crate::store::{Files, Swap, Transfer};
+use sha2::{Digest, Sha256};
+
+/// Process one message against the files directory.
+pub fn process(files: &Files, ctx: &Context, msg: &Message) -> Result<Outcome> {
+    let pairs = || {
+        msg.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()))
+    };
+    if let Some(reason) = headers::recipient(pairs(), &ctx.hostname)? {
+        return Ok(Outcome::Skipped(reason));
+    }
+    let parsed = headers::parse(pairs())?;
+    let name = name::check(parsed.file_name)?;
+    let max_size = ctx.limits.max_file_size;
+    if parsed.chunk.total > ctx.limits.max_chunks {
+        return Err(Error::TooLarge(format!(
+            "file {name:?} announces {} chunks: at most {} are accepted",
+            parsed.chunk.total, ctx.limits.max_chunks
+        )));
+    }
+    if msg.value.len() as u64 > max_size {
+        return Err(Error::TooLarge(format!(
+            "file {name:?}: a value of {} bytes exceeds the maximum file size of {max_size} bytes",
+            msg.value.len()
+        )));
+    }
+    if parsed.chunk.is_whole() {
+        commit_whole(files, name, &parsed, &msg.value)
+    } else {
+        store_chunk(files, ctx, name, &parsed, &msg.value)
+    }
+}
+
+fn commit_whole(files: &Files, name: &str, parsed: &Parsed, value: &[u8]) -> Result<Outcome> {
+    let sha256: [u8; 32] = Sha256::digest(value).into();
+    check_digest(name, parsed.sha256, &sha256)?;
+    if let Some(format) = Format::of(name) {
+        check_config_size(name, value.len() as u64)?;
+        config::validate(name, format, value)?;
+    }
+    if files.holds(name, value)? {
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
+    files.write_temporary(name, value)?;
+    finish(files, name, value.len() as u64, &sha256)
+}
+
+fn store_chunk(
+    files: &Files,
+    ctx: &Context,
+    name: &str,
+    parsed: &Parsed,
+    value: &[u8],
+) -> Result<Outcome> {
+    let transfer = Transfer {
+        total: parsed.chunk.total,
+        transfer_id: parsed.transfer_id.map(hex),
+        sha256: parsed.sha256.as_ref().map(|d| hex(d)),
+    };
+    let max_size = ctx.limits.max_file_size;
+    let index = parsed.chunk.index;
+    let received = files.store_chunk(name, &transfer, index, value, max_size, ctx.now)?;
+    if received < transfer.total {
+        return Ok(Outcome::Stored(ChunkStored {
+            file: name.to_owned(),
+            index,
+            total: transfer.total,
+            received,
+        }));
+    }
+
+    crate::log_info(format!(
+        "assembling {name:?} from {} chunks",
+        transfer.total
+    ));
+    let assembled = files.assemble(name, transfer.total, max_size)?;
+    let checked = check_digest(name, parsed.sha256, &assembled.sha256).and_then(|()| {
+        let Some(format) = Format::of(name) else {
+            return Ok(());
+        };
+        check_config_size(name, assembled.size)?;
+        let content = files
+            .read_temporary(name, config::MAX_CONFIG_SIZE)?
+            .expect("size checked above");
+        config::validate(name, format, &content).map(drop)
+    });
+    if let Err(e) = checked {
+        // The transfer is complete and wrong: waiting longer cannot mend it.
+        files.discard_temporary(name)?;
+        files.discard_chunks(name)?;
+        return Err(e);
+    }
+    let outcome = finish(files, name, assembled.size, &assembled.sha256)?;
+    files.discard_chunks(name)?;
+    Ok(outcome)
+}
+
+/// Swap `<name>.tmp` in and report what happened.
+fn finish(files: &Files, name: &str, size: u64, sha256: &[u8; 32]) -> Result<Outcome> {
+    Ok(match files.swap_in(name)? {
+        Swap::Unchanged => Outcome::Unchanged(name.to_owned()),
+        Swap::Committed => Outcome::Committed(FileCommitted {
+            file: name.to_owned(),
+            action: action_for(name),
+            size,
+            sha256: hex(sha256),
+        }),
+    })
+}
+
+/// A committed configuration file asks for a reload, any other file for a renew.
+pub fn action_for(name: &str) -> Action {
+    if Format::of(name).is_some() {
+        Action::Reload
+    } else {
+        Action::Renew
+    }
+}
+
+fn check_digest(name: &str, expected: Option<[u8; 32]>, actual: &[u8; 32]) -> Result<()> {
+    match expected {
+        Some(expected) if expected != *actual => Err(Error::ChecksumMismatch(format!(
+            "file {name:?} has SHA-256 {} but header \"sha256\" says {}",
+            hex(actual),
+            hex(&expected)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_config_size(name: &str, size: u64) -> Result<()> {
+    if size > config::MAX_CONFIG_SIZE {
+        return Err(Error::TooLarge(format!(
+            "configuration {name:?} is {size} bytes: configuration files are parsed whole and \
+             may be at most {} bytes",
+            config::MAX_CONFIG_SIZE
+        )));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::kres::kafka::types::{Header, Limits};
+    use std::fs;
+    use std::path::Path;
+
+    const HOST: &str = "res1";
+
+    fn ctx() -> Context {
+        Context {
+            hostname: HOST.into(),
+            limits: Limits {
+                max_file_size: 1 << 20,
+                max_chunks: 16,
+            },
+            now: 1_000,
+        }
+    }
+
+    fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
+        Message {
+            key: None,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).into(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+            value: value.to_vec(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        }
+    }
+
+    fn whole(name: &str, value: &[u8]) -> Message {
+        msg(&[("hostname", HOST), ("file-name", name)], value)
+    }
+
+    fn chunk(name: &str, index: u32, total: u32, value: &[u8], extra: &[(&str, &str)]) -> Message {
+        let (i, t) = (index.to_string(), total.to_string());
+        let mut h = vec![
+            ("hostname", HOST),
+            ("file-name", name),
+            ("chunk-index", &*i),
+            ("total-chunks", &*t),
+        ];
+        h.extend_from_slice(extra);
+        msg(&h, value)
+    }
+
+    /// Every path under `root`, relative, sorted: what an operator would see with `find`.
+    fn tree(root: &Path) -> Vec<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+                if p.is_dir() {
+                    walk(root, &p, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(root, root, &mut out);
+        out.sort();
+        out
+    }
+
+    fn setup() -> (tempfile::TempDir, Files) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        (dir, files)
+    }
+
+    #[test]
+    fn whole_file_is_committed_with_renew_and_config_with_reload() {
+        let (dir, files) = setup();
+        let out = process(&files, &ctx(), &whole("zones/block.rpz", b"rpz")).unwrap();
+        let Outcome::Committed(c) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (c.file.as_str(), c.action, c.size),
+            ("zones/block.rpz", Action::Renew, 3)
+        );
+        assert_eq!(c.sha256, hex(&Sha256::digest(b"rpz")));
+        assert_eq!(
+            fs::read(dir.path().join("zones/block.rpz")).unwrap(),
+            b"rpz"
+        );
+
+        let out = process(&files, &ctx(), &whole("config.yaml", b"workers: 2\n")).unwrap();
+        assert!(matches!(
+            out,
+            Outcome::Committed(FileCommitted {
+                action: Action::Reload,
+                ..
+            })
+        ));
+        assert_eq!(
+            tree(dir.path()),
+            ["config.yaml", "zones", "zones/block.rpz"]
+        );
+    }
+
+    #[test]
+    fn identical_content_is_unchanged_and_new_content_keeps_one_backup() {
+        let (dir, files) = setup();
+        process(&files, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+        let again = process(&files, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+        assert!(matches!(again, Outcome::Unchanged(ref n) if n == "a.rpz"));
+        assert!(!dir.path().join("a.rpz.backup").exists());
+
+        process(&files, &ctx(), &whole("a.rpz", b"v2")).unwrap();
+        process(&files, &ctx(), &whole("a.rpz", b"v3")).unwrap();
+        assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v3");
+        assert_eq!(fs::read(dir.path().join("a.rpz.backup")).unwrap(), b"v2");
+        assert_eq!(tree(dir.path()), ["a.rpz", "a.rpz.backup"]);
+    }
+
+    #[test]
+    fn messages_for_other_resolvers_touch_nothing() {
+        let (dir, files) = setup();
+        let m = msg(
+            &[("hostname", "res2"), ("file-name", "../../etc/passwd")],
+            b"x",
+        );
+        assert!(matches!(
+            process(&files, &ctx(), &m).unwrap(),
+            Outcome::Skipped(_)
+        ));
+        let m = msg(&[("file-name", "a")], b"x");
+        assert!(matches!(
+            process(&files, &ctx(), &m).unwrap(),
+            Outcome::Skipped(_)
+        ));
+        assert!(tree(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn chunks_assemble_in_any_order_with_duplicates() {
+        let (dir, files) = setup();
+        let parts: [&[u8]; 3] = [b"one-", b"two-", b"three"];
+        for (i, expected_received) in [(3, 1), (1, 2), (3, 2), (2, 3)] {
+            let out = process(
+                &files,
+                &ctx(),
+                &chunk("f.rpz", i, 3, parts[i as usize - 1], &[]),
+            )
+            .unwrap();
+            if expected_received < 3 {
+                let Outcome::Stored(s) = out else {
+                    panic!("{out:?}")
+                };
+                assert_eq!((s.index, s.total, s.received), (i, 3, expected_received));
+            } else {
+                assert!(
+                    matches!(out, Outcome::Committed(ref c) if c.size == 13),
+                    "{out:?}"
+                );
+            }
+        }
+        assert_eq!(
+            fs::read(dir.path().join("f.rpz")).unwrap(),
+            b"one-two-three"
+        );
+        assert_eq!(
+            tree(dir.path()),
+            ["f.rpz"],
+            "chunk set removed after commit"
+        );
+    }
+
+    #[test]
+    fn chunks_of_two_transfers_never_mix() {
+        let (dir, files) = setup();
+        process(
+            &files,
+            &ctx(),
+            &chunk("f", 1, 2, b"A1", &[("transfer-id", "a")]),
+        )
+        .unwrap();
+        // Transfer b starts: a's chunk must not be used to complete it.
+        let out = process(
+            &files,
+            &ctx(),
+            &chunk("f", 2, 2, b"B2", &[("transfer-id", "b")]),
+        )
+        .unwrap();
+        assert!(
+            matches!(out, Outcome::Stored(ChunkStored { received: 1, .. })),
+            "{out:?}"
+        );
+        // A change of total-chunks alone also starts over.
+        process(
+            &files,
+            &ctx(),
+            &chunk("f", 1, 3, b"C1", &[("transfer-id", "b")]),
+        )
+        .unwrap();
+        process(
+            &files,
+            &ctx(),
+            &chunk("f", 2, 3, b"C2", &[("transfer-id", "b")]),
+        )
+        .unwrap();
+        let out = process(
+            &files,
+            &ctx(),
+            &chunk("f", 3, 3, b"C3", &[("transfer-id", "b")]),
+        )
+        .unwrap();
+        assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"C1C2C3");
+    }
+
+    #[test]
+    fn chunked_config_is_validated_whole_not_by_its_last_chunk() {
+        let (dir, files) = setup();
+        process(&files, &ctx(), &whole("c.yaml", b"workers: 1\n")).unwrap();
+        // The last chunk alone is valid YAML; the whole file is not.
+        process(&files, &ctx(), &chunk("c.yaml", 1, 2, b"a: [1,\n", &[])).unwrap();
+        let err = process(&files, &ctx(), &chunk("c.yaml", 2, 2, b"b: 2\n", &[])).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig(ref m) if m.contains("c.yaml")),
+            "{err:?}"
+        );
+        assert_eq!(
+            fs::read(dir.path().join("c.yaml")).unwrap(),
+            b"workers: 1\n"
+        );
+        assert_eq!(
+            tree(dir.path()),
+            ["c.yaml"],
+            "no temporary, no chunk set, no backup left"
+        );
+    }
+
+    #[test]
+    fn checksum_is_checked_after_assembly() {
+        let (dir, files) = setup();
+        let good = hex(&Sha256::digest(b"ab"));
+        let bad = "0".repeat(64);
+        process(&files, &ctx(), &chunk("f", 1, 2, b"a", &[("sha256", &bad)])).unwrap();
+        let err =
+            process(&files, &ctx(), &chunk("f", 2, 2, b"b", &[("sha256", &bad)])).unwrap_err();
+        assert!(
+            matches!(err, Error::ChecksumMismatch(ref m) if m.contains(&good)),
+            "{err:?}"
+        );
+        assert!(tree(dir.path()).is_empty());
+        let err = process(
+            &files,
+            &ctx(),
+            &msg(
+                &[("hostname", HOST), ("file-name", "g"), ("sha256", &bad)],
+                b"ab",
+            ),
+        );
+        assert!(matches!(err, Err(Error::ChecksumMismatch(_))));
+        let ok = process(
+            &files,
+            &ctx(),
+            &msg(
+                &[("hostname", HOST), ("file-name", "g"), ("sha256", &good)],
+                b"ab",
+            ),
+        );
+        assert!(matches!(ok, Ok(Outcome::Committed(_))));
+    }
+
+    #[test]
+    fn limits_reject_before_anything_large_is_written() {
+        let (dir, files) = setup();
+        let mut small = ctx();
+        small.limits = Limits {
+            max_file_size: 10,
+            max_chunks: 4,
+        };
+        let err = process(&files, &small, &whole("a", &[0; 11])).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge(ref m) if m.contains("11 bytes")),
+            "{err:?}"
+        );
+        let err = process(&files, &small, &chunk("a", 1, 5, b"x", &[])).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge(ref m) if m.contains("5 chunks")),
+            "{err:?}"
+        );
+        assert!(tree(dir.path()).is_empty());
+        // The sum of the chunks counts too: the third chunk would make 12 bytes.
+        process(&files, &small, &chunk("a", 1, 3, &[1; 4], &[])).unwrap();
+        process(&files, &small, &chunk("a", 2, 3, &[2; 4], &[])).unwrap();
+        let err = process(&files, &small, &chunk("a", 3, 3, &[3; 4], &[])).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+        assert!(
+            tree(dir.path()).is_empty(),
+            "the set that cannot fit is discarded"
+        );
+    }
+
+    #[test]
+    fn maintenance_removes_temporaries_and_expires_old_sets() {
+        let (dir, files) = setup();
+        process(&files, &ctx(), &chunk("old", 1, 2, b"x", &[])).unwrap();
+        let mut later = ctx();
+        later.now += 500;
+        process(&files, &later, &chunk("sub/new", 1, 2, b"y", &[])).unwrap();
+        fs::write(dir.path().join("crashed.tmp"), b"half").unwrap();
+        fs::write(dir.path().join("sub/new.chunks/2.part"), b"half").unwrap();
+        fs::write(dir.path().join("keep.rpz"), b"k").unwrap();
+
+        let report = files.maintain(1_000 + 600, 300).unwrap();
+        assert_eq!(report.temporaries_removed, 2);
+        assert_eq!(report.chunk_sets_expired, 1);
+        assert_eq!(report.chunk_sets_kept, 1);
+        assert_eq!(
+            tree(dir.path()),
+            [
+                "keep.rpz",
+                "sub",
+                "sub/new.chunks",
+                "sub/new.chunks/1",
+                "sub/new.chunks/meta"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_names_are_rejected_before_any_write() {
+        let (dir, files) = setup();
+        for name in ["/abs", "../up", "a/../../b", "x.tmp", "a.chunks/1"] {
+            let err = process(&files, &ctx(), &whole(name, b"x")).unwrap_err();
+            assert!(matches!(err, Error::BadName(_)), "{name}: {err:?}");
+        }
+        assert!(tree(dir.path()).is_empty());
+    }
+}
