@@ -1,1 +1,17 @@
-fn main() {}
+//! The `kres-kafka` command: parse arguments, set up logging, run the command.
+
+use clap::Parser;
+use kres_kafka::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    kres_kafka::logging::init(cli.log_level.as_deref());
+    let result = match cli.command {
+        Command::Apply(args) => kres_kafka::apply::run(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("kres-kafka: error: {e:#}");
+        ExitCode::from(2)
+    })
+}

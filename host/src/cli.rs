@@ -1,0 +1,105 @@
+//! Command-line arguments. Each command's module takes its `Args` and does the work.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use crate::sandbox::{self, SandboxConfig};
+use crate::types::Limits;
+use bytesize::ByteSize;
+
+/// Delivers files from Kafka to Knot Resolver 6 through a sandboxed WebAssembly guest.
+#[derive(Debug, Parser)]
+#[command(name = "kres-kafka", version, about)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Feed one message to the guest, as if it came from Kafka, and print the outcome as JSON.
+    ///
+    /// Exit status: 0 when the message was skipped, stored, committed or unchanged; 1 when it
+    /// was rejected (the JSON says why); 2 when the guest or the arguments are unusable.
+    Apply(ApplyArgs),
+}
+
+/// Arguments of `kres-kafka apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The files directory (the guest's only view of the filesystem).
+    #[arg(long, value_name = "DIR")]
+    pub files_dir: PathBuf,
+
+    /// This resolver's hostname [default: the machine's hostname].
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// The message key.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// A message header, e.g. `-H file-name=block.rpz`; repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// A guest component to use instead of the embedded one.
+    #[arg(long, value_name = "PATH")]
+    pub guest: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// The message value [default: standard input].
+    #[arg(value_name = "VALUE_FILE")]
+    pub value_file: Option<PathBuf>,
+}
+
+/// Limits on the guest and on the files it may write.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest file accepted (bytes, or with a unit: 512KiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize::b(Limits::DEFAULT_MAX_FILE_SIZE))]
+    pub max_file_size: ByteSize,
+
+    /// Largest `total-chunks` accepted.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_CHUNKS)]
+    pub max_chunks: u32,
+
+    /// Cap on the guest's memory.
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize::b(sandbox::DEFAULT_MEMORY_LIMIT))]
+    pub guest_memory_limit: ByteSize,
+
+    /// Time limit for one message in the guest (e.g. 500ms, 30s).
+    #[arg(long, value_name = "DURATION", default_value_t = sandbox::DEFAULT_TIME_LIMIT.into())]
+    pub guest_time_limit: humantime::Duration,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("header {s:?} is not NAME=VALUE"))?;
+    if name.is_empty() {
+        return Err(format!("header {s:?} has an empty name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+impl LimitArgs {
+    /// The limits the guest enforces on each message.
+    pub fn limits(&self) -> Limits {
+        Limits { max_file_size: self.max_file_size.as_u64(), max_chunks: self.max_chunks }
+    }
+
+    /// The sandbox's configuration for `files_dir` under these limits.
+    pub fn sandbox(&self, files_dir: PathBuf) -> SandboxConfig {
+        SandboxConfig {
+            files_dir,
+            memory_limit: self.guest_memory_limit.as_u64(),
+            time_limit: self.guest_time_limit.into(),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Structured logs on standard error through `tracing`: quiet by default (warnings and errors),
+//! detailed at `debug`. `RUST_LOG` (full `EnvFilter` syntax) overrides `--log-level`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Default level when neither `--log-level` nor `RUST_LOG` says otherwise.
+pub const DEFAULT_LEVEL: &str = "warn";
+
+/// Install the global subscriber. Safe to call once per process.
+pub fn init(level: Option<&str>) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or(DEFAULT_LEVEL)));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
