@@ -107,7 +107,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         partition: -1,
         offset: -1,
     };
-    let report = Report::of(guest.process(&ctx, msg));
+    let named = msg.headers.iter().find(|(n, _)| n == "file-name").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let mut report = Report::of(guest.process(&ctx, msg));
+    if report.status == "rejected" {
+        report.file = named;
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(if report.status == "rejected" { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

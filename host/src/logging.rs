@@ -8,7 +8,10 @@ pub const DEFAULT_LEVEL: &str = "warn";
 
 /// Install the global subscriber. Safe to call once per process.
 pub fn init(level: Option<&str>) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or(DEFAULT_LEVEL)));
+    // `--log-level` applies to kres-kafka and its guest; dependencies stay at warnings.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = level.unwrap_or(DEFAULT_LEVEL);
+        EnvFilter::new(format!("warn,kres_kafka={level},guest={level}"))
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -1,7 +1,7 @@
 //! The host's own view of what crosses the sandbox boundary: messages in, outcomes out. The
 //! sandbox converts to and from the WIT bindings, so that no other module depends on wasmtime.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One Kafka message handed to the guest.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +56,7 @@ pub enum Outcome {
 }
 
 /// Why the guest rejected a message, by kind (the WIT `process-error` cases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectKind {
     BadHeader,
