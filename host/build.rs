@@ -23,7 +23,10 @@ fn main() {
         return;
     }
     for watched in ["guest", "wit", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo::rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo::rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -36,17 +39,37 @@ fn main() {
     let mut build = Command::new(&cargo);
     build
         .current_dir(&workspace)
-        .args(["build", "--package", "kres-kafka-guest", "--target", TARGET, "--profile", "guest"])
+        .args([
+            "build",
+            "--package",
+            "kres-kafka-guest",
+            "--target",
+            TARGET,
+            "--profile",
+            "guest",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     // Flags meant for the native build must not leak into the WASM one.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
         build.env_remove(var);
     }
     let status = build.status().expect("running cargo to build the guest");
-    assert!(status.success(), "building the guest for {TARGET} failed (see the errors above)");
+    assert!(
+        status.success(),
+        "building the guest for {TARGET} failed (see the errors above)"
+    );
 
-    let wasm = target_dir.join(TARGET).join("guest").join("kres_kafka_guest.wasm");
+    let wasm = target_dir
+        .join(TARGET)
+        .join("guest")
+        .join("kres_kafka_guest.wasm");
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));
 }
 
@@ -62,14 +85,20 @@ fn ensure_target() {
     if libdir.is_some_and(|d| d.join("libstd.rlib").exists() || has_std(&d)) {
         return;
     }
-    let added = Command::new("rustup").args(["target", "add", TARGET]).status();
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
     if !added.is_ok_and(|s| s.success()) {
-        panic!("the Rust target {TARGET} is missing and rustup could not add it: run `rustup target add {TARGET}`");
+        panic!(
+            "the Rust target {TARGET} is missing and rustup could not add it: run `rustup target add {TARGET}`"
+        );
     }
 }
 
 fn has_std(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
     })
 }

@@ -25,14 +25,29 @@ fn apply(files: &Path, args: &[&str], stdin: &[u8]) -> Output {
 
 fn report(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "one JSON line expected: {stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one JSON line expected: {stdout}"
+    );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 #[test]
 fn committed_file_prints_its_report_and_exits_zero() {
     let scratch = Scratch::new();
-    let out = apply(&scratch.files(), &["--hostname", HOST, "-H", "hostname=resolver1", "-H", "file-name=zones/a.rpz"], b"data\n");
+    let out = apply(
+        &scratch.files(),
+        &[
+            "--hostname",
+            HOST,
+            "-H",
+            "hostname=resolver1",
+            "-H",
+            "file-name=zones/a.rpz",
+        ],
+        b"data\n",
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         report(&out),
@@ -41,7 +56,10 @@ fn committed_file_prints_its_report_and_exits_zero() {
             "size": 5, "sha256": "6667b2d1aab6a00caa5aee5af8ad9f1465e567abf1c209d15727d57b3e8f6e5f"
         })
     );
-    assert_eq!(std::fs::read(scratch.files().join("zones/a.rpz")).unwrap(), b"data\n");
+    assert_eq!(
+        std::fs::read(scratch.files().join("zones/a.rpz")).unwrap(),
+        b"data\n"
+    );
 }
 
 #[test]
@@ -49,9 +67,20 @@ fn value_file_config_reload_then_unchanged() {
     let scratch = Scratch::new();
     let value = scratch.dir.path().join("config.yaml");
     std::fs::write(&value, "workers: 4\n").unwrap();
-    let args = ["--hostname", HOST, "-H", "hostname=resolver1", "-H", "file-name=config.yaml", value.to_str().unwrap()];
+    let args = [
+        "--hostname",
+        HOST,
+        "-H",
+        "hostname=resolver1",
+        "-H",
+        "file-name=config.yaml",
+        value.to_str().unwrap(),
+    ];
     let first = report(&apply(&scratch.files(), &args, b""));
-    assert_eq!((first["status"].as_str(), first["action"].as_str()), (Some("committed"), Some("reload")));
+    assert_eq!(
+        (first["status"].as_str(), first["action"].as_str()),
+        (Some("committed"), Some("reload"))
+    );
     let again = apply(&scratch.files(), &args, b"");
     assert!(again.status.success());
     assert_eq!(report(&again)["status"], "unchanged");
@@ -61,13 +90,30 @@ fn value_file_config_reload_then_unchanged() {
 #[test]
 fn rejected_message_exits_one_naming_kind_file_and_reason() {
     let scratch = Scratch::new();
-    let out = apply(&scratch.files(), &["--hostname", HOST, "-H", "hostname=resolver1", "-H", "file-name=../escape"], b"x");
+    let out = apply(
+        &scratch.files(),
+        &[
+            "--hostname",
+            HOST,
+            "-H",
+            "hostname=resolver1",
+            "-H",
+            "file-name=../escape",
+        ],
+        b"x",
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let r = report(&out);
     assert_eq!(r["status"], "rejected");
     assert_eq!(r["kind"], "bad-name");
     assert_eq!(r["file"], "../escape");
-    assert!(r["reason"].as_str().unwrap().contains("escapes the files directory"), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("escapes the files directory"),
+        "{r}"
+    );
     scratch.assert_nothing_outside();
     assert!(tree(&scratch.files()).is_empty());
 }
@@ -75,11 +121,36 @@ fn rejected_message_exits_one_naming_kind_file_and_reason() {
 #[test]
 fn chunk_is_reported_stored_and_foreign_message_skipped() {
     let scratch = Scratch::new();
-    let chunk = ["--hostname", HOST, "-H", "hostname=resolver1", "-H", "file-name=a.rpz", "-H", "total-chunks=2", "-H", "chunk-index=1"];
+    let chunk = [
+        "--hostname",
+        HOST,
+        "-H",
+        "hostname=resolver1",
+        "-H",
+        "file-name=a.rpz",
+        "-H",
+        "total-chunks=2",
+        "-H",
+        "chunk-index=1",
+    ];
     let r = report(&apply(&scratch.files(), &chunk, b"half"));
-    assert_eq!((r["status"].as_str(), &r["chunk"]), (Some("stored"), &json!([1, 2, 1])));
+    assert_eq!(
+        (r["status"].as_str(), &r["chunk"]),
+        (Some("stored"), &json!([1, 2, 1]))
+    );
 
-    let out = apply(&scratch.files(), &["--hostname", HOST, "-H", "hostname=other", "-H", "file-name=b.rpz"], b"x");
+    let out = apply(
+        &scratch.files(),
+        &[
+            "--hostname",
+            HOST,
+            "-H",
+            "hostname=other",
+            "-H",
+            "file-name=b.rpz",
+        ],
+        b"x",
+    );
     assert!(out.status.success());
     assert_eq!(report(&out)["status"], "skipped");
     assert!(!scratch.files().join("b.rpz").exists());
@@ -90,7 +161,11 @@ fn hostname_defaults_to_the_machines() {
     let scratch = Scratch::new();
     let machine = gethostname::gethostname().into_string().unwrap();
     let header = format!("hostname={machine}");
-    let r = report(&apply(&scratch.files(), &["-H", &header, "-H", "file-name=mine.rpz"], b"x"));
+    let r = report(&apply(
+        &scratch.files(),
+        &["-H", &header, "-H", "file-name=mine.rpz"],
+        b"x",
+    ));
     assert_eq!(r["status"], "committed", "{r}");
 }
 
@@ -100,7 +175,16 @@ fn looping_guest_given_by_path_is_reported_rejected_at_the_time_limit() {
     let guest = hostile_guest().to_str().unwrap();
     let out = apply(
         &scratch.files(),
-        &["--guest", guest, "--guest-time-limit", "100ms", "--hostname", HOST, "-H", "file-name=loop"],
+        &[
+            "--guest",
+            guest,
+            "--guest-time-limit",
+            "100ms",
+            "--hostname",
+            HOST,
+            "-H",
+            "file-name=loop",
+        ],
         b"",
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -113,16 +197,26 @@ fn unusable_guest_or_directory_exits_two_naming_it() {
     let scratch = Scratch::new();
     let garbage = scratch.dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm garbage").unwrap();
-    let out = apply(&scratch.files(), &["--guest", garbage.to_str().unwrap(), "--hostname", HOST], b"");
+    let out = apply(
+        &scratch.files(),
+        &["--guest", garbage.to_str().unwrap(), "--hostname", HOST],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("garbage.wasm") && stderr.contains("not a valid WebAssembly component"), "{stderr}");
+    assert!(
+        stderr.contains("garbage.wasm") && stderr.contains("not a valid WebAssembly component"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 
     let missing = scratch.dir.path().join("nope");
     let out = apply(&missing, &["--hostname", HOST], b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -130,5 +224,8 @@ fn malformed_header_argument_is_a_usage_error() {
     let scratch = Scratch::new();
     let out = apply(&scratch.files(), &["-H", "no-equals-sign"], b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not NAME=VALUE"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not NAME=VALUE"),
+        "{out:?}"
+    );
 }

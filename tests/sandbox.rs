@@ -16,14 +16,19 @@ fn default_guest(scratch: &Scratch) -> (Sandbox, Guest) {
 }
 
 fn process(guest: &Guest, msg: kres_kafka::types::Message) -> Result<Outcome, Rejection> {
-    guest.process(&ctx(), msg).expect("the default guest never traps")
+    guest
+        .process(&ctx(), msg)
+        .expect("the default guest never traps")
 }
 
 #[test]
 fn default_guest_reports_its_version() {
     let scratch = Scratch::new();
     let (_sandbox, guest) = default_guest(&scratch);
-    assert_eq!(guest.version(), concat!("kres-kafka-guest ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        guest.version(),
+        concat!("kres-kafka-guest ", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -36,9 +41,24 @@ fn single_message_is_committed_atomically_with_its_action() {
         "{out:?}"
     );
     let out = process(&guest, whole("config.yaml", b"workers: 2\n")).unwrap();
-    assert!(matches!(out, Outcome::Committed { action: Action::Reload, .. }), "{out:?}");
-    assert_eq!(fs::read(scratch.files().join("zones/block.rpz")).unwrap(), b"*.bad.example CNAME .\n");
-    assert_eq!(tree(&scratch.files()), ["config.yaml", "zones", "zones/block.rpz"]);
+    assert!(
+        matches!(
+            out,
+            Outcome::Committed {
+                action: Action::Reload,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        fs::read(scratch.files().join("zones/block.rpz")).unwrap(),
+        b"*.bad.example CNAME .\n"
+    );
+    assert_eq!(
+        tree(&scratch.files()),
+        ["config.yaml", "zones", "zones/block.rpz"]
+    );
     scratch.assert_nothing_outside();
 }
 
@@ -48,33 +68,63 @@ fn chunked_file_assembles_in_order_out_of_order_and_with_duplicates() {
     let (_s, guest) = default_guest(&scratch);
     let parts: Vec<Vec<u8>> = (0u8..4).map(|i| vec![b'a' + i; 1000]).collect();
     let expected: Vec<u8> = parts.concat();
-    let orders: [(&str, &[u32]); 3] =
-        [("in-order.rpz", &[1, 2, 3, 4]), ("reversed.rpz", &[4, 3, 2, 1]), ("duplicates.rpz", &[2, 2, 1, 4, 1, 3])];
+    let orders: [(&str, &[u32]); 3] = [
+        ("in-order.rpz", &[1, 2, 3, 4]),
+        ("reversed.rpz", &[4, 3, 2, 1]),
+        ("duplicates.rpz", &[2, 2, 1, 4, 1, 3]),
+    ];
     for (name, order) in orders {
         for (n, &i) in order.iter().enumerate() {
             let out = process(&guest, chunk(name, i, 4, &parts[i as usize - 1], &[])).unwrap();
             let last = n == order.len() - 1;
             match out {
                 Outcome::Committed { size, .. } if last => assert_eq!(size, 4000),
-                Outcome::Stored { index, total: 4, .. } if !last => assert_eq!(index, i),
+                Outcome::Stored {
+                    index, total: 4, ..
+                } if !last => assert_eq!(index, i),
                 other => panic!("{name}, chunk {i}: {other:?}"),
             }
         }
-        assert_eq!(fs::read(scratch.files().join(name)).unwrap(), expected, "{name}");
+        assert_eq!(
+            fs::read(scratch.files().join(name)).unwrap(),
+            expected,
+            "{name}"
+        );
     }
-    assert_eq!(tree(&scratch.files()), ["duplicates.rpz", "in-order.rpz", "reversed.rpz"]);
+    assert_eq!(
+        tree(&scratch.files()),
+        ["duplicates.rpz", "in-order.rpz", "reversed.rpz"]
+    );
 }
 
 #[test]
 fn chunks_of_two_transfers_never_mix() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
-    process(&guest, chunk("f.rpz", 1, 2, b"old-1", &[("transfer-id", "t1")])).unwrap();
-    let out = process(&guest, chunk("f.rpz", 2, 2, b"new-2", &[("transfer-id", "t2")])).unwrap();
-    assert!(matches!(out, Outcome::Stored { received: 1, .. }), "t1's chunk must not complete t2: {out:?}");
-    let out = process(&guest, chunk("f.rpz", 1, 2, b"new-1", &[("transfer-id", "t2")])).unwrap();
+    process(
+        &guest,
+        chunk("f.rpz", 1, 2, b"old-1", &[("transfer-id", "t1")]),
+    )
+    .unwrap();
+    let out = process(
+        &guest,
+        chunk("f.rpz", 2, 2, b"new-2", &[("transfer-id", "t2")]),
+    )
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::Stored { received: 1, .. }),
+        "t1's chunk must not complete t2: {out:?}"
+    );
+    let out = process(
+        &guest,
+        chunk("f.rpz", 1, 2, b"new-1", &[("transfer-id", "t2")]),
+    )
+    .unwrap();
     assert!(matches!(out, Outcome::Committed { .. }), "{out:?}");
-    assert_eq!(fs::read(scratch.files().join("f.rpz")).unwrap(), b"new-1new-2");
+    assert_eq!(
+        fs::read(scratch.files().join("f.rpz")).unwrap(),
+        b"new-1new-2"
+    );
 }
 
 #[test]
@@ -87,13 +137,24 @@ fn rejected_config_leaves_old_file_in_place() {
     let err = process(&guest, whole("config.yaml", b"workers: [\n")).unwrap_err();
     assert_eq!(err.kind, RejectKind::InvalidConfig);
     // Chunked: each chunk alone parses, the whole does not.
-    process(&guest, chunk("config.yaml", 1, 2, b"logging: {level: info\n", &[])).unwrap();
+    process(
+        &guest,
+        chunk("config.yaml", 1, 2, b"logging: {level: info\n", &[]),
+    )
+    .unwrap();
     let err = process(&guest, chunk("config.yaml", 2, 2, b"workers: 2\n", &[])).unwrap_err();
     assert_eq!(err.kind, RejectKind::InvalidConfig, "{err:?}");
     assert!(err.reason.contains("config.yaml"), "{err:?}");
 
-    assert_eq!(fs::read(scratch.files().join("config.yaml")).unwrap(), before);
-    assert_eq!(tree(&scratch.files()), ["config.yaml"], "no temporary, backup or chunk set left");
+    assert_eq!(
+        fs::read(scratch.files().join("config.yaml")).unwrap(),
+        before
+    );
+    assert_eq!(
+        tree(&scratch.files()),
+        ["config.yaml"],
+        "no temporary, backup or chunk set left"
+    );
 }
 
 #[test]
@@ -102,11 +163,25 @@ fn identical_content_is_reported_unchanged() {
     let (_s, guest) = default_guest(&scratch);
     process(&guest, whole("a.rpz", b"same")).unwrap();
     let out = process(&guest, whole("a.rpz", b"same")).unwrap();
-    assert_eq!(out, Outcome::Unchanged { file: "a.rpz".into() });
+    assert_eq!(
+        out,
+        Outcome::Unchanged {
+            file: "a.rpz".into()
+        }
+    );
     process(&guest, chunk("a.rpz", 1, 2, b"sa", &[])).unwrap();
     let out = process(&guest, chunk("a.rpz", 2, 2, b"me", &[])).unwrap();
-    assert_eq!(out, Outcome::Unchanged { file: "a.rpz".into() });
-    assert_eq!(tree(&scratch.files()), ["a.rpz"], "no backup made for a no-op");
+    assert_eq!(
+        out,
+        Outcome::Unchanged {
+            file: "a.rpz".into()
+        }
+    );
+    assert_eq!(
+        tree(&scratch.files()),
+        ["a.rpz"],
+        "no backup made for a no-op"
+    );
 }
 
 #[test]
@@ -114,10 +189,20 @@ fn new_content_keeps_the_previous_file_as_backup() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
     for v in [&b"v1"[..], b"v2", b"v3"] {
-        process(&guest, whole("c.json", &[b"{\"v\": \"", v, b"\"}"].concat())).unwrap();
+        process(
+            &guest,
+            whole("c.json", &[b"{\"v\": \"", v, b"\"}"].concat()),
+        )
+        .unwrap();
     }
-    assert_eq!(fs::read(scratch.files().join("c.json")).unwrap(), b"{\"v\": \"v3\"}");
-    assert_eq!(fs::read(scratch.files().join("c.json.backup")).unwrap(), b"{\"v\": \"v2\"}");
+    assert_eq!(
+        fs::read(scratch.files().join("c.json")).unwrap(),
+        b"{\"v\": \"v3\"}"
+    );
+    assert_eq!(
+        fs::read(scratch.files().join("c.json.backup")).unwrap(),
+        b"{\"v\": \"v2\"}"
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -137,11 +222,20 @@ fn every_fixture_of_a_bad_message_is_rejected_with_its_reason_and_writes_nothing
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
     for case in cases {
-        let headers: Vec<_> = case.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<_> = case
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         match process(&guest, message(&headers, case.value.as_bytes())) {
             Err(Rejection { kind, reason }) => {
                 assert_eq!(kind, case.kind, "{}: {reason}", case.case);
-                assert!(reason.contains(&case.reason), "{}: {reason:?} lacks {:?}", case.case, case.reason);
+                assert!(
+                    reason.contains(&case.reason),
+                    "{}: {reason:?} lacks {:?}",
+                    case.case,
+                    case.reason
+                );
             }
             Ok(out) => panic!("{}: accepted as {out:?}", case.case),
         }
@@ -155,17 +249,30 @@ fn oversized_input_is_rejected_before_it_is_written() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
     let mut small = ctx();
-    small.limits = Limits { max_file_size: 1000, max_chunks: 8 };
+    small.limits = Limits {
+        max_file_size: 1000,
+        max_chunks: 8,
+    };
     let rejected = |msg| guest.process(&small, msg).unwrap().unwrap_err();
 
     let err = rejected(whole("big.rpz", &[0; 1001]));
     assert_eq!(err.kind, RejectKind::TooLarge);
-    assert!(err.reason.contains("1001 bytes exceeds the maximum file size of 1000"), "{err:?}");
+    assert!(
+        err.reason
+            .contains("1001 bytes exceeds the maximum file size of 1000"),
+        "{err:?}"
+    );
 
     let err = rejected(chunk("big.rpz", 1, 9, b"x", &[]));
-    assert!(err.reason.contains("announces 9 chunks: at most 8"), "{err:?}");
+    assert!(
+        err.reason.contains("announces 9 chunks: at most 8"),
+        "{err:?}"
+    );
 
-    guest.process(&small, chunk("big.rpz", 1, 2, &[1; 600], &[])).unwrap().unwrap();
+    guest
+        .process(&small, chunk("big.rpz", 1, 2, &[1; 600], &[]))
+        .unwrap()
+        .unwrap();
     let err = rejected(chunk("big.rpz", 2, 2, &[2; 600], &[]));
     assert_eq!(err.kind, RejectKind::TooLarge, "{err:?}");
     assert_eq!(tree(&scratch.files()), Vec::<String>::new());
@@ -176,11 +283,18 @@ fn messages_for_other_resolvers_never_touch_the_directory() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
     for host in ["resolver2", "RESOLVER1", "resolver1.example", ""] {
-        let out = process(&guest, message(&[("hostname", host), ("file-name", "a.rpz")], b"x")).unwrap();
+        let out = process(
+            &guest,
+            message(&[("hostname", host), ("file-name", "a.rpz")], b"x"),
+        )
+        .unwrap();
         assert!(matches!(out, Outcome::Skipped { .. }), "{host}: {out:?}");
     }
     let out = process(&guest, message(&[("file-name", "a.rpz")], b"x")).unwrap();
-    assert!(matches!(out, Outcome::Skipped { .. }), "no hostname header: {out:?}");
+    assert!(
+        matches!(out, Outcome::Skipped { .. }),
+        "no hostname header: {out:?}"
+    );
     assert!(tree(&scratch.files()).is_empty());
 }
 
@@ -196,12 +310,34 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
 
     let mut later = ctx();
     later.now += 3600;
-    let report = guest.maintain(&later, Duration::from_secs(3600)).unwrap().unwrap();
-    assert_eq!((report.temporaries_removed, report.chunk_sets_expired, report.chunk_sets_kept), (2, 0, 1));
-    assert_eq!(tree(&scratch.files()), ["stale.rpz.chunks", "stale.rpz.chunks/1", "stale.rpz.chunks/meta", "zones", "zones/a.rpz"]);
+    let report = guest
+        .maintain(&later, Duration::from_secs(3600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            report.temporaries_removed,
+            report.chunk_sets_expired,
+            report.chunk_sets_kept
+        ),
+        (2, 0, 1)
+    );
+    assert_eq!(
+        tree(&scratch.files()),
+        [
+            "stale.rpz.chunks",
+            "stale.rpz.chunks/1",
+            "stale.rpz.chunks/meta",
+            "zones",
+            "zones/a.rpz"
+        ]
+    );
 
     later.now += 1;
-    let report = guest.maintain(&later, Duration::from_secs(3600)).unwrap().unwrap();
+    let report = guest
+        .maintain(&later, Duration::from_secs(3600))
+        .unwrap()
+        .unwrap();
     assert_eq!(report.chunk_sets_expired, 1);
     assert_eq!(tree(&scratch.files()), ["zones", "zones/a.rpz"]);
 }
@@ -209,7 +345,11 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
 // The hostile guest: each attack fails that one call, and the next call gets a fresh instance.
 
 fn hostile(scratch: &Scratch, memory_limit: u64, time_limit: Duration) -> (Sandbox, Guest) {
-    let config = SandboxConfig { files_dir: scratch.files(), memory_limit, time_limit };
+    let config = SandboxConfig {
+        files_dir: scratch.files(),
+        memory_limit,
+        time_limit,
+    };
     let sandbox = Sandbox::new(config).unwrap();
     let guest = sandbox.load_file(hostile_guest()).unwrap();
     assert_eq!(guest.version(), "hostile 0.0.0");
@@ -218,9 +358,15 @@ fn hostile(scratch: &Scratch, memory_limit: u64, time_limit: Duration) -> (Sandb
 
 /// After an attack, a normal message works: the sandbox is not wedged.
 fn assert_next_message_works(scratch: &Scratch, guest: &Guest) {
-    let out = guest.process(&ctx(), whole("after.txt", b"fine")).unwrap().unwrap();
+    let out = guest
+        .process(&ctx(), whole("after.txt", b"fine"))
+        .unwrap()
+        .unwrap();
     assert!(matches!(out, Outcome::Committed { .. }), "{out:?}");
-    assert_eq!(fs::read(scratch.files().join("after.txt")).unwrap(), b"fine");
+    assert_eq!(
+        fs::read(scratch.files().join("after.txt")).unwrap(),
+        b"fine"
+    );
 }
 
 #[test]
@@ -232,7 +378,10 @@ fn infinite_loop_is_interrupted_at_the_time_limit() {
     let failure = guest.process(&ctx(), whole("loop", b"")).unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(failure, GuestFailure::TimeLimit(limit));
-    assert!(elapsed >= limit && elapsed < limit * 10, "interrupted after {elapsed:?}");
+    assert!(
+        elapsed >= limit && elapsed < limit * 10,
+        "interrupted after {elapsed:?}"
+    );
     assert_next_message_works(&scratch, &guest);
 }
 
@@ -258,7 +407,10 @@ fn guest_cannot_reach_outside_its_directory_nor_the_environment() {
     // The host's environment is not the guest's.
     assert!(std::env::vars().next().is_some());
     match guest.process(&ctx(), whole("escape", b"")).unwrap() {
-        Err(Rejection { kind: RejectKind::Io, reason }) => {
+        Err(Rejection {
+            kind: RejectKind::Io,
+            reason,
+        }) => {
             assert!(reason.starts_with("contained: "), "{reason}");
             assert!(reason.contains("../secret"), "{reason}");
         }
@@ -276,5 +428,8 @@ fn a_failed_call_leaves_committed_files_intact() {
     guest.process(&ctx(), whole("loop", b"")).unwrap_err();
     guest.process(&ctx(), whole("alloc", b"")).unwrap_err();
     assert_eq!(tree(&scratch.files()), ["after.txt"]);
-    assert_eq!(fs::read(scratch.files().join("after.txt")).unwrap(), b"fine");
+    assert_eq!(
+        fs::read(scratch.files().join("after.txt")).unwrap(),
+        b"fine"
+    );
 }

@@ -35,7 +35,16 @@ pub struct Report {
 
 impl Report {
     fn new(status: &'static str, file: Option<String>) -> Self {
-        Report { status, file, action: Action::None, kind: None, reason: None, chunk: None, size: None, sha256: None }
+        Report {
+            status,
+            file,
+            action: Action::None,
+            kind: None,
+            reason: None,
+            chunk: None,
+            size: None,
+            sha256: None,
+        }
     }
 
     /// The report for what a call into the guest returned.
@@ -46,11 +55,25 @@ impl Report {
             ..Report::new("rejected", None)
         };
         match result {
-            Ok(Ok(Outcome::Skipped { reason })) => Report { reason: Some(reason), ..Report::new("skipped", None) },
-            Ok(Ok(Outcome::Stored { file, index, total, received })) => {
-                Report { chunk: Some([index, total, received]), ..Report::new("stored", Some(file)) }
-            }
-            Ok(Ok(Outcome::Committed { file, action, size, sha256 })) => Report {
+            Ok(Ok(Outcome::Skipped { reason })) => Report {
+                reason: Some(reason),
+                ..Report::new("skipped", None)
+            },
+            Ok(Ok(Outcome::Stored {
+                file,
+                index,
+                total,
+                received,
+            })) => Report {
+                chunk: Some([index, total, received]),
+                ..Report::new("stored", Some(file))
+            },
+            Ok(Ok(Outcome::Committed {
+                file,
+                action,
+                size,
+                sha256,
+            })) => Report {
                 action,
                 size: Some(size),
                 sha256: Some(sha256),
@@ -72,19 +95,27 @@ impl Report {
 }
 
 fn kebab(kind: &impl Serialize) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Run `kres-kafka apply`.
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if !args.files_dir.is_dir() {
-        bail!("the files directory {} does not exist or is not a directory", args.files_dir.display());
+        bail!(
+            "the files directory {} does not exist or is not a directory",
+            args.files_dir.display()
+        );
     }
     let value = match &args.value_file {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
         None => {
             let mut value = Vec::new();
-            std::io::stdin().read_to_end(&mut value).context("reading the value from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut value)
+                .context("reading the value from standard input")?;
             value
         }
     };
@@ -98,29 +129,45 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         Some(path) => sandbox.load_file(path)?,
         None => sandbox.load(DEFAULT_GUEST, "embedded")?,
     };
-    let ctx = Context { hostname, limits: args.limits.limits(), now: unix_now() };
+    let ctx = Context {
+        hostname,
+        limits: args.limits.limits(),
+        now: unix_now(),
+    };
     let msg = Message {
         key: args.key.map(String::into_bytes),
-        headers: args.headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect(),
+        headers: args
+            .headers
+            .into_iter()
+            .map(|(n, v)| (n, v.into_bytes()))
+            .collect(),
         value,
         topic: String::new(),
         partition: -1,
         offset: -1,
     };
-    let named = msg.headers.iter().find(|(n, _)| n == "file-name").map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let named = msg
+        .headers
+        .iter()
+        .find(|(n, _)| n == "file-name")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     let mut report = Report::of(guest.process(&ctx, msg));
     if report.status == "rejected" {
         report.file = named;
     }
     println!("{}", serde_json::to_string(&report)?);
-    Ok(if report.status == "rejected" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.status == "rejected" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The machine's hostname, which Knot Resolver uses when its config sets none.
 pub fn machine_hostname() -> anyhow::Result<String> {
-    gethostname::gethostname()
-        .into_string()
-        .map_err(|name| anyhow::anyhow!("the machine's hostname {name:?} is not UTF-8: pass --hostname"))
+    gethostname::gethostname().into_string().map_err(|name| {
+        anyhow::anyhow!("the machine's hostname {name:?} is not UTF-8: pass --hostname")
+    })
 }
 
 /// Seconds since the Unix epoch.

@@ -1,10 +1,10 @@
 //! Command-line arguments. Each command's module takes its `Args` and does the work.
 
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 use crate::sandbox::{self, SandboxConfig};
 use crate::types::Limits;
 use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 /// Delivers files from Kafka to Knot Resolver 6 through a sandboxed WebAssembly guest.
 #[derive(Debug, Parser)]
@@ -91,7 +91,10 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 impl LimitArgs {
     /// The limits the guest enforces on each message.
     pub fn limits(&self) -> Limits {
-        Limits { max_file_size: self.max_file_size.as_u64(), max_chunks: self.max_chunks }
+        Limits {
+            max_file_size: self.max_file_size.as_u64(),
+            max_chunks: self.max_chunks,
+        }
     }
 
     /// The sandbox's configuration for `files_dir` under these limits.

@@ -13,5 +13,8 @@ pub fn init(level: Option<&str>) {
         let level = level.unwrap_or(DEFAULT_LEVEL);
         EnvFilter::new(format!("warn,kres_kafka={level},guest={level}"))
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

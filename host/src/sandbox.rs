@@ -19,9 +19,7 @@
 //! runtime internally, so async callers must use `spawn_blocking` (or a thread of their own),
 //! never call in from an async worker.
 
-use crate::types::{
-    Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection,
-};
+use crate::types::{Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,13 +83,19 @@ impl SandboxConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("reading guest {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("guest {origin} is not a valid WebAssembly component: {reason}")]
     Compile { origin: String, reason: String },
     #[error("guest {origin} does not implement the world kres:kafka/consumer: {reason}")]
     World { origin: String, reason: String },
     #[error("guest {origin} failed its self-test: {failure}")]
-    SelfTest { origin: String, failure: GuestFailure },
+    SelfTest {
+        origin: String,
+        failure: GuestFailure,
+    },
     #[error("setting up the WebAssembly engine: {0}")]
     Engine(String),
 }
@@ -152,7 +156,12 @@ impl Sandbox {
             })
             .map_err(|e| LoadError::Engine(format!("starting the epoch ticker: {e}")))?;
 
-        Ok(Sandbox { engine, linker, config, ticker })
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+            ticker,
+        })
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -161,8 +170,10 @@ impl Sandbox {
 
     /// Load the guest at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Guest, LoadError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         self.load(&bytes, &path.display().to_string())
     }
 
@@ -190,7 +201,10 @@ impl Sandbox {
         };
         guest.version = guest
             .call(|consumer, store| consumer.kres_kafka_processor().call_version(store))
-            .map_err(|failure| LoadError::SelfTest { origin: origin.to_owned(), failure })?;
+            .map_err(|failure| LoadError::SelfTest {
+                origin: origin.to_owned(),
+                failure,
+            })?;
         tracing::debug!(%origin, version = %guest.version, elapsed = ?started.elapsed(), "guest loaded");
         Ok(guest)
     }
@@ -218,7 +232,11 @@ impl Guest {
     }
 
     /// Process one message. Blocks for as long as the guest runs (up to the time limit).
-    pub fn process(&self, ctx: &Context, msg: Message) -> Result<Result<Outcome, Rejection>, GuestFailure> {
+    pub fn process(
+        &self,
+        ctx: &Context,
+        msg: Message,
+    ) -> Result<Result<Outcome, Rejection>, GuestFailure> {
         let ctx = wit_context(ctx);
         let msg = wit::Message {
             key: msg.key,
@@ -232,15 +250,22 @@ impl Guest {
             partition: msg.partition,
             offset: msg.offset,
         };
-        let result = self.call(|c, store| c.kres_kafka_processor().call_process(store, &ctx, &msg))?;
+        let result =
+            self.call(|c, store| c.kres_kafka_processor().call_process(store, &ctx, &msg))?;
         Ok(result.map(outcome).map_err(rejection))
     }
 
     /// Run the guest's maintenance: remove temporaries, expire chunk sets older than `max_age`.
-    pub fn maintain(&self, ctx: &Context, max_age: Duration) -> Result<Result<Maintenance, Rejection>, GuestFailure> {
+    pub fn maintain(
+        &self,
+        ctx: &Context,
+        max_age: Duration,
+    ) -> Result<Result<Maintenance, Rejection>, GuestFailure> {
         let ctx = wit_context(ctx);
-        let result =
-            self.call(|c, store| c.kres_kafka_processor().call_maintain(store, &ctx, max_age.as_secs()))?;
+        let result = self.call(|c, store| {
+            c.kres_kafka_processor()
+                .call_maintain(store, &ctx, max_age.as_secs())
+        })?;
         Ok(result
             .map(|r| Maintenance {
                 temporaries_removed: r.temporaries_removed,
@@ -261,21 +286,27 @@ impl Guest {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        wasi.preopened_dir(&self.config.files_dir, "/", FsPerms::ReadWrite).map_err(|e| {
-            GuestFailure::Start(format!(
-                "opening the files directory {}: {e:#}",
-                self.config.files_dir.display()
-            ))
-        })?;
+        wasi.preopened_dir(&self.config.files_dir, "/", FsPerms::ReadWrite)
+            .map_err(|e| {
+                GuestFailure::Start(format!(
+                    "opening the files directory {}: {e:#}",
+                    self.config.files_dir.display()
+                ))
+            })?;
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: Limiter { memory_cap: self.config.memory_limit, refused: None },
+            limiter: Limiter {
+                memory_cap: self.config.memory_limit,
+                refused: None,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.config.time_limit.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1);
+        store.set_epoch_deadline(
+            self.config.time_limit.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1,
+        );
 
         let consumer = self
             .pre
@@ -291,7 +322,10 @@ impl Guest {
         otherwise: fn(String) -> GuestFailure,
     ) -> GuestFailure {
         if let Some(requested) = store.data().limiter.refused {
-            return GuestFailure::MemoryCap { cap: self.config.memory_limit, requested };
+            return GuestFailure::MemoryCap {
+                cap: self.config.memory_limit,
+                requested,
+            };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             return GuestFailure::TimeLimit(self.config.time_limit);
@@ -309,7 +343,10 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -334,7 +371,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory_cap {
             self.refused = Some(desired as u64);
             wasmtime::bail!("memory cap of {} bytes reached", self.memory_cap);
@@ -342,16 +384,27 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 
 fn wit_context(ctx: &Context) -> wit::Context {
-    let Limits { max_file_size, max_chunks } = ctx.limits;
+    let Limits {
+        max_file_size,
+        max_chunks,
+    } = ctx.limits;
     wit::Context {
         hostname: ctx.hostname.clone(),
-        limits: wit::Limits { max_file_size, max_chunks },
+        limits: wit::Limits {
+            max_file_size,
+            max_chunks,
+        },
         now: ctx.now,
     }
 }

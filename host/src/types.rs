@@ -48,9 +48,19 @@ pub enum Outcome {
     /// Not for this resolver.
     Skipped { reason: String },
     /// A chunk was stored.
-    Stored { file: String, index: u32, total: u32, received: u32 },
+    Stored {
+        file: String,
+        index: u32,
+        total: u32,
+        received: u32,
+    },
     /// A file was committed.
-    Committed { file: String, action: Action, size: u64, sha256: String },
+    Committed {
+        file: String,
+        action: Action,
+        size: u64,
+        sha256: String,
+    },
     /// Identical content was already in place.
     Unchanged { file: String },
 }
@@ -95,6 +105,9 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_size: Self::DEFAULT_MAX_FILE_SIZE, max_chunks: Self::DEFAULT_MAX_CHUNKS }
+        Limits {
+            max_file_size: Self::DEFAULT_MAX_FILE_SIZE,
+            max_chunks: Self::DEFAULT_MAX_CHUNKS,
+        }
     }
 }

@@ -11,7 +11,10 @@ use std::sync::OnceLock;
 pub const HOST: &str = "resolver1";
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The hostile guest (tests/fixtures/hostile-guest), built for wasm32-wasip2 on first use.
@@ -21,7 +24,15 @@ pub fn hostile_guest() -> &'static Path {
         let target_dir = workspace().join("target").join("wasm");
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
-            .args(["build", "--package", "kres-kafka-hostile-guest", "--target", "wasm32-wasip2", "--profile", "guest"])
+            .args([
+                "build",
+                "--package",
+                "kres-kafka-hostile-guest",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "guest",
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env_remove("RUSTFLAGS")
@@ -34,12 +45,19 @@ pub fn hostile_guest() -> &'static Path {
 }
 
 pub fn ctx() -> Context {
-    Context { hostname: HOST.into(), limits: Limits::default(), now: 1_700_000_000 }
+    Context {
+        hostname: HOST.into(),
+        limits: Limits::default(),
+        now: 1_700_000_000,
+    }
 }
 
 pub fn message(headers: &[(&str, &str)], value: &[u8]) -> Message {
     Message {
-        headers: headers.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+            .collect(),
         value: value.to_vec(),
         topic: "test".into(),
         ..Message::default()
@@ -54,7 +72,12 @@ pub fn whole(name: &str, value: &[u8]) -> Message {
 /// Chunk `index` of `total`, with extra headers.
 pub fn chunk(name: &str, index: u32, total: u32, value: &[u8], extra: &[(&str, &str)]) -> Message {
     let (i, t) = (index.to_string(), total.to_string());
-    let mut headers = vec![("hostname", HOST), ("file-name", name), ("chunk-index", &*i), ("total-chunks", &*t)];
+    let mut headers = vec![
+        ("hostname", HOST),
+        ("file-name", name),
+        ("chunk-index", &*i),
+        ("total-chunks", &*t),
+    ];
     headers.extend_from_slice(extra);
     message(&headers, value)
 }
@@ -96,9 +119,17 @@ impl Scratch {
 
     /// The scratch directory holds only `files/...` and `secret`: nothing was written outside.
     pub fn assert_nothing_outside(&self) {
-        let outside: Vec<_> =
-            tree(self.dir.path()).into_iter().filter(|p| p != "secret" && !p.starts_with("files")).collect();
-        assert!(outside.is_empty(), "written outside the files directory: {outside:?}");
-        assert_eq!(std::fs::read(self.dir.path().join("secret")).unwrap(), b"outside");
+        let outside: Vec<_> = tree(self.dir.path())
+            .into_iter()
+            .filter(|p| p != "secret" && !p.starts_with("files"))
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "written outside the files directory: {outside:?}"
+        );
+        assert_eq!(
+            std::fs::read(self.dir.path().join("secret")).unwrap(),
+            b"outside"
+        );
     }
 }
