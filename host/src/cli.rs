@@ -25,6 +25,71 @@ pub enum Command {
     /// Exit status: 0 when the message was skipped, stored, committed or unchanged; 1 when it
     /// was rejected (the JSON says why); 2 when the guest or the arguments are unusable.
     Apply(ApplyArgs),
+
+    /// Run the daemon: consume the topic and deliver files to this resolver.
+    ///
+    /// Reads the resolver's own config files (merged in order). SIGTERM or SIGINT finishes the
+    /// message in progress, commits offsets, serves the pending manager call and exits 0.
+    Run(RunArgs),
+
+    /// Publish files to one resolver: other files first, configuration last, in chunks.
+    Send(SendArgs),
+
+    /// Show kres-kafka working with nothing installed: an in-process broker, a stand-in
+    /// manager, a published RPZ file and configuration, delivered and reloaded.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `kres-kafka run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A resolver config file; repeat to merge several, as the manager does.
+    #[arg(long = "config", short = 'c', value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG_FILE)]
+    pub configs: Vec<PathBuf>,
+
+    /// A guest component to use instead of `kafka.guest` or the embedded one.
+    #[arg(long, value_name = "PATH")]
+    pub guest: Option<PathBuf>,
+}
+
+/// Arguments of `kres-kafka send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Config file(s) whose `kafka` section gives the brokers, topic, TLS and chunk size.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub configs: Vec<PathBuf>,
+
+    /// Broker(s) as host@port, overriding `kafka.server`; repeat for more.
+    #[arg(long, value_name = "HOST@PORT")]
+    pub server: Vec<String>,
+
+    /// Topic, overriding `kafka.topic`.
+    #[arg(long)]
+    pub topic: Option<String>,
+
+    /// The resolver the files are for (the `hostname` header).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: String,
+
+    /// Chunk size, overriding `kafka.chunk-size` [default: 512KiB].
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<ByteSize>,
+
+    /// Directory inside the resolver's files directory to deliver to (default: its top).
+    #[arg(long, value_name = "DIR")]
+    pub dest_dir: Option<String>,
+
+    /// Files to send; each is delivered under its own file name.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `kres-kafka demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the delivered files in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
 }
 
 /// Arguments of `kres-kafka apply`.

@@ -6,12 +6,30 @@
 //!
 //! - `sandbox`: the only module that touches wasmtime: engine, limits, loading and calling the guest.
 //! - `types`: what crosses the sandbox boundary, in the host's own types.
+//! - `config`: the resolver's config files: `hostname`, `management`, `kafka`, merged and checked.
+//! - `kafka`: the only module that configures rdkafka: client options, consumer, offsets, logs.
+//! - `manager`: calls to the resolver's management API (reload, renew).
+//! - `scheduler`: debounces and coalesces manager calls; never drops a request.
+//! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends.
+//! - `send`: the publisher.
+//! - `demo`: the embedded demo: in-process broker, stand-in manager, publisher and daemon.
+//! - `standin`: a stand-in manager on a unix socket, for the demo and the tests.
 //! - `apply`: the `apply` command: one message from the command line through the guest.
+//! - `commands`: the asynchronous commands' edges: runtime, signals, exit status.
 //! - `cli`: command-line arguments.
 //! - `logging`: the `tracing` subscriber.
 
 pub mod apply;
 pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod kafka;
 pub mod logging;
+pub mod manager;
 pub mod sandbox;
+pub mod scheduler;
+pub mod send;
+pub mod standin;
 pub mod types;

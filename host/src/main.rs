@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kres_kafka::logging::init(cli.log_level.as_deref());
+    let daemon_level = matches!(cli.command, Command::Run(_)).then_some("info");
+    kres_kafka::logging::init(cli.log_level.as_deref().or(daemon_level));
     let result = match cli.command {
         Command::Apply(args) => kres_kafka::apply::run(args),
+        Command::Run(args) => kres_kafka::commands::block_on(kres_kafka::commands::run(args)),
+        Command::Send(args) => kres_kafka::commands::block_on(kres_kafka::commands::send(args)),
+        Command::Demo(args) => kres_kafka::commands::block_on(kres_kafka::commands::demo(args)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("kres-kafka: error: {e:#}");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use kres_kafka::types::{Context, Limits, Message};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,301 @@
+//! `kres-kafka run`: consume the topic, hand each message to the guest, schedule the manager
+//! calls its commits ask for, and store each offset once its message reached a durable end.
+//!
+//! Messages are processed one at a time, in order per partition; the guest runs on tokio's
+//! blocking pool, never on an async worker. The files directory is touched by the guest and,
+//! to roll back a configuration the manager refused, by the host: a lock keeps the two apart.
+//! Shutdown finishes the message in progress, commits stored offsets, then serves the pending
+//! manager call.
+
+use crate::config::Config;
+use crate::kafka;
+use crate::manager::{CallError, Manager};
+use crate::sandbox::{DEFAULT_GUEST, Guest, GuestFailure, Sandbox};
+use crate::scheduler::{Batch, Executor, Scheduler};
+use crate::types::{Action, Context, Message, Outcome, Rejection};
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// How often incomplete chunk sets are checked for expiry (and crash leftovers removed) after
+/// the start-up pass.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// First wait before calling an unreachable manager again; doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Run the daemon until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let kafka = &config.kafka;
+    if !kafka.files_dir.is_dir() {
+        anyhow::bail!(
+            "kafka.files-dir {} does not exist or is not a directory",
+            kafka.files_dir.display()
+        );
+    }
+    if kafka.zone_id.is_some() {
+        tracing::warn!(
+            "kafka.zone-id is ignored: kres-kafka picks messages by their hostname header"
+        );
+    }
+
+    let sandbox = Sandbox::new(kafka.sandbox())?;
+    let guest = match &kafka.guest {
+        Some(path) => sandbox.load_file(path)?,
+        None => sandbox.load(DEFAULT_GUEST, "embedded")?,
+    };
+    tracing::info!(guest = %guest.origin(), version = %guest.version(), "guest loaded");
+    let files_lock = Arc::new(Mutex::new(()));
+    let worker = Worker {
+        guest: Arc::new(guest),
+        config: config.clone(),
+        files_lock: files_lock.clone(),
+    };
+    worker.maintain().await;
+
+    let executor = ManagerExecutor {
+        manager: Manager::new(config.management.clone(), kafka.force),
+        files_dir: kafka.files_dir.clone(),
+        files_lock,
+        shutdown: shutdown.clone(),
+    };
+    let (scheduler, scheduler_task) = Scheduler::spawn(kafka.debounce, executor);
+
+    let consumer = kafka::consumer(&config).context("creating the Kafka consumer")?;
+    tracing::info!(
+        servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %config.group_id(),
+        hostname = %config.hostname, files_dir = %kafka.files_dir.display(), "consuming"
+    );
+
+    let mut maintenance = tokio::time::interval_at(
+        tokio::time::Instant::now() + MAINTENANCE_EVERY,
+        MAINTENANCE_EVERY,
+    );
+    loop {
+        tokio::select! {
+            // Shutdown first: it is only looked at between messages, so the message in
+            // progress always finishes and its offset is stored.
+            biased;
+            () = shutdown.cancelled() => break,
+            _ = maintenance.tick() => worker.maintain().await,
+            record = consumer.recv() => {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::warn!("receiving from Kafka: {e}");
+                        continue;
+                    }
+                };
+                let (message, position) = kafka::to_message(&record);
+                drop(record);
+                if let Some((action, file)) = worker.process(message).await {
+                    scheduler.request(action, file);
+                }
+                if let Err(e) = kafka::store(&consumer, &position) {
+                    tracing::warn!(partition = position.partition, offset = position.offset, "storing the offset: {e}");
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down: committing offsets");
+    if let Err(e) = kafka::commit_stored(&consumer) {
+        tracing::warn!("committing offsets at shutdown: {e}");
+    }
+    drop(consumer);
+    drop(scheduler);
+    scheduler_task.await.context("the scheduler task failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs the guest on the blocking pool.
+struct Worker {
+    guest: Arc<Guest>,
+    config: Config,
+    files_lock: Arc<Mutex<()>>,
+}
+
+impl Worker {
+    fn context(&self) -> Context {
+        Context {
+            hostname: self.config.hostname.clone(),
+            limits: self.config.kafka.limits(),
+            now: crate::apply::unix_now(),
+        }
+    }
+
+    /// Process one message; return the manager action its commit asks for, if any, with the
+    /// configuration file committed.
+    async fn process(&self, message: Message) -> Option<(Action, Option<String>)> {
+        let (partition, offset) = (message.partition, message.offset);
+        let guest = Arc::clone(&self.guest);
+        let ctx = self.context();
+        let lock = Arc::clone(&self.files_lock).lock_owned().await;
+        let result = tokio::task::spawn_blocking(move || {
+            let _lock = lock;
+            guest.process(&ctx, message)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(GuestFailure::Trap(format!(
+                "the guest's thread panicked: {e}"
+            )))
+        });
+        // One event per message, `message processed`, with its outcome: skipped and stored
+        // chunks at debug, commits at info, rejections and guest failures at error.
+        match result {
+            Ok(Ok(Outcome::Skipped { reason })) => {
+                tracing::debug!(partition, offset, outcome = "skipped", %reason, "message processed");
+                None
+            }
+            Ok(Ok(Outcome::Stored {
+                file,
+                index,
+                total,
+                received,
+            })) => {
+                tracing::debug!(partition, offset, outcome = "stored", %file, index, total, received, "message processed");
+                None
+            }
+            Ok(Ok(Outcome::Unchanged { file })) => {
+                tracing::info!(partition, offset, outcome = "unchanged", %file, "message processed");
+                None
+            }
+            Ok(Ok(Outcome::Committed {
+                file,
+                action,
+                size,
+                sha256,
+            })) => {
+                tracing::info!(partition, offset, outcome = "committed", %file, size, %sha256, ?action, "message processed");
+                let config_file = (action == Action::Reload).then(|| file.clone());
+                Some((action, config_file))
+            }
+            Ok(Err(Rejection { kind, reason })) => {
+                tracing::error!(partition, offset, outcome = "rejected", ?kind, %reason, "message processed");
+                None
+            }
+            Err(failure) => {
+                tracing::error!(partition, offset, outcome = "failed", %failure, "message processed");
+                None
+            }
+        }
+    }
+
+    /// Remove crash leftovers and expire old chunk sets.
+    async fn maintain(&self) {
+        let guest = Arc::clone(&self.guest);
+        let ctx = self.context();
+        let max_age = self.config.kafka.chunk_expiry;
+        let lock = Arc::clone(&self.files_lock).lock_owned().await;
+        let result = tokio::task::spawn_blocking(move || {
+            let _lock = lock;
+            guest.maintain(&ctx, max_age)
+        })
+        .await;
+        match result {
+            Ok(Ok(Ok(done))) => tracing::info!(
+                temporaries_removed = done.temporaries_removed,
+                chunk_sets_expired = done.chunk_sets_expired,
+                chunk_sets_kept = done.chunk_sets_kept,
+                "maintenance done"
+            ),
+            Ok(Ok(Err(rejection))) => tracing::error!("maintenance failed: {rejection}"),
+            Ok(Err(failure)) => tracing::error!("maintenance failed in the guest: {failure}"),
+            Err(e) => tracing::error!("maintenance thread panicked: {e}"),
+        }
+    }
+}
+
+/// Calls the manager for each batch; retries while it is unreachable; when it refuses a
+/// reload, restores the configuration files of the batch from their backups and reloads again,
+/// so that the files on disk match what the resolver runs.
+struct ManagerExecutor {
+    manager: Manager,
+    files_dir: PathBuf,
+    files_lock: Arc<Mutex<()>>,
+    shutdown: CancellationToken,
+}
+
+impl Executor for ManagerExecutor {
+    async fn execute(&mut self, batch: Batch) {
+        let Some(action) = batch.action else { return };
+        let what = self.manager.path(action).unwrap_or("nothing");
+        match self.call_with_retry(action).await {
+            Ok(()) => tracing::info!(call = what, requests = batch.requests, "manager call done"),
+            Err(refused @ CallError::Refused { .. }) if action == Action::Reload => {
+                tracing::error!(
+                    files = ?batch.config_files,
+                    "{refused}: restoring the previous version of the configuration files and reloading"
+                );
+                self.restore(&batch.config_files).await;
+                match self.call_with_retry(Action::Reload).await {
+                    Ok(()) => {
+                        tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration")
+                    }
+                    Err(e) => tracing::error!("reloading the restored configuration failed: {e}"),
+                }
+            }
+            Err(e) => tracing::error!(call = what, "{e}"),
+        }
+    }
+}
+
+impl ManagerExecutor {
+    async fn call_with_retry(&self, action: Action) -> Result<(), CallError> {
+        let mut wait = RETRY_FIRST;
+        loop {
+            match self.manager.call(action).await {
+                Err(e @ CallError::Unreachable { .. }) => {
+                    if self.shutdown.is_cancelled() {
+                        tracing::error!(
+                            "{e}: giving up at shutdown; the resolver does not run the files on disk yet"
+                        );
+                        return Err(e);
+                    }
+                    tracing::warn!("{e}; retrying in {wait:?}");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Put each file's `.backup` back in place (atomically, by rename). A file with no backup
+    /// is new: it is removed, since the resolver never ran it.
+    async fn restore(&self, files: &[String]) {
+        let _lock = self.files_lock.lock().await;
+        for name in files {
+            // The name comes from the guest: check it as strictly as the guest should have.
+            if let Err(e) = kres_kafka_guest::name::check(name) {
+                tracing::error!("not restoring {name:?}: {e}");
+                continue;
+            }
+            let path = self.files_dir.join(name);
+            let backup = self.files_dir.join(format!("{name}.backup"));
+            let result = if backup.exists() {
+                std::fs::rename(&backup, &path).map(|()| "restored from its backup")
+            } else {
+                std::fs::remove_file(&path).map(|()| "removed (it had no previous version)")
+            };
+            let synced = result.and_then(|done| {
+                let dir = path.parent().unwrap_or(&self.files_dir);
+                std::fs::File::open(dir)?.sync_all()?;
+                Ok(done)
+            });
+            match synced {
+                Ok(done) => tracing::warn!(file = %name, "configuration {done}"),
+                Err(e) => tracing::error!(file = %name, "restoring the configuration failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `kres-kafka demo`: the whole path on one machine with nothing installed. It starts an
+//! in-process Kafka broker (librdkafka's mock cluster), a stand-in resolver manager on a
+//! temporary unix socket, publishes a multi-chunk RPZ file and a configuration with the `send`
+//! code, runs the daemon code until both are committed and the manager was called, and prints
+//! what happened.
+
+use crate::config::Config;
+use crate::daemon;
+use crate::send::{self, Outgoing};
+use crate::standin::{Recorder, StandIn};
+use anyhow::{Context as _, bail};
+use bytesize::ByteSize;
+use rdkafka::mocking::MockCluster;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long the demo waits for delivery before declaring failure.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+const HOSTNAME: &str = "demo-resolver";
+const TOPIC: &str = "knot-resolver";
+
+/// Run the demo. With `keep`, the files directory is left at that path to look at.
+pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let files_dir = match &keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => scratch.path().join("files"),
+    };
+    std::fs::create_dir_all(&files_dir)?;
+    let socket = scratch.path().join("kres-api.sock");
+    let outbox = scratch.path().join("outbox");
+    std::fs::create_dir(&outbox)?;
+
+    // The broker and the stand-in manager.
+    let cluster = MockCluster::new(1).context("starting the in-process Kafka broker")?;
+    cluster
+        .create_topic(TOPIC, 1, 1)
+        .context("creating the topic")?;
+    let servers = cluster.bootstrap_servers();
+    let recorder = Recorder::default();
+    let _manager =
+        StandIn::start(&socket, recorder.clone()).context("starting the stand-in manager")?;
+
+    // The resolver's configuration, as an operator would write it.
+    let server = servers
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .replacen(':', "@", 1);
+    let config_yaml = format!(
+        "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nkafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  debounce: 1s\n  librdkafka:\n    group.protocol: consumer\n",
+        socket.display(),
+        files_dir.display()
+    );
+    let config = Config::from_value(
+        serde_yaml_ng::from_str(&config_yaml)?,
+        "the demo configuration",
+    )?;
+
+    // The files to publish: an RPZ block list of three chunks and a configuration.
+    let rpz = outbox.join("blocklist.rpz");
+    std::fs::write(&rpz, sample_rpz(1_300_000))?;
+    let yaml = outbox.join("config.yaml");
+    std::fs::write(
+        &yaml,
+        "# delivered by kres-kafka demo\nlogging:\n  level: notice\nlocal-data:\n  rpz:\n    - file: blocklist.rpz\n",
+    )?;
+    let files = [
+        Outgoing {
+            path: yaml.clone(),
+            name: "config.yaml".into(),
+        },
+        Outgoing {
+            path: rpz.clone(),
+            name: "blocklist.rpz".into(),
+        },
+    ];
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(config.clone(), shutdown.clone()));
+
+    let published = Instant::now();
+    let producer = send::producer(&config.kafka)?;
+    let progress = send::progress_bar(&files);
+    let sent = send::send(
+        &producer,
+        TOPIC,
+        HOSTNAME,
+        &files,
+        config.kafka.chunk_size.as_u64(),
+        &progress,
+    )
+    .await;
+    progress.finish_and_clear();
+    if let Some((name, reason)) = sent.failed.first() {
+        bail!("publishing {name} failed: {reason}");
+    }
+    let publish_time = published.elapsed();
+
+    // Wait for both files in place and the manager's call.
+    let delivered = loop {
+        let calls = recorder.calls();
+        if same(&rpz, &files_dir.join("blocklist.rpz"))
+            && same(&yaml, &files_dir.join("config.yaml"))
+            && !calls.is_empty()
+        {
+            break published.elapsed();
+        }
+        if daemon.is_finished() {
+            shutdown.cancel();
+            return match daemon.await {
+                Ok(Err(e)) => Err(e.context("the daemon stopped")),
+                _ => bail!("the daemon stopped early"),
+            };
+        }
+        if published.elapsed() > DEADLINE {
+            bail!("the files were not delivered within {DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    daemon.await.context("the daemon task failed")??;
+    drop(producer);
+    drop(cluster);
+
+    println!(
+        "kres-kafka demo: files delivered to resolver {HOSTNAME:?} through an in-process Kafka broker\n"
+    );
+    for (name, size, chunks) in &sent.delivered {
+        println!(
+            "  {name:<16} {:>10}  {chunks} chunk{}  committed, byte-identical",
+            ByteSize::b(*size).display().iec().to_string(),
+            if *chunks == 1 { "" } else { "s" }
+        );
+    }
+    println!();
+    for call in recorder.calls() {
+        println!(
+            "  manager call: {} {} -> {}",
+            call.method, call.path, call.status
+        );
+    }
+    println!("  (the renew the RPZ file asked for is covered by the reload: one call)\n");
+    println!(
+        "  published in {:.2} s; committed and reloaded {:.2} s after publishing (1 s of it is the debounce); total {:.2} s",
+        publish_time.as_secs_f64(),
+        delivered.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    match keep {
+        Some(dir) => println!("  files directory: {}", dir.display()),
+        None => println!("  (pass --keep DIR to keep the files directory)"),
+    }
+    Ok(())
+}
+
+/// An RPZ zone of about `size` bytes blocking made-up names.
+pub fn sample_rpz(size: usize) -> Vec<u8> {
+    let mut zone =
+        b"$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n"
+            .to_vec();
+    let mut i = 0u64;
+    while zone.len() < size {
+        zone.extend_from_slice(format!("ads-{i:07}.tracker.example CNAME .\n").as_bytes());
+        i += 1;
+    }
+    zone
+}
+
+fn same(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y)
+}

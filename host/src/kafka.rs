@@ -1,0 +1,197 @@
+//! Kafka, through rdkafka (librdkafka): client options (brokers, TLS, the operator's extra
+//! options), the consumer, the conversion of records into guest messages, and librdkafka's logs
+//! routed to `tracing`.
+//!
+//! Offsets are stored by hand (`enable.auto.offset.store=false`) once a message reached a
+//! durable end, and committed in the background by librdkafka; so a crash replays from the last
+//! stored offset and loses nothing.
+
+use crate::config::{Config, Kafka, SecurityProtocol, StartFrom};
+use crate::types::Message;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A repeated broker error (the same text) is logged at most this often; in between it goes
+/// to `debug`. librdkafka retries on its own and would otherwise repeat itself every second.
+const REPEAT_ERROR_EVERY: Duration = Duration::from_secs(300);
+
+/// Client options common to the consumer and the producer: brokers and TLS, then the
+/// operator's `librdkafka` options.
+pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("client.id", client_id)
+        // librdkafka reconnects forever; these bound the wait between attempts.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "10000")
+        .set_log_level(RDKafkaLogLevel::Info);
+    match kafka.security_protocol {
+        SecurityProtocol::Plaintext => {
+            config.set("security.protocol", "plaintext");
+        }
+        SecurityProtocol::Ssl => {
+            config.set("security.protocol", "ssl");
+            config.set("ssl.endpoint.identification.algorithm", "https");
+            if let Some(ca) = &kafka.ca_file {
+                config.set("ssl.ca.location", ca.display().to_string());
+            }
+            if let Some(cert) = &kafka.cert_file {
+                config.set("ssl.certificate.location", cert.display().to_string());
+            }
+            if let Some(key) = &kafka.key_file {
+                config.set("ssl.key.location", key.display().to_string());
+            }
+        }
+    }
+    config
+}
+
+/// Apply the operator's `librdkafka` options, after kres-kafka's own.
+pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Kafka) {
+    for (key, value) in &kafka.librdkafka {
+        config.set(key, value);
+    }
+}
+
+/// Logs librdkafka's messages and errors through `tracing`, without repeating itself.
+#[derive(Default)]
+pub struct LogContext {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl LogContext {
+    /// Whether `text` was not logged at warn level within [`REPEAT_ERROR_EVERY`].
+    fn first_in_a_while(&self, text: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match seen.get(text) {
+            Some(at) if now.duration_since(*at) < REPEAT_ERROR_EVERY => false,
+            _ => {
+                seen.insert(text.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                if self.first_in_a_while(message) {
+                    tracing::warn!(target: "librdkafka", facility, "{message}");
+                } else {
+                    tracing::debug!(target: "librdkafka", facility, "{message}");
+                }
+            }
+            RDKafkaLogLevel::Warning | RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::debug!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::trace!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error}: {reason}");
+        if self.first_in_a_while(&text) {
+            tracing::warn!(target: "librdkafka", "Kafka: {text} (retrying)");
+        } else {
+            tracing::debug!(target: "librdkafka", "Kafka: {text} (retrying)");
+        }
+    }
+}
+
+impl ConsumerContext for LogContext {}
+
+impl rdkafka::producer::ProducerContext for LogContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// The daemon's consumer.
+pub type Consumer = StreamConsumer<LogContext>;
+
+/// Create the consumer of `config`'s topic, in the resolver's own group.
+pub fn consumer(config: &Config) -> Result<Consumer, KafkaError> {
+    let kafka = &config.kafka;
+    let mut client = client_config(kafka, &format!("kres-kafka-{}", config.hostname));
+    client
+        .set("group.id", config.group_id())
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match kafka.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        );
+    apply_extra_options(&mut client, kafka);
+    let consumer: Consumer = client.create_with_context(LogContext::default())?;
+    consumer.subscribe(&[&kafka.topic])?;
+    Ok(consumer)
+}
+
+/// Commit the offsets stored so far, synchronously (at shutdown).
+pub fn commit_stored(consumer: &Consumer) -> Result<(), KafkaError> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Where a record came from: enough to store its offset once it is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Convert a record into the guest's message. A header without a value becomes empty bytes.
+pub fn to_message(record: &BorrowedMessage<'_>) -> (Message, Position) {
+    let headers = record
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let position = Position {
+        topic: record.topic().to_owned(),
+        partition: record.partition(),
+        offset: record.offset(),
+    };
+    let message = Message {
+        key: record.key().map(<[u8]>::to_vec),
+        headers,
+        value: record.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        topic: position.topic.clone(),
+        partition: position.partition,
+        offset: position.offset,
+    };
+    (message, position)
+}
+
+/// Mark `position` done: its offset is committed with the next (auto-)commit.
+pub fn store(consumer: &Consumer, position: &Position) -> Result<(), KafkaError> {
+    consumer.store_offset(&position.topic, position.partition, position.offset)
+}

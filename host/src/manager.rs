@@ -1,0 +1,146 @@
+//! The resolver's management API: `POST /reload` and `POST /renew` (or their `/force`
+//! variants) to the Knot Resolver manager, over its unix socket or TCP interface, with hyper.
+//!
+//! This module makes single calls and says how they failed; retrying and rolling back are the
+//! scheduler's and the daemon's decisions. It never touches the files directory.
+
+use crate::config::Management;
+use crate::types::Action;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+/// How long one call may take. A reload makes the manager validate the configuration and
+/// restart workers, which can take long with large RPZ files; past this the outcome is unknown
+/// and the call is treated as unreachable (retried: reload and renew are idempotent).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest error body kept for logs.
+const MAX_BODY_IN_LOG: usize = 2048;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No answer: connection refused, socket missing, timeout. Worth retrying.
+    #[error("the manager at {endpoint} is unreachable: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    /// The manager answered with an error status: it refused the request.
+    #[error("the manager at {endpoint} answered {status} to POST {path}: {body}")]
+    Refused {
+        endpoint: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+/// A client of one resolver's manager.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    endpoint: Management,
+    force: bool,
+    timeout: Duration,
+}
+
+impl Manager {
+    pub fn new(endpoint: Management, force: bool) -> Self {
+        Manager {
+            endpoint,
+            force,
+            timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// The API path for `action`.
+    pub fn path(&self, action: Action) -> Option<&'static str> {
+        match (action, self.force) {
+            (Action::None, _) => None,
+            (Action::Renew, false) => Some("/renew"),
+            (Action::Renew, true) => Some("/renew/force"),
+            (Action::Reload, false) => Some("/reload"),
+            (Action::Reload, true) => Some("/reload/force"),
+        }
+    }
+
+    /// Ask the manager for `action`.
+    pub async fn call(&self, action: Action) -> Result<(), CallError> {
+        let Some(path) = self.path(action) else {
+            return Ok(());
+        };
+        let unreachable = |reason: String| CallError::Unreachable {
+            endpoint: self.endpoint.to_string(),
+            reason,
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, self.post(path))
+            .await
+            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(unreachable)?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut body = String::from_utf8_lossy(&body).trim().to_owned();
+        if body.len() > MAX_BODY_IN_LOG {
+            body.truncate(body.floor_char_boundary(MAX_BODY_IN_LOG));
+            body.push_str("...");
+        }
+        Err(CallError::Refused {
+            endpoint: self.endpoint.to_string(),
+            path: path.to_owned(),
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), String> {
+        match &self.endpoint {
+            Management::UnixSocket(socket) => {
+                let stream = UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                exchange(stream, "localhost", path).await
+            }
+            Management::Interface { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                exchange(stream, host, path).await
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn exchange<S>(stream: S, host: &str, path: &str) -> Result<(StatusCode, Bytes), String>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let request = Request::post(path)
+        .header(hyper::header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+    .await;
+    driver.abort();
+    result
+}

@@ -1,0 +1,214 @@
+//! `kres-kafka send`: the publisher. Sends files to one resolver in the wire format the daemon
+//! consumes: files that configuration refers to first, configuration files last; values split
+//! into chunks numbered from 1; `hostname`, `file-name`, `total-chunks`, `chunk-index`, `sha256`
+//! and `transfer-id` headers; keyed by hostname so one resolver's messages stay in one
+//! partition, in order. Every delivery report is awaited; a file is delivered only when all
+//! its chunks are.
+
+use crate::config::Kafka;
+use crate::kafka;
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Messages in flight at once: enough to keep the broker busy, few enough to bound memory
+/// (at most this many chunks are held while their delivery reports are pending).
+const IN_FLIGHT: usize = 32;
+
+/// How long librdkafka may try to deliver one message before reporting it failed.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One file to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Where to read it.
+    pub path: PathBuf,
+    /// Its name inside the resolver's files directory.
+    pub name: String,
+}
+
+/// What was sent.
+#[derive(Debug, Default, Clone)]
+pub struct Sent {
+    /// `(name, size, chunks)` of each file delivered, in sending order.
+    pub delivered: Vec<(String, u64, u32)>,
+    /// Files not delivered, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Whether `name` is a configuration file (sent last, validated and reloaded by the daemon).
+pub fn is_config(name: &str) -> bool {
+    kres_kafka_guest::config::Format::of(name).is_some()
+}
+
+/// The producer for `kafka`'s brokers and TLS settings.
+pub fn producer(kafka: &Kafka) -> Result<Producer, rdkafka::error::KafkaError> {
+    let mut config = kafka::client_config(kafka, "kres-kafka-send");
+    config
+        // Retries must not reorder chunks, nor duplicate them.
+        .set("enable.idempotence", "true")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
+        .set("linger.ms", "5");
+    kafka::apply_extra_options(&mut config, kafka);
+    config.create_with_context(kafka::LogContext::default())
+}
+
+/// The publisher's producer, logging through `tracing`.
+pub type Producer = FutureProducer<kafka::LogContext>;
+
+/// Send `files` to the resolver `hostname`, non-configuration files first.
+pub async fn send(
+    producer: &Producer,
+    topic: &str,
+    hostname: &str,
+    files: &[Outgoing],
+    chunk_size: u64,
+    progress: &ProgressBar,
+) -> Sent {
+    let mut ordered: Vec<&Outgoing> = files.iter().collect();
+    ordered.sort_by_key(|f| is_config(&f.name));
+    let mut sent = Sent::default();
+    for file in ordered {
+        match send_file(producer, topic, hostname, file, chunk_size, progress).await {
+            Ok((size, chunks)) => sent.delivered.push((file.name.clone(), size, chunks)),
+            Err(reason) => {
+                progress.suspend(|| tracing::error!(file = %file.name, "not delivered: {reason}"));
+                sent.failed.push((file.name.clone(), reason));
+            }
+        }
+    }
+    let _ = producer.flush(DELIVERY_TIMEOUT);
+    sent
+}
+
+/// A progress bar of bytes, drawn only on a terminal.
+pub fn progress_bar(files: &[Outgoing]) -> ProgressBar {
+    let total = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(&f.path).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:24!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn send_file(
+    producer: &Producer,
+    topic: &str,
+    hostname: &str,
+    file: &Outgoing,
+    chunk_size: u64,
+    progress: &ProgressBar,
+) -> Result<(u64, u32), String> {
+    let read_error = |e: io::Error| format!("reading {}: {e}", file.path.display());
+    progress.set_message(file.name.clone());
+
+    // First pass: size and digest, so every chunk carries the whole file's checksum.
+    let mut hasher = Sha256::new();
+    let mut reader = File::open(&file.path).map_err(read_error)?;
+    let size = io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(read_error)?;
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let total = size.div_ceil(chunk_size).max(1);
+    let total = u32::try_from(total).map_err(|_| format!("{} chunks is too many", total))?;
+    let transfer_id = uuid::Uuid::new_v4().to_string();
+
+    // Second pass: the chunks, with a bounded number of delivery reports pending.
+    let mut reader = File::open(&file.path).map_err(read_error)?;
+    let mut pending = VecDeque::new();
+    for index in 1..=total {
+        let mut chunk = Vec::with_capacity(chunk_size.min(size) as usize);
+        (&mut reader)
+            .take(chunk_size)
+            .read_to_end(&mut chunk)
+            .map_err(read_error)?;
+        let (index_text, total_text) = (index.to_string(), total.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "hostname",
+                value: Some(hostname),
+            })
+            .insert(Header {
+                key: "file-name",
+                value: Some(&file.name),
+            })
+            .insert(Header {
+                key: "total-chunks",
+                value: Some(&total_text),
+            })
+            .insert(Header {
+                key: "chunk-index",
+                value: Some(&index_text),
+            })
+            .insert(Header {
+                key: "sha256",
+                value: Some(&sha256),
+            })
+            .insert(Header {
+                key: "transfer-id",
+                value: Some(&transfer_id),
+            });
+        let record = FutureRecord::to(topic)
+            .key(hostname)
+            .payload(&chunk)
+            .headers(headers);
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| format!("queueing chunk {index} of {total}: {e}"))?;
+        pending.push_back((index, chunk.len() as u64, delivery));
+        if pending.len() >= IN_FLIGHT {
+            wait(pending.pop_front(), total, progress).await?;
+        }
+    }
+    while let Some(next) = pending.pop_front() {
+        wait(Some(next), total, progress).await?;
+    }
+    Ok((size, total))
+}
+
+async fn wait(
+    next: Option<(u32, u64, rdkafka::producer::DeliveryFuture)>,
+    total: u32,
+    progress: &ProgressBar,
+) -> Result<(), String> {
+    let Some((index, len, delivery)) = next else {
+        return Ok(());
+    };
+    match delivery.await {
+        Ok(Ok(_)) => {
+            progress.inc(len);
+            Ok(())
+        }
+        Ok(Err((e, _))) => Err(format!("chunk {index} of {total} was not delivered: {e}")),
+        Err(_) => Err(format!("chunk {index} of {total}: the producer stopped")),
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! A resolver host in a test: an in-process Kafka broker (librdkafka's mock cluster), a stand-in
+//! manager on a unix socket, and the real `kres-kafka run` binary as a child process.
+
+use kres_kafka::standin::{Recorder, StandIn};
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOPIC: &str = "knot-resolver";
+
+/// How long any wait in these tests may take before it fails with the daemon's log.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct Broker {
+    pub cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    pub producer: FutureProducer,
+}
+
+impl Broker {
+    pub fn start(partitions: i32) -> Broker {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, partitions, 1).unwrap();
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("linger.ms", "1")
+            .create()
+            .unwrap();
+        Broker { cluster, producer }
+    }
+
+    /// The broker as the `kafka.server` config value.
+    pub fn server(&self) -> String {
+        self.cluster
+            .bootstrap_servers()
+            .split(',')
+            .next()
+            .unwrap()
+            .replacen(':', "@", 1)
+    }
+
+    /// Publish one message with these headers, as any publisher would.
+    pub async fn publish(
+        &self,
+        key: &str,
+        headers: &[(&str, &str)],
+        value: &[u8],
+        partition: Option<i32>,
+    ) {
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = FutureRecord::to(TOPIC)
+            .key(key)
+            .payload(value)
+            .headers(owned);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("delivered to the mock broker");
+    }
+
+    /// Publish a file as the upstream publisher does: 512 KiB chunks numbered from 1, no
+    /// checksum, no transfer id, keyed by file name.
+    pub async fn publish_upstream(&self, host: &str, name: &str, content: &[u8]) {
+        const CHUNK: usize = 512 * 1024;
+        let chunks: Vec<&[u8]> = if content.is_empty() {
+            vec![content]
+        } else {
+            content.chunks(CHUNK).collect()
+        };
+        let total = chunks.len().to_string();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let index = (i + 1).to_string();
+            self.publish(
+                name,
+                &[
+                    ("hostname", host),
+                    ("file-name", name),
+                    ("total-chunks", &total),
+                    ("chunk-index", &index),
+                ],
+                chunk,
+                None,
+            )
+            .await;
+        }
+        self.producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// A resolver host: files directory, config, stand-in manager, and the daemon when running.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub manager: Recorder,
+    standin: Option<StandIn>,
+    daemon: Option<Child>,
+    runs: usize,
+}
+
+impl Host {
+    /// Set up a host for `hostname` on `broker`, with extra librdkafka options.
+    pub fn new(broker: &Broker, hostname: &str, librdkafka: &[(&str, &str)]) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        let socket = dir.path().join("kres-api.sock");
+        let config = format!(
+            "hostname: {hostname}\n\
+             management:\n  unix-socket: {socket}\n\
+             workers: 2 # the resolver's own settings are ignored\n\
+             kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n  debounce: 1s\n\
+             \x20 librdkafka:\n    group.protocol: consumer\n{extra}",
+            socket = socket.display(),
+            server = broker.server(),
+            files = dir.path().join("files").display(),
+            extra = librdkafka
+                .iter()
+                .map(|(k, v)| format!("    {k}: '{v}'\n"))
+                .collect::<String>(),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let manager = Recorder::default();
+        let standin = Some(StandIn::start(&socket, manager.clone()).unwrap());
+        Host {
+            dir,
+            manager,
+            standin,
+            daemon: None,
+            runs: 0,
+        }
+    }
+
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    fn log(&self, run: usize) -> PathBuf {
+        self.dir.path().join(format!("daemon-{run}.log"))
+    }
+
+    /// Start `kres-kafka run` (debug logs to `daemon-N.log`).
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "already running");
+        self.runs += 1;
+        let log = File::create(self.log(self.runs)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+            .args(["run", "--log-level", "debug", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+    }
+
+    /// Send `signal` to the daemon and wait for it to exit.
+    pub async fn stop(&mut self, signal: i32) -> ExitStatus {
+        let mut child = self.daemon.take().expect("not running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc_kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The manager goes away (its socket disappears) or comes back.
+    pub fn manager_down(&mut self) {
+        self.standin = None;
+    }
+    pub fn manager_up(&mut self) {
+        let socket = self.dir.path().join("kres-api.sock");
+        self.standin = Some(StandIn::start(&socket, self.manager.clone()).unwrap());
+    }
+
+    /// All the daemon's logs so far, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|run| {
+                format!(
+                    "--- daemon run {run} ---\n{}",
+                    std::fs::read_to_string(self.log(run)).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// The log of one run.
+    pub fn log_of(&self, run: usize) -> String {
+        std::fs::read_to_string(self.log(run)).unwrap_or_default()
+    }
+
+    /// Wait until `done` holds, or fail with the daemon's logs.
+    pub async fn wait_for(&self, what: &str, mut done: impl FnMut(&Host) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(self) {
+            if let Some(child) = &self.daemon {
+                assert!(child.id() > 0);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether `name` holds exactly `content`.
+    pub fn holds(&self, name: &str, content: &[u8]) -> bool {
+        std::fs::read(self.files().join(name)).is_ok_and(|c| c == content)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.files().join(name)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+/// Deterministic content of `len` bytes, different for each `seed`.
+pub fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[(i % 4)] ^ seed)
+        .collect()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

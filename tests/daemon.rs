@@ -1,0 +1,405 @@
+//! The daemon end to end: an in-process Kafka broker, a stand-in manager on a unix socket, and
+//! the real `kres-kafka run` binary, killed, restarted and stopped as an operator's system would.
+
+mod common;
+
+use common::daemon::{Broker, Host, SIGKILL, SIGTERM, content};
+use common::tree;
+use std::time::Duration;
+
+const ME: &str = "resolver1";
+
+/// The paths the manager was called with, with the statuses it answered.
+fn calls(host: &Host) -> Vec<(String, u16)> {
+    host.manager
+        .calls()
+        .into_iter()
+        .map(|c| (c.path, c.status))
+        .collect()
+}
+
+fn ok(path: &str) -> (String, u16) {
+    (path.to_owned(), 200)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_reload() {
+    // 1. Publish a 1.3 MiB RPZ file in 512 KiB chunks, then a config, as upstream does.
+    // 2. Both files arrive byte-identical.
+    // 3. One call: the reload covers the renew the RPZ file asked for.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    let rpz = content(1, 1_300_000);
+    let config = b"local-data:\n  rpz:\n    - file: block.rpz\n".to_vec();
+    broker.publish_upstream(ME, "block.rpz", &rpz).await;
+    broker.publish_upstream(ME, "config.yaml", &config).await;
+
+    host.wait_for("both files and a manager call", |h| {
+        h.holds("block.rpz", &rpz)
+            && h.holds("config.yaml", &config)
+            && !h.manager.calls().is_empty()
+    })
+    .await;
+    // Longer than the debounce: a second call would have come by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(calls(&host), [ok("/reload")], "{}", host.logs());
+    assert_eq!(tree(&host.files()), ["block.rpz", "config.yaml"]);
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_another_hostname_never_touch_the_directory() {
+    // 1. Publish files (one chunked, one config, one hostile name) for another resolver.
+    // 2. Then one file for us: once it is in, everything before it was processed.
+    // 3. Only our file is there, and only its renew was asked for.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    broker
+        .publish_upstream("resolver2", "theirs.rpz", &content(2, 700_000))
+        .await;
+    broker
+        .publish_upstream("resolver2", "config.yaml", b"workers: 8\n")
+        .await;
+    broker
+        .publish_upstream("resolver2", "../../etc/passwd", b"x")
+        .await;
+    broker
+        .publish(
+            "k",
+            &[("file-name", "nohost.rpz")],
+            b"no hostname header",
+            None,
+        )
+        .await;
+    broker.publish_upstream(ME, "mine.rpz", b"ours").await;
+
+    host.wait_for("our file", |h| h.holds("mine.rpz", b"ours"))
+        .await;
+    host.wait_for("the renew", |h| !h.manager.calls().is_empty())
+        .await;
+    assert_eq!(tree(&host.files()), ["mine.rpz"]);
+    assert_eq!(calls(&host), [ok("/renew")]);
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_work() {
+    // 1. A small file is committed and renewed.
+    // 2. A 4 MiB file in 32 KiB chunks starts arriving; SIGKILL once some chunks are stored.
+    // 3. Restart: the file completes byte-identical; the small file, replayed, is unchanged
+    //    and causes no second call: exactly one renew per file.
+    let broker = Broker::start(1);
+    // Offsets committed only at shutdown: the kill leaves everything to replay.
+    let mut host = Host::new(&broker, ME, &[("auto.commit.interval.ms", "600000")]);
+
+    host.start();
+    broker.publish_upstream(ME, "small.rpz", b"small").await;
+    host.wait_for("the small file's renew", |h| !h.manager.calls().is_empty())
+        .await;
+
+    let big = content(3, 4 << 20);
+    let total = (big.len() / (32 << 10)).to_string();
+    for (i, chunk) in big.chunks(32 << 10).enumerate() {
+        let index = (i + 1).to_string();
+        broker
+            .publish(
+                "big",
+                &[
+                    ("hostname", ME),
+                    ("file-name", "big.rpz"),
+                    ("total-chunks", &total),
+                    ("chunk-index", &index),
+                ],
+                chunk,
+                None,
+            )
+            .await;
+    }
+    host.wait_for("some chunks stored", |h| {
+        std::fs::read_dir(h.path("big.rpz.chunks")).is_ok_and(|d| d.count() >= 8)
+    })
+    .await;
+    let status = host.stop(SIGKILL).await;
+    assert!(!status.success());
+    assert!(
+        !host.path("big.rpz").exists(),
+        "killed too late: the transfer had finished\n{}",
+        host.logs()
+    );
+
+    host.start();
+    host.wait_for("the big file", |h| h.holds("big.rpz", &big))
+        .await;
+    host.wait_for("its renew", |h| h.manager.calls().len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        calls(&host),
+        [ok("/renew"), ok("/renew")],
+        "{}",
+        host.logs()
+    );
+    assert!(
+        host.log_of(2).contains("unchanged"),
+        "the small file was replayed as a no-op\n{}",
+        host.logs()
+    );
+    assert_eq!(tree(&host.files()), ["big.rpz", "small.rpz"]);
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_reload_restores_the_backup_and_reloads_again() {
+    // 1. config v1 is committed and reloaded.
+    // 2. The manager answers 500 to the reload of v2: v1 is put back and reloaded.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    broker
+        .publish_upstream(ME, "config.yaml", b"workers: 1\n")
+        .await;
+    host.wait_for("v1 reloaded", |h| h.manager.calls().len() == 1)
+        .await;
+
+    host.manager.answer_next(500);
+    broker
+        .publish_upstream(ME, "config.yaml", b"workers: 2\n")
+        .await;
+    host.wait_for("the reload after restoring", |h| {
+        h.manager.calls().len() == 3
+    })
+    .await;
+    assert_eq!(
+        calls(&host),
+        [ok("/reload"), ("/reload".into(), 500), ok("/reload")]
+    );
+    assert!(
+        host.holds("config.yaml", b"workers: 1\n"),
+        "the refused v2 is still in place"
+    );
+    assert!(!host.path("config.yaml.backup").exists());
+    assert!(
+        host.logs().contains("restored from its backup"),
+        "{}",
+        host.logs()
+    );
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_manager_is_retried_until_it_is_back() {
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    host.manager_down();
+    broker.publish_upstream(ME, "zone.rpz", b"data").await;
+    host.wait_for("the file", |h| h.holds("zone.rpz", b"data"))
+        .await;
+    host.wait_for("a failed attempt in the log", |h| {
+        h.logs().contains("unreachable")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(host.manager.calls().is_empty());
+
+    host.manager_up();
+    host.wait_for("the renew once the manager is back", |h| {
+        !h.manager.calls().is_empty()
+    })
+    .await;
+    assert_eq!(calls(&host), [ok("/renew")]);
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_nothing() {
+    // 1. Nine files spread over three partitions are committed.
+    // 2. SIGTERM: exit status 0.
+    // 3. Restart and publish one more file: it is the only message the second run processes.
+    let broker = Broker::start(3);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    for i in 0..9 {
+        let name = format!("f{i}.rpz");
+        let headers = [("hostname", ME), ("file-name", name.as_str())];
+        broker
+            .publish(&name, &headers, name.as_bytes(), Some(i % 3))
+            .await;
+    }
+    host.wait_for("nine files", |h| {
+        (0..9).all(|i| h.holds(&format!("f{i}.rpz"), format!("f{i}.rpz").as_bytes()))
+    })
+    .await;
+    let status = host.stop(SIGTERM).await;
+    assert!(status.success(), "{status:?}\n{}", host.logs());
+    assert!(host.log_of(1).contains("committing offsets"));
+
+    host.start();
+    broker
+        .publish(
+            "last",
+            &[("hostname", ME), ("file-name", "last.rpz")],
+            b"last",
+            Some(1),
+        )
+        .await;
+    host.wait_for("the new file", |h| h.holds("last.rpz", b"last"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let processed: Vec<_> = host
+        .log_of(2)
+        .lines()
+        .filter(|l| l.contains("message processed"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        processed.len(),
+        1,
+        "the second run re-read old messages: {processed:#?}"
+    );
+    assert!(processed[0].contains("last.rpz"));
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_command_delivers_config_last_with_checksums() {
+    // The real `kres-kafka send`: two files, the config given first on the command line.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    let outbox = host.dir.path().join("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    let rpz = content(9, 300_000);
+    std::fs::write(
+        outbox.join("policy.yaml"),
+        "rpz:\n  - file: zones/lists.rpz\n",
+    )
+    .unwrap();
+    std::fs::write(outbox.join("lists.rpz"), &rpz).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args([
+            "send",
+            "--server",
+            &broker.server(),
+            "--topic",
+            common::daemon::TOPIC,
+            "--hostname",
+            ME,
+        ])
+        .args(["--chunk-size", "64KiB", "--dest-dir", "zones"])
+        .arg(outbox.join("policy.yaml"))
+        .arg(outbox.join("lists.rpz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let order: Vec<_> = stdout.lines().collect();
+    assert!(
+        order[0].contains("zones/lists.rpz (300000 bytes, 5 chunks)")
+            && order[1].contains("zones/policy.yaml"),
+        "{stdout}"
+    );
+
+    host.wait_for("both files and the reload", |h| {
+        h.holds("zones/lists.rpz", &rpz)
+            && h.path("zones/policy.yaml").exists()
+            && !h.manager.calls().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls(&host), [ok("/reload")]);
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[test]
+fn send_names_the_file_it_cannot_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["send", "--hostname", ME, "--server", "127.0.0.1@1"])
+        .arg(dir.path().join("missing.rpz"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.rpz"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn disabled_kafka_says_so_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "hostname: r1\nkafka:\n  enable: false\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Kafka delivery is disabled"));
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    for (yaml, expected) in [
+        (
+            "kafka:\n  enable: true\n  fils-dir: /tmp\n",
+            "unknown field `fils-dir`",
+        ),
+        (
+            "kafka:\n  enable: true\n  server: broker@99999\n",
+            "port \"99999\"",
+        ),
+        (
+            "kafka:\n  enable: true\n  security-protocol: ssl\n  ca-file: /nonexistent/ca.pem\n",
+            "kafka.ca-file: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "kafka:\n  enable: true\n  files-dir: /nonexistent/files\n",
+            "kafka.files-dir /nonexistent/files does not exist",
+        ),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{yaml}: {stderr}");
+    }
+}
+
+#[test]
+fn demo_runs_with_nothing_installed() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("blocklist.rpz") && stdout.contains("3 chunks"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("manager call: POST /reload -> 200"),
+        "{stdout}"
+    );
+}
