@@ -219,7 +219,8 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
     // 2. SIGTERM: exit status 0.
     // 3. Restart and publish one more file: it is the only message the second run processes.
     let broker = Broker::start(3);
-    let mut host = Host::new(&broker, ME, &[]);
+    // No periodic commit: only the shutdown's commit can save the offsets.
+    let mut host = Host::new(&broker, ME, &[("auto.commit.interval.ms", "600000")]);
     host.start();
     for i in 0..9 {
         let name = format!("f{i}.rpz");

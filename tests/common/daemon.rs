@@ -255,7 +255,7 @@ unsafe extern "C" {
 /// Deterministic content of `len` bytes, different for each `seed`.
 pub fn content(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[(i % 4)] ^ seed)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
         .collect()
 }
 
