@@ -144,3 +144,71 @@ where
     driver.abort();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::standin::{Recorder, StandIn};
+
+    #[tokio::test]
+    async fn calls_reach_the_manager_over_a_unix_socket_and_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kres-api.sock");
+        let recorder = Recorder::default();
+        let _unix = StandIn::start(&socket, recorder.clone()).unwrap();
+        let (_tcp, port) = StandIn::start_tcp(recorder.clone()).await.unwrap();
+
+        Manager::new(Management::UnixSocket(socket), false)
+            .call(Action::Reload)
+            .await
+            .unwrap();
+        let tcp = Management::Interface {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        Manager::new(tcp, true).call(Action::Renew).await.unwrap();
+        Manager::new(Management::UnixSocket(dir.path().join("x")), false)
+            .call(Action::None)
+            .await
+            .unwrap();
+        let calls: Vec<_> = recorder
+            .calls()
+            .into_iter()
+            .map(|c| (c.method, c.path))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("POST".into(), "/reload".into()),
+                ("POST".into(), "/renew/force".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn error_status_is_a_refusal_and_no_socket_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kres-api.sock");
+        let recorder = Recorder::default();
+        let _unix = StandIn::start(&socket, recorder.clone()).unwrap();
+        recorder.answer_next(500);
+        let err = Manager::new(Management::UnixSocket(socket.clone()), false)
+            .call(Action::Reload)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Refused { status: 500, path, body, .. } if path == "/reload" && body.contains("told to fail")),
+            "{err}"
+        );
+
+        let missing = dir.path().join("missing.sock");
+        let err = Manager::new(Management::UnixSocket(missing), false)
+            .call(Action::Renew)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Unreachable { endpoint, .. } if endpoint.contains("missing.sock")),
+            "{err}"
+        );
+    }
+}

@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 
 /// One call the stand-in received.
@@ -73,47 +74,61 @@ impl Recorder {
 
 /// A running stand-in; stops (and removes its socket) when dropped.
 pub struct StandIn {
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     task: JoinHandle<()>,
 }
 
 impl StandIn {
-    /// Listen on `socket` and record into `recorder`.
+    /// Listen on the unix socket `socket` and record into `recorder`.
     pub fn start(socket: &Path, recorder: Recorder) -> std::io::Result<StandIn> {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let recorder = recorder.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let status = recorder.record(req.method().as_str(), req.uri().path());
-                        let body = if status == 200 {
-                            ""
-                        } else {
-                            "stand-in manager told to fail"
-                        };
-                        let mut response = Response::new(Full::new(Bytes::from(body)));
-                        *response.status_mut() =
-                            hyper::StatusCode::from_u16(status).unwrap_or_default();
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                tokio::spawn(serve(stream, recorder.clone()));
             }
         });
         Ok(StandIn {
-            socket: socket.to_owned(),
+            socket: Some(socket.to_owned()),
             task,
         })
     }
+
+    /// Listen on TCP `127.0.0.1:0`; returns the port.
+    pub async fn start_tcp(recorder: Recorder) -> std::io::Result<(StandIn, u16)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, recorder.clone()));
+            }
+        });
+        Ok((StandIn { socket: None, task }, port))
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S, recorder: Recorder) {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let status = recorder.record(req.method().as_str(), req.uri().path());
+        let body = if status == 200 {
+            ""
+        } else {
+            "stand-in manager told to fail"
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some(socket) = &self.socket {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
