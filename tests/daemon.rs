@@ -371,12 +371,8 @@ fn bad_configuration_is_refused_naming_the_key() {
         ),
     ] {
         std::fs::write(&config, yaml).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out =
+            common::kres_kafka_bounded(&["run".as_ref(), "--config".as_ref(), config.as_ref()]);
         assert_eq!(out.status.code(), Some(2), "{yaml}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{yaml}: {stderr}");

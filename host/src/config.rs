@@ -174,6 +174,13 @@ pub struct Kafka {
     pub cert_file: Option<PathBuf>,
     /// Client private key for mutual TLS (PEM).
     pub key_file: Option<PathBuf>,
+    /// Password of an encrypted `key-file`.
+    pub key_password: Option<String>,
+    /// Check that the broker's certificate names the broker (librdkafka's
+    /// `ssl.endpoint.identification.algorithm=https`). Default: true; turning it off logs a
+    /// warning at every start.
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
     /// Consumer group. Default: `kres-kafka-<hostname>`, one group per resolver, so every
     /// resolver reads the whole topic.
     pub group_id: Option<String>,
@@ -214,6 +221,9 @@ pub struct Kafka {
     pub librdkafka: BTreeMap<String, String>,
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_topic() -> String {
     "knot-resolver".into()
 }
@@ -314,31 +324,44 @@ impl Kafka {
             }
             _ => {}
         }
+        if self.key_password.is_some() && self.key_file.is_none() {
+            return invalid("kafka.key-password is set without kafka.key-file".into());
+        }
         if self.security_protocol == SecurityProtocol::Plaintext {
-            for (key, value) in [
-                ("ca-file", &self.ca_file),
-                ("cert-file", &self.cert_file),
-                ("key-file", &self.key_file),
-            ] {
-                if value.is_some() {
-                    return invalid(format!(
-                        "kafka.{key} is set but kafka.security-protocol is plaintext: set it to ssl"
-                    ));
-                }
+            let tls_keys = [
+                ("ca-file", self.ca_file.is_some()),
+                ("cert-file", self.cert_file.is_some()),
+                ("key-file", self.key_file.is_some()),
+                ("key-password", self.key_password.is_some()),
+                ("verify-hostname", !self.verify_hostname),
+            ];
+            if let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set) {
+                return invalid(format!(
+                    "kafka.{key} is set but kafka.security-protocol is plaintext: set it to ssl"
+                ));
             }
         }
-        for (key, value) in [
-            ("ca-file", &self.ca_file),
-            ("cert-file", &self.cert_file),
-            ("key-file", &self.key_file),
-        ] {
-            if let Some(path) = value {
-                std::fs::File::open(path).map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "kafka.{key}: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?;
+        for option in self.librdkafka.keys() {
+            if let Some((_, instead)) = crate::tls::GUARDED_OPTIONS
+                .iter()
+                .find(|(name, _)| name == option)
+            {
+                return invalid(format!(
+                    "kafka.librdkafka.{option} is refused: it would replace or weaken kres-kafka's TLS settings; use {instead}"
+                ));
+            }
+        }
+        if self.security_protocol == SecurityProtocol::Ssl {
+            let warnings =
+                crate::tls::check_files(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            if !self.verify_hostname {
+                tracing::warn!(
+                    "kafka.verify-hostname is false: the broker's certificate is not checked against its name; \
+                     anyone holding a certificate from the CA can pose as the broker"
+                );
             }
         }
         Ok(())
@@ -623,6 +646,34 @@ mod tests {
                 .contains("not both")
         );
         assert!(error("management:\n  interface: 127.0.0.1\n").contains("expected address@port"));
+    }
+
+    #[test]
+    fn tls_settings_cannot_be_weakened_or_misplaced() {
+        assert!(
+            error("kafka:\n  verify-hostname: false\n")
+                .contains("kafka.verify-hostname is set but kafka.security-protocol is plaintext")
+        );
+        assert!(
+            error("kafka:\n  key-password: x\n")
+                .contains("kafka.key-password is set without kafka.key-file")
+        );
+        for option in [
+            "enable.ssl.certificate.verification",
+            "ssl.endpoint.identification.algorithm",
+            "ssl.ca.location",
+            "security.protocol",
+        ] {
+            let e = error(&format!("kafka:\n  librdkafka:\n    {option}: x\n"));
+            assert!(
+                e.contains(&format!("kafka.librdkafka.{option} is refused")),
+                "{e}"
+            );
+        }
+        assert!(
+            error("kafka:\n  librdkafka:\n    security.protocol: plaintext\n")
+                .contains("use kafka.security-protocol")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsum
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A repeated broker error (the same text) is logged at most this often; in between it goes
@@ -38,7 +38,16 @@ pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
         }
         SecurityProtocol::Ssl => {
             config.set("security.protocol", "ssl");
-            config.set("ssl.endpoint.identification.algorithm", "https");
+            config.set(
+                "ssl.endpoint.identification.algorithm",
+                if kafka.verify_hostname {
+                    "https"
+                } else {
+                    "none"
+                },
+            );
+            // Explicit, though librdkafka's default: verification is never off.
+            config.set("enable.ssl.certificate.verification", "true");
             if let Some(ca) = &kafka.ca_file {
                 config.set("ssl.ca.location", ca.display().to_string());
             }
@@ -47,6 +56,9 @@ pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
             }
             if let Some(key) = &kafka.key_file {
                 config.set("ssl.key.location", key.display().to_string());
+            }
+            if let Some(password) = &kafka.key_password {
+                config.set("ssl.key.password", password);
             }
         }
     }
@@ -61,12 +73,27 @@ pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Kafka) {
 }
 
 /// Logs librdkafka's messages and errors through `tracing`, without repeating itself.
-#[derive(Default)]
+/// Cloning gives a handle on the same state.
+#[derive(Default, Clone)]
 pub struct LogContext {
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl LogContext {
+    /// The last error librdkafka reported, to explain a failure (a TLS handshake refused, a
+    /// broker unreachable) that otherwise surfaces as a timeout.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn remember(&self, text: &str) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(text.to_owned());
+    }
+
     /// Whether `text` was not logged at warn level within [`REPEAT_ERROR_EVERY`].
     fn first_in_a_while(&self, text: &str) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,6 +130,7 @@ impl ClientContext for LogContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let text = format!("{error}: {reason}");
+        self.remember(&text);
         if self.first_in_a_while(&text) {
             tracing::warn!(target: "librdkafka", "Kafka: {text} (retrying)");
         } else {

@@ -8,6 +8,7 @@
 //! - `types`: what crosses the sandbox boundary, in the host's own types.
 //! - `config`: the resolver's config files: `hostname`, `management`, `kafka`, merged and checked.
 //! - `kafka`: the only module that configures rdkafka: client options, consumer, offsets, logs.
+//! - `tls`: start-up checks of the TLS files; the librdkafka options that may not weaken TLS.
 //! - `manager`: calls to the resolver's management API (reload, renew).
 //! - `scheduler`: debounces and coalesces manager calls; never drops a request.
 //! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends.
@@ -32,4 +33,5 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod send;
 pub mod standin;
+pub mod tls;
 pub mod types;

@@ -48,7 +48,7 @@ pub fn is_config(name: &str) -> bool {
 }
 
 /// The producer for `kafka`'s brokers and TLS settings.
-pub fn producer(kafka: &Kafka) -> Result<Producer, rdkafka::error::KafkaError> {
+pub fn producer(kafka: &Kafka) -> Result<Publisher, rdkafka::error::KafkaError> {
     let mut config = kafka::client_config(kafka, "kres-kafka-send");
     config
         // Retries must not reorder chunks, nor duplicate them.
@@ -59,15 +59,22 @@ pub fn producer(kafka: &Kafka) -> Result<Producer, rdkafka::error::KafkaError> {
         )
         .set("linger.ms", "5");
     kafka::apply_extra_options(&mut config, kafka);
-    config.create_with_context(kafka::LogContext::default())
+    let log = kafka::LogContext::default();
+    Ok(Publisher {
+        producer: config.create_with_context(log.clone())?,
+        log,
+    })
 }
 
-/// The publisher's producer, logging through `tracing`.
-pub type Producer = FutureProducer<kafka::LogContext>;
+/// The publisher's producer, logging through `tracing`, and a handle on what it logged.
+pub struct Publisher {
+    producer: FutureProducer<kafka::LogContext>,
+    log: kafka::LogContext,
+}
 
 /// Send `files` to the resolver `hostname`, non-configuration files first.
 pub async fn send(
-    producer: &Producer,
+    publisher: &Publisher,
     topic: &str,
     hostname: &str,
     files: &[Outgoing],
@@ -78,15 +85,27 @@ pub async fn send(
     ordered.sort_by_key(|f| is_config(&f.name));
     let mut sent = Sent::default();
     for file in ordered {
-        match send_file(producer, topic, hostname, file, chunk_size, progress).await {
+        match send_file(
+            &publisher.producer,
+            topic,
+            hostname,
+            file,
+            chunk_size,
+            progress,
+        )
+        .await
+        {
             Ok((size, chunks)) => sent.delivered.push((file.name.clone(), size, chunks)),
-            Err(reason) => {
+            Err(mut reason) => {
+                if let Some(broker) = publisher.log.last_error() {
+                    reason = format!("{reason} (last broker error: {broker})");
+                }
                 progress.suspend(|| tracing::error!(file = %file.name, "not delivered: {reason}"));
                 sent.failed.push((file.name.clone(), reason));
             }
         }
     }
-    let _ = producer.flush(DELIVERY_TIMEOUT);
+    let _ = publisher.producer.flush(DELIVERY_TIMEOUT);
     sent
 }
 
@@ -107,7 +126,7 @@ pub fn progress_bar(files: &[Outgoing]) -> ProgressBar {
 }
 
 async fn send_file(
-    producer: &Producer,
+    producer: &FutureProducer<kafka::LogContext>,
     topic: &str,
     hostname: &str,
     file: &Outgoing,

@@ -112,6 +112,12 @@ pub struct Host {
 impl Host {
     /// Set up a host for `hostname` on `broker`, with extra librdkafka options.
     pub fn new(broker: &Broker, hostname: &str, librdkafka: &[(&str, &str)]) -> Host {
+        Host::with(&broker.server(), hostname, "", librdkafka)
+    }
+
+    /// Set up a host for `hostname` on the broker at `server` (`host@port`), with extra lines
+    /// for the `kafka` section and extra librdkafka options.
+    pub fn with(server: &str, hostname: &str, kafka: &str, librdkafka: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("files")).unwrap();
         let socket = dir.path().join("kres-api.sock");
@@ -120,9 +126,13 @@ impl Host {
              management:\n  unix-socket: {socket}\n\
              workers: 2 # the resolver's own settings are ignored\n\
              kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n  debounce: 1s\n\
+             {kafka}\
              \x20 librdkafka:\n    group.protocol: consumer\n{extra}",
             socket = socket.display(),
-            server = broker.server(),
+            kafka = kafka
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>(),
             files = dir.path().join("files").display(),
             extra = librdkafka
                 .iter()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod tls;
 
 use kres_kafka::types::{Context, Limits, Message};
 use std::path::{Path, PathBuf};
@@ -134,4 +135,15 @@ impl Scratch {
             b"outside"
         );
     }
+}
+
+/// `kres-kafka ARGS...` under coreutils `timeout`, so a daemon that wrongly starts fails the
+/// test (exit status 124) instead of hanging it.
+pub fn kres_kafka_bounded(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(args)
+        .output()
+        .expect("running kres-kafka under timeout")
 }

@@ -1,0 +1,217 @@
+//! TLS to the broker: the start-up checks of the certificate files, and the librdkafka options
+//! an operator may not use to weaken verification.
+//!
+//! Every problem is found before the first connection, naming the config key, the file and
+//! what is wrong with it, so a misconfigured resolver host fails at `systemctl start`, not at
+//! the first message. Checks use OpenSSL, the library librdkafka itself uses for TLS.
+
+use crate::config::Kafka;
+use openssl::asn1::Asn1Time;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
+use std::path::Path;
+
+/// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
+/// map refuses them and names the config key to use instead.
+pub const GUARDED_OPTIONS: [(&str, &str); 16] = [
+    ("security.protocol", "kafka.security-protocol"),
+    (
+        "enable.ssl.certificate.verification",
+        "nothing: certificate verification cannot be turned off",
+    ),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "kafka.verify-hostname",
+    ),
+    ("ssl.ca.location", "kafka.ca-file"),
+    ("ssl.ca.pem", "kafka.ca-file"),
+    ("ssl.ca.certificate.stores", "kafka.ca-file"),
+    ("ssl.certificate.location", "kafka.cert-file"),
+    ("ssl.certificate.pem", "kafka.cert-file"),
+    ("ssl.key.location", "kafka.key-file"),
+    ("ssl.key.pem", "kafka.key-file"),
+    ("ssl.key.password", "kafka.key-password"),
+    (
+        "ssl.keystore.location",
+        "kafka.cert-file and kafka.key-file",
+    ),
+    ("ssl.keystore.password", "kafka.key-password"),
+    (
+        "ssl.engine.location",
+        "nothing: OpenSSL engines are not supported",
+    ),
+    (
+        "ssl.providers",
+        "nothing: OpenSSL providers are not supported",
+    ),
+    ("ssl_engine_callback_data", "nothing"),
+];
+
+/// A problem with the TLS files, naming the key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("kafka.{key}: cannot read {path}: {reason}")]
+    Read {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("kafka.{key}: {path} holds no PEM certificate")]
+    NoCertificate { key: &'static str, path: String },
+    #[error("kafka.{key}: {path} is not a valid PEM certificate: {reason}")]
+    BadCertificate {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("kafka.key-file: {path} is not a valid PEM private key{hint}: {reason}")]
+    BadKey {
+        path: String,
+        hint: &'static str,
+        reason: String,
+    },
+    #[error("kafka.{key}: the certificate in {path} expired on {not_after}")]
+    Expired {
+        key: &'static str,
+        path: String,
+        not_after: String,
+    },
+    #[error("kafka.{key}: the certificate in {path} is not valid before {not_before}")]
+    NotYetValid {
+        key: &'static str,
+        path: String,
+        not_before: String,
+    },
+    #[error("kafka.key-file: the key in {key_path} does not match the certificate in {cert_path}")]
+    Mismatch { key_path: String, cert_path: String },
+}
+
+/// Check the TLS files of `kafka`; return warnings to log (a key readable by others).
+pub fn check_files(kafka: &Kafka) -> Result<Vec<String>, TlsError> {
+    let mut warnings = Vec::new();
+    if let Some(ca) = &kafka.ca_file {
+        // A bundle may hold old certificates beside current ones: one valid is enough.
+        let validities: Vec<_> = certificates("ca-file", ca)?
+            .iter()
+            .map(|c| validity("ca-file", ca, c))
+            .collect();
+        if validities.iter().all(Result::is_err) {
+            validities
+                .into_iter()
+                .next()
+                .expect("at least one certificate")?;
+        }
+    }
+    if let (Some(cert_path), Some(key_path)) = (&kafka.cert_file, &kafka.key_file) {
+        let cert = certificates("cert-file", cert_path)?.remove(0);
+        validity("cert-file", cert_path, &cert)?;
+        let key = private_key(key_path, kafka.key_password.as_deref())?;
+        let public = cert.public_key().map_err(|e| TlsError::BadCertificate {
+            key: "cert-file",
+            path: cert_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if !public.public_eq(&key) {
+            return Err(TlsError::Mismatch {
+                key_path: key_path.display().to_string(),
+                cert_path: cert_path.display().to_string(),
+            });
+        }
+        if let Some(warning) = key_permissions(key_path) {
+            warnings.push(warning);
+        }
+    }
+    Ok(warnings)
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Read {
+        key,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn certificates(key: &'static str, path: &Path) -> Result<Vec<X509>, TlsError> {
+    let pem = read(key, path)?;
+    let shown = path.display().to_string();
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(TlsError::NoCertificate { key, path: shown });
+    }
+    let certs = X509::stack_from_pem(&pem).map_err(|e| TlsError::BadCertificate {
+        key,
+        path: shown.clone(),
+        reason: first_error(&e),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { key, path: shown });
+    }
+    Ok(certs)
+}
+
+fn validity(key: &'static str, path: &Path, cert: &X509) -> Result<(), TlsError> {
+    let now = Asn1Time::days_from_now(0).expect("the current time is representable");
+    let path = path.display().to_string();
+    if cert.not_after() < now {
+        return Err(TlsError::Expired {
+            key,
+            path,
+            not_after: cert.not_after().to_string(),
+        });
+    }
+    if cert.not_before() > now {
+        return Err(TlsError::NotYetValid {
+            key,
+            path,
+            not_before: cert.not_before().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn private_key(path: &Path, password: Option<&str>) -> Result<PKey<Private>, TlsError> {
+    let pem = read("key-file", path)?;
+    let shown = path.display().to_string();
+    let encrypted = pem.windows(9).any(|w| w == b"ENCRYPTED");
+    let parsed = match password {
+        Some(password) => PKey::private_key_from_pem_passphrase(&pem, password.as_bytes()),
+        None if encrypted => {
+            return Err(TlsError::BadKey {
+                path: shown,
+                hint: " (it is encrypted: set kafka.key-password)",
+                reason: "no password given".into(),
+            });
+        }
+        None => PKey::private_key_from_pem(&pem),
+    };
+    parsed.map_err(|e| TlsError::BadKey {
+        path: shown,
+        hint: if encrypted {
+            " (wrong kafka.key-password?)"
+        } else {
+            ""
+        },
+        reason: first_error(&e),
+    })
+}
+
+/// A warning when the private key can be read by the file's group or by others.
+fn key_permissions(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "kafka.key-file: {} is readable by {} (mode {:o}): make it readable by kres-kafka's user only (chmod 600)",
+            path.display(),
+            if mode & 0o004 != 0 { "everyone" } else { "its group" },
+            mode & 0o777
+        )
+    })
+}
+
+fn first_error(e: &openssl::error::ErrorStack) -> String {
+    e.errors()
+        .first()
+        .and_then(|e| e.reason().map(str::to_owned))
+        .unwrap_or_else(|| e.to_string())
+}
