@@ -184,6 +184,8 @@ fn looping_guest_given_by_path_is_reported_rejected_at_the_time_limit() {
             HOST,
             "-H",
             "file-name=loop",
+            "-H",
+            "hostname=resolver1",
         ],
         b"",
     );

@@ -349,6 +349,7 @@ fn hostile(scratch: &Scratch, memory_limit: u64, time_limit: Duration) -> (Sandb
         files_dir: scratch.files(),
         memory_limit,
         time_limit,
+        cache_dir: None,
     };
     let sandbox = Sandbox::new(config).unwrap();
     let guest = sandbox.load_file(hostile_guest()).unwrap();
@@ -432,4 +433,88 @@ fn a_failed_call_leaves_committed_files_intact() {
         fs::read(scratch.files().join("after.txt")).unwrap(),
         b"fine"
     );
+}
+
+// Loading: only guests that compile, implement the world and pass the self-test go live.
+
+#[test]
+fn refused_guests_say_why() {
+    let scratch = Scratch::new();
+    let sandbox = Sandbox::new(SandboxConfig::new(scratch.files())).unwrap();
+    let refused = |bytes: &[u8]| {
+        sandbox
+            .load(bytes, "candidate")
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+
+    let e = refused(b"this is not wasm");
+    assert!(
+        e.contains("guest candidate is not a valid WebAssembly component"),
+        "{e}"
+    );
+    let e = refused(&DEFAULT_GUEST[..DEFAULT_GUEST.len() / 2]);
+    assert!(
+        e.contains("is not a valid WebAssembly component"),
+        "half a guest: {e}"
+    );
+    // The empty component: valid, but it exports nothing of the world.
+    let e = refused(b"\0asm\x0d\0\x01\0");
+    assert!(
+        e.contains("does not implement the world kres:kafka/consumer"),
+        "{e}"
+    );
+    let e = refused(&fs::read(common::trapping_guest()).unwrap());
+    assert!(
+        e.contains("failed its self-test") && e.contains("trapped"),
+        "{e}"
+    );
+    assert!(
+        tree(&scratch.files()).is_empty(),
+        "the self-test ran outside the files directory"
+    );
+}
+
+#[test]
+fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
+    let scratch = Scratch::new();
+    let cache = scratch.dir.path().join("cache");
+    let config = SandboxConfig {
+        cache_dir: Some(cache.clone()),
+        ..SandboxConfig::new(scratch.files())
+    };
+    let sandbox = Sandbox::new(config.clone()).unwrap();
+    let first = sandbox.load(DEFAULT_GUEST, "embedded").unwrap();
+    assert!(!first.cached());
+    let second = Sandbox::new(config.clone())
+        .unwrap()
+        .load(DEFAULT_GUEST, "embedded")
+        .unwrap();
+    assert!(second.cached());
+    assert_eq!(second.version(), first.version());
+    assert!(matches!(
+        process(&second, whole("a.rpz", b"x")),
+        Ok(Outcome::Committed { .. })
+    ));
+
+    // An artifact that kres-kafka did not write (here: damaged) is not loaded: recompiled.
+    let artifact = fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let mut bytes = fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&artifact, bytes).unwrap();
+    let third = Sandbox::new(config)
+        .unwrap()
+        .load(DEFAULT_GUEST, "embedded")
+        .unwrap();
+    assert!(!third.cached());
+    assert!(matches!(
+        process(&third, whole("b.rpz", b"y")),
+        Ok(Outcome::Committed { .. })
+    ));
 }

@@ -168,6 +168,7 @@ impl LimitArgs {
             files_dir,
             memory_limit: self.guest_memory_limit.as_u64(),
             time_limit: self.guest_time_limit.into(),
+            cache_dir: None,
         }
     }
 }

@@ -210,6 +210,9 @@ pub struct Kafka {
     pub chunk_size: ByteSize,
     /// A guest component to use instead of the embedded one.
     pub guest: Option<PathBuf>,
+    /// Where compiled guests are cached. Default: `kres-kafka-cache` beside the files
+    /// directory. Never inside the files directory: the guest could plant code there.
+    pub guest_cache_dir: Option<PathBuf>,
     /// Cap on the guest's memory. Default: 256 MiB.
     #[serde(default = "default_guest_memory_limit")]
     pub guest_memory_limit: ByteSize,
@@ -285,7 +288,17 @@ impl Kafka {
             files_dir: self.files_dir.clone(),
             memory_limit: self.guest_memory_limit.as_u64(),
             time_limit: self.guest_time_limit,
+            cache_dir: Some(self.guest_cache_dir()),
         }
+    }
+
+    /// `guest-cache-dir`, else `kres-kafka-cache` beside the files directory (outside the
+    /// guest's view).
+    pub fn guest_cache_dir(&self) -> PathBuf {
+        self.guest_cache_dir.clone().unwrap_or_else(|| {
+            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/cache"));
+            parent.join("kres-kafka-cache")
+        })
     }
 
     /// `bootstrap.servers`.
@@ -323,6 +336,12 @@ impl Kafka {
                 return invalid("kafka.key-file is set without kafka.cert-file".into());
             }
             _ => {}
+        }
+        if self.guest_cache_dir().starts_with(&self.files_dir) {
+            return invalid(format!(
+                "kafka.guest-cache-dir {} is inside kafka.files-dir: the guest could plant code there",
+                self.guest_cache_dir().display()
+            ));
         }
         if self.key_password.is_some() && self.key_file.is_none() {
             return invalid("kafka.key-password is set without kafka.key-file".into());
@@ -673,6 +692,20 @@ mod tests {
         assert!(
             error("kafka:\n  librdkafka:\n    security.protocol: plaintext\n")
                 .contains("use kafka.security-protocol")
+        );
+    }
+
+    #[test]
+    fn guest_cache_is_beside_the_files_directory_never_inside() {
+        let c = parse("kafka:\n  files-dir: /var/lib/knot-resolver\n").unwrap();
+        assert_eq!(
+            c.kafka.guest_cache_dir(),
+            Path::new("/var/lib/kres-kafka-cache")
+        );
+        let e = error("kafka:\n  files-dir: /srv/files\n  guest-cache-dir: /srv/files/cache\n");
+        assert!(
+            e.contains("kafka.guest-cache-dir /srv/files/cache is inside kafka.files-dir"),
+            "{e}"
         );
     }
 

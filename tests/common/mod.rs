@@ -23,28 +23,37 @@ fn workspace() -> PathBuf {
 /// The hostile guest (tests/fixtures/hostile-guest), built for wasm32-wasip2 on first use.
 pub fn hostile_guest() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target_dir = workspace().join("target").join("wasm");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--package",
-                "kres-kafka-hostile-guest",
-                "--target",
-                "wasm32-wasip2",
-                "--profile",
-                "guest",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("running cargo to build the hostile guest");
-        assert!(status.success(), "building the hostile guest failed");
-        target_dir.join("wasm32-wasip2/guest/kres_kafka_hostile_guest.wasm")
-    })
+    BUILT.get_or_init(|| build_hostile("wasm", &[]))
+}
+
+/// The hostile guest built to trap in the host's self-test.
+pub fn trapping_guest() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_hostile("wasm-trap", &["--features", "trap-in-self-test"]))
+}
+
+fn build_hostile(target: &str, extra: &[&str]) -> PathBuf {
+    let target_dir = workspace().join("target").join(target);
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--package",
+            "kres-kafka-hostile-guest",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "guest",
+        ])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("running cargo to build the hostile guest");
+    assert!(status.success(), "building the hostile guest failed");
+    target_dir.join("wasm32-wasip2/guest/kres_kafka_hostile_guest.wasm")
 }
 
 pub fn ctx() -> Context {

@@ -15,6 +15,10 @@
 //! It gets no environment variables, no arguments, no stdin, no stdout/stderr (they are
 //! discarded), no sockets and no name lookups.
 //!
+//! Loading a guest compiles it (or takes its compiled code from the cache, see `cache`), checks
+//! it against the world, and runs a self-test in a scratch directory of its own: a guest that
+//! fails any step is refused before it can touch the files directory.
+//!
 //! Calls block the calling thread: wasmtime-wasi's synchronous bindings block on their own
 //! runtime internally, so async callers must use `spawn_blocking` (or a thread of their own),
 //! never call in from an async worker.
@@ -27,6 +31,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod cache;
+
+pub use cache::digest;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -66,6 +74,8 @@ pub struct SandboxConfig {
     pub memory_limit: u64,
     /// Time limit for one call into the guest.
     pub time_limit: Duration,
+    /// Where compiled guests are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -75,6 +85,7 @@ impl SandboxConfig {
             files_dir: files_dir.into(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             time_limit: DEFAULT_TIME_LIMIT,
+            cache_dir: None,
         }
     }
 }
@@ -98,6 +109,8 @@ pub enum LoadError {
     },
     #[error("setting up the WebAssembly engine: {0}")]
     Engine(String),
+    #[error("caching the compiled guest {origin}: {reason}")]
+    Cache { origin: String, reason: String },
 }
 
 /// A call into the guest that did not return: the message it carried fails, nothing else.
@@ -120,6 +133,9 @@ pub struct Sandbox {
     linker: Linker<State>,
     config: SandboxConfig,
     ticker: Arc<AtomicBool>,
+    cache: Option<cache::Cache>,
+    /// Names this engine's configuration and wasmtime version in artifact file names.
+    engine_id: String,
 }
 
 impl Drop for Sandbox {
@@ -156,11 +172,29 @@ impl Sandbox {
             })
             .map_err(|e| LoadError::Engine(format!("starting the epoch ticker: {e}")))?;
 
+        let engine_id = {
+            use std::hash::Hash;
+            let mut hasher = cache::Sha256Hasher(Default::default());
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            format!("{:016x}", std::hash::Hasher::finish(&hasher))
+        };
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| match cache::Cache::open(dir) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "compiled guests will not be cached: {e}");
+                    None
+                }
+            });
         Ok(Sandbox {
             engine,
             linker,
             config,
             ticker,
+            cache,
+            engine_id,
         })
     }
 
@@ -177,15 +211,12 @@ impl Sandbox {
         self.load(&bytes, &path.display().to_string())
     }
 
-    /// Compile `bytes`, check them against the world and run the self-test (the `version`
-    /// export, in a fresh instance with the files directory). `origin` names the guest in
-    /// messages.
+    /// Compile `bytes` (or take their compiled code from the cache), check them against the
+    /// world and run the self-test. `origin` names the guest in messages.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<Guest, LoadError> {
         let started = Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            origin: origin.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
+        let digest = cache::digest(bytes);
+        let (component, cached) = self.compile(bytes, &digest, origin)?;
         let world = |e: wasmtime::Error| LoadError::World {
             origin: origin.to_owned(),
             reason: format!("{e:#}"),
@@ -198,15 +229,78 @@ impl Sandbox {
             config: self.config.clone(),
             origin: origin.to_owned(),
             version: String::new(),
+            digest,
+            cached,
         };
-        guest.version = guest
-            .call(|consumer, store| consumer.kres_kafka_processor().call_version(store))
-            .map_err(|failure| LoadError::SelfTest {
-                origin: origin.to_owned(),
-                failure,
-            })?;
-        tracing::debug!(%origin, version = %guest.version, elapsed = ?started.elapsed(), "guest loaded");
+        guest.version = guest.self_test().map_err(|failure| LoadError::SelfTest {
+            origin: origin.to_owned(),
+            failure,
+        })?;
+        tracing::debug!(%origin, version = %guest.version, cached, elapsed = ?started.elapsed(), "guest loaded");
         Ok(guest)
+    }
+
+    /// Compile `bytes` into the cache ahead of a deployment; return where the artifact is.
+    pub fn precompile(&self, bytes: &[u8], origin: &str) -> Result<PathBuf, LoadError> {
+        let cache_error = |reason: String| LoadError::Cache {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or_else(|| cache_error("no cache directory is configured".into()))?;
+        let digest = cache::digest(bytes);
+        self.compile(bytes, &digest, origin)?;
+        let path = cache.path(&digest, &self.engine_id);
+        if !path.exists() {
+            return Err(cache_error(format!(
+                "{} was not written (see the warnings above)",
+                path.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    /// The compiled component, and whether it came from the cache.
+    fn compile(
+        &self,
+        bytes: &[u8],
+        digest: &str,
+        origin: &str,
+    ) -> Result<(Component, bool), LoadError> {
+        let compile_error = |e: wasmtime::Error| LoadError::Compile {
+            origin: origin.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let Some(cache) = &self.cache else {
+            return Ok((
+                Component::new(&self.engine, bytes).map_err(compile_error)?,
+                false,
+            ));
+        };
+        let path = cache.path(digest, &self.engine_id);
+        if let Some(artifact) = cache.get(&path) {
+            // SAFETY: `cache.get` returns only artifacts carrying our HMAC, that is written by
+            // `precompile_component` of an engine with this configuration (the name says so).
+            match unsafe { Component::deserialize(&self.engine, &artifact) } {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "recompiling: the cached artifact is unusable: {e:#}")
+                }
+            }
+        }
+        let artifact = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(compile_error)?;
+        if let Err(e) = cache.put(&path, &artifact) {
+            tracing::warn!(path = %path.display(), "could not cache the compiled guest: {e}");
+        }
+        // SAFETY: produced just above by this engine.
+        let component =
+            unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(compile_error)?;
+        Ok((component, false))
     }
 }
 
@@ -218,9 +312,74 @@ pub struct Guest {
     config: SandboxConfig,
     origin: String,
     version: String,
+    digest: String,
+    cached: bool,
 }
 
+/// Hostname used by the self-test: no resolver is called that (it is not a valid DNS name).
+const SELF_TEST_HOSTNAME: &str = "kres-kafka self-test";
+
 impl Guest {
+    /// Hex SHA-256 of the guest's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether its compiled code came from the cache.
+    pub fn cached(&self) -> bool {
+        self.cached
+    }
+
+    /// Call each export once in a scratch directory of its own; return the version. A guest
+    /// must report a version, skip a message that is not for its resolver, and maintain an
+    /// empty directory.
+    fn self_test(&self) -> Result<String, GuestFailure> {
+        let scratch = tempfile::tempdir()
+            .map_err(|e| GuestFailure::Start(format!("creating a scratch directory: {e}")))?;
+        let dir = scratch.path();
+        let version = self.call_in(dir, |c, store| c.kres_kafka_processor().call_version(store))?;
+        if version.trim().is_empty() {
+            return Err(GuestFailure::Trap("its version is empty".into()));
+        }
+        let ctx = wit::Context {
+            hostname: SELF_TEST_HOSTNAME.into(),
+            limits: wit::Limits {
+                max_file_size: 1024,
+                max_chunks: 1,
+            },
+            now: 0,
+        };
+        let msg = wit::Message {
+            key: None,
+            headers: vec![wit::Header {
+                name: "file-name".into(),
+                value: b"self-test".to_vec(),
+            }],
+            value: Vec::new(),
+            topic: String::new(),
+            partition: -1,
+            offset: -1,
+        };
+        match self.call_in(dir, |c, store| {
+            c.kres_kafka_processor().call_process(store, &ctx, &msg)
+        })? {
+            Ok(wit::Outcome::Skipped(_)) => {}
+            other => {
+                return Err(GuestFailure::Trap(format!(
+                    "it did not skip a message without a hostname header: {other:?}"
+                )));
+            }
+        }
+        if let Err(e) = self.call_in(dir, |c, store| {
+            c.kres_kafka_processor().call_maintain(store, &ctx, 0)
+        })? {
+            return Err(GuestFailure::Trap(format!(
+                "maintenance of an empty directory failed: {e:?}"
+            )));
+        }
+        Ok(version)
+    }
+
     /// The version string the guest reported at load.
     pub fn version(&self) -> &str {
         &self.version
@@ -275,9 +434,18 @@ impl Guest {
             .map_err(rejection))
     }
 
-    /// Instantiate afresh and make one call under the limits.
+    /// Instantiate afresh over the files directory and make one call under the limits.
     fn call<R>(
         &self,
+        f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestFailure> {
+        self.call_in(&self.config.files_dir, f)
+    }
+
+    /// Instantiate afresh with `dir` as the only preopen and make one call under the limits.
+    fn call_in<R>(
+        &self,
+        dir: &Path,
         f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let mut wasi = WasiCtxBuilder::new();
@@ -286,11 +454,11 @@ impl Guest {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        wasi.preopened_dir(&self.config.files_dir, "/", FsPerms::ReadWrite)
+        wasi.preopened_dir(dir, "/", FsPerms::ReadWrite)
             .map_err(|e| {
                 GuestFailure::Start(format!(
                     "opening the files directory {}: {e:#}",
-                    self.config.files_dir.display()
+                    dir.display()
                 ))
             })?;
         let state = State {

@@ -1,0 +1,181 @@
+//! The cache of compiled guests: Cranelift's output for a guest, so that starting with or
+//! swapping to a known guest costs a file read instead of a compile.
+//!
+//! An artifact is native code that wasmtime loads without validation, so this module loads
+//! only artifacts kres-kafka wrote itself: each carries an HMAC-SHA256 of its contents under a
+//! key that kres-kafka generated in the cache directory (readable by its user only). A file
+//! that is not ours, damaged, or made by another wasmtime or engine configuration is ignored
+//! and replaced by a fresh compile. The cache must never be inside the guest's view (the files
+//! directory): the daemon refuses such a configuration.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// First bytes of every artifact: format and version of this file layout.
+const MAGIC: &[u8; 16] = b"kres-kafka-cwsm1";
+const TAG_LEN: usize = 32;
+const KEY_FILE: &str = "hmac-key";
+
+/// A cache directory and its key.
+pub struct Cache {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+impl Cache {
+    /// Open (creating it, mode 0700, and its key, mode 0600) the cache at `dir`.
+    pub fn open(dir: &Path) -> io::Result<Cache> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let key_path = dir.join(KEY_FILE);
+        let key = match fs::read(&key_path) {
+            Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("length checked"),
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a kres-kafka cache key",
+                    key_path.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| io::Error::other(e.to_string()))?;
+                write_atomically(&key_path, &key)?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Cache {
+            dir: dir.to_owned(),
+            key,
+        })
+    }
+
+    /// Where the artifact of the guest with digest `guest` for engine `engine` lives.
+    pub fn path(&self, guest: &str, engine: &str) -> PathBuf {
+        self.dir.join(format!("{guest}-{engine}.cwasm"))
+    }
+
+    /// The artifact at `path`, when it exists and carries our tag.
+    pub fn get(&self, path: &Path) -> Option<Vec<u8>> {
+        let bytes = fs::read(path).ok()?;
+        if bytes.len() < MAGIC.len() + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            tracing::warn!(path = %path.display(), "ignoring a cache file that is not a kres-kafka artifact");
+            return None;
+        }
+        let (tag, payload) = bytes[MAGIC.len()..].split_at(TAG_LEN);
+        if self.mac(payload).verify_slice(tag).is_err() {
+            tracing::warn!(path = %path.display(), "ignoring a cached artifact kres-kafka did not write (bad tag)");
+            return None;
+        }
+        Some(payload.to_vec())
+    }
+
+    /// Store `artifact` at `path` (atomically, mode 0600).
+    pub fn put(&self, path: &Path, artifact: &[u8]) -> io::Result<()> {
+        let tag = self.mac(artifact).finalize().into_bytes();
+        let mut bytes = Vec::with_capacity(MAGIC.len() + TAG_LEN + artifact.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&tag);
+        bytes.extend_from_slice(artifact);
+        write_atomically(path, &bytes)
+    }
+
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(payload);
+        mac
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A `Hasher` feeding SHA-256, to turn wasmtime's engine compatibility hash into a stable name.
+pub struct Sha256Hasher(pub Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    // Unique per writer: two processes filling the same cache entry must not share a temporary.
+    let tmp = path.with_extension(format!("tmp.{}.{:x}", std::process::id(), rand_u64()));
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_artifacts_tagged_with_our_key_are_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let path = cache.path("guest", "engine");
+        assert_eq!(cache.get(&path), None);
+        cache.put(&path, b"native code").unwrap();
+        assert_eq!(cache.get(&path).as_deref(), Some(&b"native code"[..]));
+
+        // Same key on reopening; another cache's key does not verify.
+        assert_eq!(
+            Cache::open(dir.path()).unwrap().get(&path).as_deref(),
+            Some(&b"native code"[..])
+        );
+        let other = tempfile::tempdir().unwrap();
+        let foreign = Cache::open(other.path()).unwrap();
+        foreign
+            .put(&foreign.path("guest", "engine"), b"evil code")
+            .unwrap();
+        fs::copy(foreign.path("guest", "engine"), &path).unwrap();
+        assert_eq!(cache.get(&path), None);
+
+        // A tampered artifact is refused.
+        cache.put(&path, b"native code").unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(cache.get(&path), None);
+    }
+
+    #[test]
+    fn cache_and_key_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        Cache::open(&cache_dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cache_dir), 0o700);
+        assert_eq!(mode(&cache_dir.join(KEY_FILE)), 0o600);
+    }
+}
