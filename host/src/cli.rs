@@ -38,6 +38,63 @@ pub enum Command {
     /// Show kres-kafka working with nothing installed: an in-process broker, a stand-in
     /// manager, a published RPZ file and configuration, delivered and reloaded.
     Demo(DemoArgs),
+
+    /// Check a guest component, or compile it into the cache ahead of a deployment.
+    #[command(subcommand)]
+    Guest(GuestCommand),
+
+    /// Measure kres-kafka's figures on this machine and print them.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuestCommand {
+    /// Compile, check against the world, self-test; print the version. Exit 1 if refused.
+    Check(GuestCheckArgs),
+    /// Compile into the cache the daemon uses, so that starting or swapping to it is fast.
+    Compile(GuestCompileArgs),
+}
+
+/// Arguments of `kres-kafka guest check`.
+#[derive(Debug, Args)]
+pub struct GuestCheckArgs {
+    /// The guest component.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+}
+
+/// Arguments of `kres-kafka guest compile`.
+#[derive(Debug, Args)]
+pub struct GuestCompileArgs {
+    /// The guest component.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// The resolver config whose `kafka.guest-cache-dir` (or default) to fill.
+    #[arg(long = "config", short = 'c', value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG_FILE)]
+    pub configs: Vec<PathBuf>,
+
+    /// The cache directory, overriding the config's.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `kres-kafka bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub what: BenchKind,
+
+    /// How many swaps to time, cold and warm each.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchKind {
+    /// From a new guest file in place to the first message processed by it.
+    GuestSwap,
 }
 
 /// Arguments of `kres-kafka run`.

@@ -1,6 +1,6 @@
 //! The asynchronous commands' edges: runtime, signals, configuration, exit status.
 
-use crate::cli::{DemoArgs, RunArgs, SendArgs};
+use crate::cli::{DemoArgs, GuestCommand, RunArgs, SendArgs};
 use crate::config::{Config, Server};
 use anyhow::Context as _;
 use std::future::Future;
@@ -140,4 +140,47 @@ fn show(paths: &[std::path::PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `kres-kafka guest check` and `kres-kafka guest compile`.
+pub fn guest(command: GuestCommand) -> anyhow::Result<ExitCode> {
+    use crate::sandbox::{Sandbox, SandboxConfig};
+    // The self-test runs in a scratch directory of its own: no files directory is needed.
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let (path, cache_dir) = match &command {
+        GuestCommand::Check(args) => (args.path.clone(), None),
+        GuestCommand::Compile(args) => {
+            let dir = match &args.cache_dir {
+                Some(dir) => dir.clone(),
+                None => Config::load(&args.configs)?.kafka.guest_cache_dir(),
+            };
+            (args.path.clone(), Some(dir))
+        }
+    };
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir,
+        ..SandboxConfig::new(scratch.path())
+    })?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("reading guest {}", path.display()))?;
+    let started = std::time::Instant::now();
+    let guest = match sandbox.load(&bytes, &path.display().to_string()) {
+        Ok(guest) => guest,
+        Err(e) => {
+            eprintln!("kres-kafka: refused: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let took = started.elapsed();
+    println!(
+        "ok: {}: version {:?}, sha256 {}, checked in {took:.0?}",
+        path.display(),
+        guest.version(),
+        guest.digest()
+    );
+    if matches!(command, GuestCommand::Compile(_)) {
+        let artifact = sandbox.precompile(&bytes, &path.display().to_string())?;
+        println!("compiled into {}", artifact.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

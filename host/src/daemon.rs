@@ -12,6 +12,7 @@ use crate::kafka;
 use crate::manager::{CallError, Manager};
 use crate::sandbox::{DEFAULT_GUEST, Guest, GuestFailure, Sandbox};
 use crate::scheduler::{Batch, Executor, Scheduler};
+use crate::swap::{self, Swapped};
 use crate::types::{Action, Context, Message, Outcome, Rejection};
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -43,17 +44,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
 
-    let sandbox = Sandbox::new(kafka.sandbox())?;
-    let guest = match &kafka.guest {
-        Some(path) => sandbox.load_file(path)?,
-        None => sandbox.load(DEFAULT_GUEST, "embedded")?,
-    };
-    tracing::info!(guest = %guest.origin(), version = %guest.version(), "guest loaded");
+    let sandbox = Arc::new(Sandbox::new(kafka.sandbox())?);
+    // Loading self-tests the guest, whose WASI calls block: off the async threads.
+    let (loader, path) = (Arc::clone(&sandbox), kafka.guest.clone());
+    let guest = tokio::task::spawn_blocking(move || match path {
+        Some(path) => loader.load_file(&path),
+        None => loader.load(DEFAULT_GUEST, "embedded"),
+    })
+    .await??;
+    tracing::info!(
+        guest = %guest.origin(), version = %guest.version(), sha256 = %guest.digest(), cached = guest.cached(),
+        "guest loaded"
+    );
+    let mut swaps = swap::spawn(
+        Arc::clone(&sandbox),
+        kafka.guest.clone(),
+        guest.digest().to_owned(),
+        shutdown.clone(),
+    )?;
     let files_lock = Arc::new(Mutex::new(()));
-    let worker = Worker {
+    let mut worker = Worker {
         guest: Arc::new(guest),
         config: config.clone(),
         files_lock: files_lock.clone(),
+        swaps: 0,
     };
     worker.maintain().await;
 
@@ -81,6 +95,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             // progress always finishes and its offset is stored.
             biased;
             () = shutdown.cancelled() => break,
+            // A new guest next: it takes over from the next message on; the message in
+            // progress, if any, has finished on the guest it started with.
+            Some(swapped) = swaps.recv() => worker.swap(swapped),
             _ = maintenance.tick() => worker.maintain().await,
             record = consumer.recv() => {
                 let record = match record {
@@ -118,9 +135,26 @@ struct Worker {
     guest: Arc<Guest>,
     config: Config,
     files_lock: Arc<Mutex<()>>,
+    /// Guests switched to since start-up.
+    swaps: u64,
 }
 
 impl Worker {
+    /// Switch to a guest that passed its checks. Chunk sets in progress carry on: their state
+    /// is on disk, not in the guest.
+    fn swap(&mut self, swapped: Swapped) {
+        self.swaps += 1;
+        let (old, new) = (&self.guest, &swapped.guest);
+        tracing::info!(
+            swaps = self.swaps,
+            old_version = %old.version(), new_version = %new.version(),
+            old_sha256 = %old.digest(), new_sha256 = %new.digest(),
+            cached = new.cached(), loaded_in = ?swapped.loaded_in,
+            "guest swapped"
+        );
+        self.guest = swapped.guest;
+    }
+
     fn context(&self) -> Context {
         Context {
             hostname: self.config.hostname.clone(),

@@ -11,16 +11,19 @@
 //! - `tls`: start-up checks of the TLS files; the librdkafka options that may not weaken TLS.
 //! - `manager`: calls to the resolver's management API (reload, renew).
 //! - `scheduler`: debounces and coalesces manager calls; never drops a request.
+//! - `swap`: hot swap: watches the guest file and SIGHUP, loads and checks new guests off-thread.
 //! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends.
 //! - `send`: the publisher.
 //! - `demo`: the embedded demo: in-process broker, stand-in manager, publisher and daemon.
 //! - `standin`: a stand-in manager on a unix socket, for the demo and the tests.
+//! - `bench`: `kres-kafka bench`: measured figures (guest swap), printed.
 //! - `apply`: the `apply` command: one message from the command line through the guest.
 //! - `commands`: the asynchronous commands' edges: runtime, signals, exit status.
 //! - `cli`: command-line arguments.
 //! - `logging`: the `tracing` subscriber.
 
 pub mod apply;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -33,5 +36,6 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod send;
 pub mod standin;
+pub mod swap;
 pub mod tls;
 pub mod types;

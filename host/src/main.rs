@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         Command::Run(args) => kres_kafka::commands::block_on(kres_kafka::commands::run(args)),
         Command::Send(args) => kres_kafka::commands::block_on(kres_kafka::commands::send(args)),
         Command::Demo(args) => kres_kafka::commands::block_on(kres_kafka::commands::demo(args)),
+        Command::Guest(command) => kres_kafka::commands::guest(command),
+        Command::Bench(args) => kres_kafka::commands::block_on(kres_kafka::bench::run(args)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("kres-kafka: error: {e:#}");

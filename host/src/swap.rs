@@ -1,0 +1,127 @@
+//! Hot swap of the guest. The guest's directory is watched (a new guest usually arrives by
+//! rename) and SIGHUP asks for a check too. A changed file is loaded off the async threads:
+//! compiled (or taken from the cache), checked against the world and self-tested by the
+//! sandbox. Only a guest that passed every check is handed to the daemon, which switches to it
+//! between two messages; a refused guest is logged with the reason and the current one stays.
+//!
+//! This module never switches anything itself, and never touches the files directory.
+
+use crate::sandbox::{self, Guest, Sandbox};
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// After a change, wait this long for more changes before reading the file: a copy in place
+/// arrives in several writes, and reading it half-written would only log a refusal.
+pub const SETTLE: Duration = Duration::from_millis(25);
+
+/// A guest that passed its checks, ready to switch to.
+pub struct Swapped {
+    pub guest: Arc<Guest>,
+    /// Host work from reading the file to the guest being ready (compile or cache, checks,
+    /// self-test), excluding the settle delay.
+    pub loaded_in: Duration,
+}
+
+/// Watch `path` (when a guest path is configured) and SIGHUP; send each new guest that passes
+/// its checks. `current` is the digest of the guest in use. The task ends at `shutdown`.
+pub fn spawn(
+    sandbox: Arc<Sandbox>,
+    path: Option<PathBuf>,
+    current: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<mpsc::Receiver<Swapped>> {
+    let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    let watcher = match &path {
+        Some(path) => Some(watch(path, changed_tx)?),
+        None => None,
+    };
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        let mut current = current;
+        loop {
+            tokio::select! {
+                // Shutdown first: a swap found at the same moment is not worth starting.
+                biased;
+                () = shutdown.cancelled() => return,
+                Some(()) = changed.recv() => {}
+                Some(()) = hangup.recv() => tracing::info!("SIGHUP: checking the guest file"),
+            }
+            let Some(path) = &path else {
+                tracing::warn!(
+                    "no guest path is configured (kafka.guest): the embedded guest stays"
+                );
+                continue;
+            };
+            tokio::time::sleep(SETTLE).await;
+            while changed.try_recv().is_ok() {}
+
+            let started = Instant::now();
+            let loader = Arc::clone(&sandbox);
+            let (file, known) = (path.clone(), current.clone());
+            // Reading, hashing, compiling and self-testing all block: off the async threads.
+            let loaded = tokio::task::spawn_blocking(move || -> Result<Option<Guest>, String> {
+                let bytes =
+                    std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+                if sandbox::digest(&bytes) == known {
+                    return Ok(None);
+                }
+                loader
+                    .load(&bytes, &file.display().to_string())
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("its loader panicked: {e}")));
+            match loaded {
+                Ok(Some(guest)) => {
+                    current = guest.digest().to_owned();
+                    let swapped = Swapped {
+                        guest: Arc::new(guest),
+                        loaded_in: started.elapsed(),
+                    };
+                    if tx.send(swapped).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => tracing::debug!(path = %path.display(), "the guest file is unchanged"),
+                Err(e) => tracing::error!("refusing the new guest: {e}; the current guest stays"),
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Watch the directory of `path` (not the file: a rename replaces the file's inode) for
+/// changes to that name.
+fn watch(
+    path: &Path,
+    changed: mpsc::UnboundedSender<()>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(ToOwned::to_owned);
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event)
+                if event.paths.iter().any(|p| p.file_name() == name.as_deref())
+                    && !event.kind.is_access() =>
+            {
+                let _ = changed.send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("watching the guest file: {e}"),
+        })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| anyhow::anyhow!("watching {} for a new guest: {e}", dir.display()))?;
+    Ok(watcher)
+}
