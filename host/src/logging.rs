@@ -13,7 +13,10 @@ pub fn init(level: Option<&str>) {
         let level = level.unwrap_or(DEFAULT_LEVEL);
         EnvFilter::new(format!("warn,kres_kafka={level},guest={level}"))
     });
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
+        // Colours only on a terminal: journald and log files get plain `key=value`.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();

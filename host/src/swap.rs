@@ -36,6 +36,11 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<mpsc::Receiver<Swapped>> {
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    // One check as soon as the watcher is in place: a guest replaced between the initial load
+    // and now would otherwise go unnoticed until the next change.
+    if path.is_some() {
+        let _ = changed_tx.send(());
+    }
     let watcher = match &path {
         Some(path) => Some(watch(path, changed_tx)?),
         None => None,

@@ -116,7 +116,8 @@ impl Host {
     }
 
     /// Set up a host for `hostname` on the broker at `server` (`host@port`), with extra lines
-    /// for the `kafka` section and extra librdkafka options.
+    /// for the `kafka` section (where `$HOST_DIR` stands for the host's directory) and extra
+    /// librdkafka options.
     pub fn with(server: &str, hostname: &str, kafka: &str, librdkafka: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("files")).unwrap();
@@ -130,6 +131,7 @@ impl Host {
              \x20 librdkafka:\n    group.protocol: consumer\n{extra}",
             socket = socket.display(),
             kafka = kafka
+                .replace("$HOST_DIR", &dir.path().display().to_string())
                 .lines()
                 .map(|l| format!("  {l}\n"))
                 .collect::<String>(),
@@ -172,6 +174,13 @@ impl Host {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
+    }
+
+    /// Send `signal` to the running daemon.
+    pub fn signal(&self, signal: i32) {
+        let child = self.daemon.as_ref().expect("not running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc_kill(child.id() as i32, signal) };
     }
 
     /// Send `signal` to the daemon and wait for it to exit.
