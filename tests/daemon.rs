@@ -28,7 +28,17 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
     // 2. Both files arrive byte-identical.
     // 3. One call: the reload covers the renew the RPZ file asked for.
     let broker = Broker::start(1);
-    let mut host = Host::new(&broker, ME, &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut host = Host::with(
+        &broker.server(),
+        ME,
+        &format!("metrics-address: 127.0.0.1@{port}\n"),
+        &[],
+    );
     host.start();
     let rpz = content(1, 1_300_000);
     let config = b"local-data:\n  rpz:\n    - file: block.rpz\n".to_vec();
@@ -45,7 +55,37 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls(&host), [ok("/reload")], "{}", host.logs());
     assert_eq!(tree(&host.files()), ["block.rpz", "config.yaml"]);
+
+    // 4. The operator's view: the same story in the metrics.
+    let metrics = scrape(port);
+    for line in [
+        "kres_kafka_messages_total{outcome=\"stored\"} 2",
+        "kres_kafka_messages_total{outcome=\"committed\"} 2",
+        "kres_kafka_manager_calls_total{path=\"/reload\",result=\"ok\"} 1",
+        "kres_kafka_guest_info{version=\"kres-kafka-guest",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
     assert!(host.stop(SIGTERM).await.success());
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,25 +80,10 @@ impl Report {
                 ..Report::new("committed", Some(file))
             },
             Ok(Ok(Outcome::Unchanged { file })) => Report::new("unchanged", Some(file)),
-            Ok(Err(Rejection { kind, reason })) => rejected(kebab(&kind), reason),
-            Err(failure) => {
-                let kind = match failure {
-                    GuestFailure::TimeLimit(_) => "time-limit",
-                    GuestFailure::MemoryCap { .. } => "memory-cap",
-                    GuestFailure::Trap(_) => "trap",
-                    GuestFailure::Start(_) => "start",
-                };
-                rejected(kind.to_owned(), failure.to_string())
-            }
+            Ok(Err(Rejection { kind, reason })) => rejected(kind.as_str().to_owned(), reason),
+            Err(failure) => rejected(failure.kind().to_owned(), failure.to_string()),
         }
     }
-}
-
-fn kebab(kind: &impl Serialize) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Run `kres-kafka apply`.

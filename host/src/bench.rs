@@ -87,6 +87,7 @@ async fn guest_swap(iterations: usize) -> anyhow::Result<()> {
         Arc::clone(&sandbox),
         Some(guest_path.clone()),
         initial.digest().to_owned(),
+        crate::metrics::Metrics::default(),
         shutdown.clone(),
     )?;
 

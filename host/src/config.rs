@@ -219,6 +219,9 @@ pub struct Kafka {
     /// Time limit for one message in the guest. Default: 30 s.
     #[serde(default = "default_guest_time_limit", with = "humantime_serde")]
     pub guest_time_limit: Duration,
+    /// Serve Prometheus metrics on `GET /metrics` at this `address@port`. Default: off.
+    #[serde(default, deserialize_with = "optional_server")]
+    pub metrics_address: Option<Server>,
     /// Extra librdkafka options, applied after kres-kafka's own.
     #[serde(default, deserialize_with = "scalar_map")]
     pub librdkafka: BTreeMap<String, String>,
@@ -551,6 +554,18 @@ fn one_or_many_servers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ser
     list.iter()
         .map(|s| Server::parse(s))
         .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
+}
+
+fn optional_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Server>, D::Error> {
+    let text = String::deserialize(d)?;
+    if !text.contains('@') {
+        return Err(serde::de::Error::custom(format!(
+            "metrics-address {text:?}: expected address@port"
+        )));
+    }
+    Server::parse(&text)
+        .map(Some)
         .map_err(serde::de::Error::custom)
 }
 

@@ -10,6 +10,7 @@
 use crate::config::Config;
 use crate::kafka;
 use crate::manager::{CallError, Manager};
+use crate::metrics::{self, Metrics};
 use crate::sandbox::{DEFAULT_GUEST, Guest, GuestFailure, Sandbox};
 use crate::scheduler::{Batch, Executor, Scheduler};
 use crate::swap::{self, Swapped};
@@ -56,10 +57,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         guest = %guest.origin(), version = %guest.version(), sha256 = %guest.digest(), cached = guest.cached(),
         "guest loaded"
     );
+    let metrics = Metrics::default();
+    metrics.guest(guest.version(), guest.digest(), false);
+    if let Some(address) = &kafka.metrics_address {
+        let bound = metrics::serve(
+            (address.host.clone(), address.port),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
     let mut swaps = swap::spawn(
         Arc::clone(&sandbox),
         kafka.guest.clone(),
         guest.digest().to_owned(),
+        metrics.clone(),
         shutdown.clone(),
     )?;
     let files_lock = Arc::new(Mutex::new(()));
@@ -68,6 +81,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config: config.clone(),
         files_lock: files_lock.clone(),
         swaps: 0,
+        metrics: metrics.clone(),
     };
     worker.maintain().await;
 
@@ -76,6 +90,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         files_dir: kafka.files_dir.clone(),
         files_lock,
         shutdown: shutdown.clone(),
+        metrics,
     };
     let (scheduler, scheduler_task) = Scheduler::spawn(kafka.debounce, executor);
 
@@ -137,6 +152,7 @@ struct Worker {
     files_lock: Arc<Mutex<()>>,
     /// Guests switched to since start-up.
     swaps: u64,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -152,6 +168,7 @@ impl Worker {
             cached = new.cached(), loaded_in = ?swapped.loaded_in,
             "guest swapped"
         );
+        self.metrics.guest(new.version(), new.digest(), true);
         self.guest = swapped.guest;
     }
 
@@ -180,6 +197,7 @@ impl Worker {
                 "the guest's thread panicked: {e}"
             )))
         });
+        self.record(&result);
         // One event per message, `message processed`, with its outcome: skipped and stored
         // chunks at debug, commits at info, rejections and guest failures at error.
         match result {
@@ -221,6 +239,27 @@ impl Worker {
         }
     }
 
+    fn record(&self, result: &Result<Result<Outcome, Rejection>, GuestFailure>) {
+        let m = &self.metrics;
+        match result {
+            Ok(Ok(Outcome::Skipped { .. })) => m.message("skipped"),
+            Ok(Ok(Outcome::Stored { .. })) => m.message("stored"),
+            Ok(Ok(Outcome::Unchanged { .. })) => m.message("unchanged"),
+            Ok(Ok(Outcome::Committed { size, .. })) => {
+                m.message("committed");
+                m.committed(*size);
+            }
+            Ok(Err(rejection)) => {
+                m.message("rejected");
+                m.rejection(rejection.kind.as_str());
+            }
+            Err(failure) => {
+                m.message("failed");
+                m.guest_failure(failure.kind());
+            }
+        }
+    }
+
     /// Remove crash leftovers and expire old chunk sets.
     async fn maintain(&self) {
         let guest = Arc::clone(&self.guest);
@@ -254,6 +293,7 @@ struct ManagerExecutor {
     files_dir: PathBuf,
     files_lock: Arc<Mutex<()>>,
     shutdown: CancellationToken,
+    metrics: Metrics,
 }
 
 impl Executor for ManagerExecutor {
@@ -284,7 +324,15 @@ impl ManagerExecutor {
     async fn call_with_retry(&self, action: Action) -> Result<(), CallError> {
         let mut wait = RETRY_FIRST;
         loop {
-            match self.manager.call(action).await {
+            let result = self.manager.call(action).await;
+            let outcome = match &result {
+                Ok(()) => "ok",
+                Err(CallError::Refused { .. }) => "refused",
+                Err(CallError::Unreachable { .. }) => "unreachable",
+            };
+            self.metrics
+                .manager_call(self.manager.path(action).unwrap_or("none"), outcome);
+            match result {
                 Err(e @ CallError::Unreachable { .. }) => {
                     if self.shutdown.is_cancelled() {
                         tracing::error!(
@@ -327,7 +375,10 @@ impl ManagerExecutor {
                 Ok(done)
             });
             match synced {
-                Ok(done) => tracing::warn!(file = %name, "configuration {done}"),
+                Ok(done) => {
+                    self.metrics.rollback();
+                    tracing::warn!(file = %name, "configuration {done}");
+                }
                 Err(e) => tracing::error!(file = %name, "restoring the configuration failed: {e}"),
             }
         }

@@ -10,6 +10,7 @@
 //! - `kafka`: the only module that configures rdkafka: client options, consumer, offsets, logs.
 //! - `tls`: start-up checks of the TLS files; the librdkafka options that may not weaken TLS.
 //! - `manager`: calls to the resolver's management API (reload, renew).
+//! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
 //! - `scheduler`: debounces and coalesces manager calls; never drops a request.
 //! - `swap`: hot swap: watches the guest file and SIGHUP, loads and checks new guests off-thread.
 //! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends.
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod kafka;
 pub mod logging;
 pub mod manager;
+pub mod metrics;
 pub mod sandbox;
 pub mod scheduler;
 pub mod send;

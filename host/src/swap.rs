@@ -6,6 +6,7 @@
 //!
 //! This module never switches anything itself, and never touches the files directory.
 
+use crate::metrics::Metrics;
 use crate::sandbox::{self, Guest, Sandbox};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub fn spawn(
     sandbox: Arc<Sandbox>,
     path: Option<PathBuf>,
     current: String,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<mpsc::Receiver<Swapped>> {
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
@@ -96,7 +98,10 @@ pub fn spawn(
                     }
                 }
                 Ok(None) => tracing::debug!(path = %path.display(), "the guest file is unchanged"),
-                Err(e) => tracing::error!("refusing the new guest: {e}; the current guest stays"),
+                Err(e) => {
+                    metrics.swap_refused();
+                    tracing::error!("refusing the new guest: {e}; the current guest stays");
+                }
             }
         }
     });

@@ -77,6 +77,20 @@ pub enum RejectKind {
     Io,
 }
 
+impl RejectKind {
+    /// The kind as in logs, JSON and metrics: `bad-header`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::BadHeader => "bad-header",
+            RejectKind::BadName => "bad-name",
+            RejectKind::InvalidConfig => "invalid-config",
+            RejectKind::ChecksumMismatch => "checksum-mismatch",
+            RejectKind::TooLarge => "too-large",
+            RejectKind::Io => "io",
+        }
+    }
+}
+
 /// A message the guest refused, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]

@@ -126,6 +126,18 @@ pub enum GuestFailure {
     Start(String),
 }
 
+impl GuestFailure {
+    /// The kind as in JSON and metrics: `time-limit`, `memory-cap`, `trap`, `start`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestFailure::TimeLimit(_) => "time-limit",
+            GuestFailure::MemoryCap { .. } => "memory-cap",
+            GuestFailure::Trap(_) => "trap",
+            GuestFailure::Start(_) => "start",
+        }
+    }
+}
+
 /// The engine and linker shared by every guest loaded from it, plus the epoch ticker that
 /// enforces time limits.
 pub struct Sandbox {

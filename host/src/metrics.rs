@@ -1,0 +1,256 @@
+//! What an operator scrapes: counters of messages by outcome, rejections by kind, guest
+//! failures, manager calls, rollbacks and guest swaps, in the Prometheus text format on
+//! `GET /metrics` at `kafka.metrics-address` (off by default).
+//!
+//! Other modules only call the recording methods; this module owns the registry and the HTTP
+//! endpoint, and never blocks the consumer.
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+type Labels = Vec<(String, String)>;
+
+/// The daemon's counters; cheap to clone (a handle).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    messages: Family<Labels, Counter>,
+    rejections: Family<Labels, Counter>,
+    guest_failures: Family<Labels, Counter>,
+    manager_calls: Family<Labels, Counter>,
+    rollbacks: Counter,
+    committed_bytes: Counter,
+    swaps: Counter,
+    swap_refusals: Counter,
+    guest: Family<Labels, Gauge>,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kres_kafka");
+        let inner = Inner {
+            messages: Family::default(),
+            rejections: Family::default(),
+            guest_failures: Family::default(),
+            manager_calls: Family::default(),
+            rollbacks: Counter::default(),
+            committed_bytes: Counter::default(),
+            swaps: Counter::default(),
+            swap_refusals: Counter::default(),
+            guest: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages",
+            "Messages processed, by outcome",
+            inner.messages.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Messages rejected by the guest, by kind",
+            inner.rejections.clone(),
+        );
+        registry.register(
+            "guest_failures",
+            "Calls into the guest that failed (time limit, memory cap, trap)",
+            inner.guest_failures.clone(),
+        );
+        registry.register(
+            "manager_calls",
+            "Calls to the resolver's manager, by path and result",
+            inner.manager_calls.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Configuration files restored after the manager refused a reload",
+            inner.rollbacks.clone(),
+        );
+        registry.register(
+            "committed_bytes",
+            "Bytes of files committed",
+            inner.committed_bytes.clone(),
+        );
+        registry.register(
+            "guest_swaps",
+            "Guests switched to while running",
+            inner.swaps.clone(),
+        );
+        registry.register(
+            "guest_swap_refusals",
+            "New guests refused (failed to compile, check or self-test)",
+            inner.swap_refusals.clone(),
+        );
+        registry.register(
+            "guest_info",
+            "The guest in use (value 1), by version and SHA-256",
+            inner.guest.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner { registry, ..inner }),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn message(&self, outcome: &str) {
+        self.inner
+            .messages
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
+    }
+    pub fn rejection(&self, kind: &str) {
+        self.inner
+            .rejections
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+    pub fn guest_failure(&self, kind: &str) {
+        self.inner
+            .guest_failures
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+    pub fn manager_call(&self, path: &str, result: &str) {
+        self.inner
+            .manager_calls
+            .get_or_create(&labels(&[("path", path), ("result", result)]))
+            .inc();
+    }
+    pub fn rollback(&self) {
+        self.inner.rollbacks.inc();
+    }
+    pub fn committed(&self, bytes: u64) {
+        self.inner.committed_bytes.inc_by(bytes);
+    }
+    pub fn swap_refused(&self) {
+        self.inner.swap_refusals.inc();
+    }
+    /// The guest in use changed (or was loaded at start-up, with `swapped` false).
+    pub fn guest(&self, version: &str, sha256: &str, swapped: bool) {
+        if swapped {
+            self.inner.swaps.inc();
+        }
+        self.inner.guest.clear();
+        self.inner
+            .guest
+            .get_or_create(&labels(&[("version", version), ("sha256", sha256)]))
+            .set(1);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.inner.registry).expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// Serve `GET /metrics` on `address` until `shutdown`. Returns the bound address.
+pub async fn serve(
+    address: (String, u16),
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind((address.0.as_str(), address.1))
+        .await
+        .map_err(|e| anyhow::anyhow!("kafka.metrics-address {}@{}: {e}", address.0, address.1))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let response = if req.uri().path() == "/metrics" {
+                        let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        r
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            b"not found: try /metrics\n",
+                        )));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_the_prometheus_format() {
+        let m = Metrics::default();
+        m.message("committed");
+        m.message("committed");
+        m.rejection("bad-name");
+        m.manager_call("/reload", "ok");
+        m.guest("kres-kafka-guest 0.1.0", "abc", false);
+        m.guest("kres-kafka-guest 0.2.0", "def", true);
+        let text = m.render();
+        assert!(
+            text.contains("kres_kafka_messages_total{outcome=\"committed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kres_kafka_rejections_total{kind=\"bad-name\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kres_kafka_manager_calls_total{path=\"/reload\",result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("kres_kafka_guest_swaps_total 1"), "{text}");
+        assert!(
+            text.contains(
+                "kres_kafka_guest_info{version=\"kres-kafka-guest 0.2.0\",sha256=\"def\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("0.1.0"),
+            "only the guest in use is listed: {text}"
+        );
+    }
+}
