@@ -197,7 +197,7 @@ async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
         ..Message::default()
     };
     let result = tokio::task::spawn_blocking(move || guest.process(&ctx, msg)).await?;
-    Ok(result?.map_err(|r| anyhow::anyhow!("rejected: {r}"))?)
+    result?.map_err(|r| anyhow::anyhow!("rejected: {r}"))
 }
 
 fn percentile(values: impl Iterator<Item = Duration>, p: usize) -> Duration {
