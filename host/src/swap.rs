@@ -76,11 +76,12 @@ pub fn spawn(
             let loaded = tokio::task::spawn_blocking(move || -> Result<Option<Guest>, String> {
                 let bytes =
                     std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-                if sandbox::digest(&bytes) == known {
+                let digest = sandbox::digest(&bytes);
+                if digest == known {
                     return Ok(None);
                 }
                 loader
-                    .load(&bytes, &file.display().to_string())
+                    .load_digested(&bytes, digest, &file.display().to_string())
                     .map(Some)
                     .map_err(|e| e.to_string())
             })

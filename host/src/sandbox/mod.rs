@@ -226,9 +226,19 @@ impl Sandbox {
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
     /// world and run the self-test. `origin` names the guest in messages.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<Guest, LoadError> {
+        self.load_digested(bytes, cache::digest(bytes), origin)
+    }
+
+    /// [`Sandbox::load`] when the caller already has the bytes' digest.
+    pub fn load_digested(
+        &self,
+        bytes: &[u8],
+        digest: String,
+        origin: &str,
+    ) -> Result<Guest, LoadError> {
         let started = Instant::now();
-        let digest = cache::digest(bytes);
         let (component, cached) = self.compile(bytes, &digest, origin)?;
+        let compiled = started.elapsed();
         let world = |e: wasmtime::Error| LoadError::World {
             origin: origin.to_owned(),
             reason: format!("{e:#}"),
@@ -244,11 +254,12 @@ impl Sandbox {
             digest,
             cached,
         };
+        let linked = started.elapsed();
         guest.version = guest.self_test().map_err(|failure| LoadError::SelfTest {
             origin: origin.to_owned(),
             failure,
         })?;
-        tracing::debug!(%origin, version = %guest.version, cached, elapsed = ?started.elapsed(), "guest loaded");
+        tracing::debug!(%origin, version = %guest.version, cached, ?compiled, ?linked, elapsed = ?started.elapsed(), "guest loaded");
         Ok(guest)
     }
 
@@ -293,7 +304,7 @@ impl Sandbox {
         };
         let path = cache.path(digest, &self.engine_id);
         if let Some(artifact) = cache.get(&path) {
-            // SAFETY: `cache.get` returns only artifacts carrying our HMAC, that is written by
+            // SAFETY: `cache.get` returns only artifacts carrying our MAC, that is written by
             // `precompile_component` of an engine with this configuration (the name says so).
             match unsafe { Component::deserialize(&self.engine, &artifact) } {
                 Ok(component) => return Ok((component, true)),
@@ -349,10 +360,6 @@ impl Guest {
         let scratch = tempfile::tempdir()
             .map_err(|e| GuestFailure::Start(format!("creating a scratch directory: {e}")))?;
         let dir = scratch.path();
-        let version = self.call_in(dir, |c, store| c.kres_kafka_processor().call_version(store))?;
-        if version.trim().is_empty() {
-            return Err(GuestFailure::Trap("its version is empty".into()));
-        }
         let ctx = wit::Context {
             hostname: SELF_TEST_HOSTNAME.into(),
             limits: wit::Limits {
@@ -372,19 +379,23 @@ impl Guest {
             partition: -1,
             offset: -1,
         };
-        match self.call_in(dir, |c, store| {
-            c.kres_kafka_processor().call_process(store, &ctx, &msg)
-        })? {
-            Ok(wit::Outcome::Skipped(_)) => {}
-            other => {
-                return Err(GuestFailure::Trap(format!(
-                    "it did not skip a message without a hostname header: {other:?}"
-                )));
-            }
+        // The three calls share one instance: the self-test checks the exports, not isolation.
+        let (version, processed, maintained) = self.call_in(dir, |c, store| {
+            let processor = c.kres_kafka_processor();
+            let version = processor.call_version(&mut *store)?;
+            let processed = processor.call_process(&mut *store, &ctx, &msg)?;
+            let maintained = processor.call_maintain(&mut *store, &ctx, 0)?;
+            Ok((version, processed, maintained))
+        })?;
+        if version.trim().is_empty() {
+            return Err(GuestFailure::Trap("its version is empty".into()));
         }
-        if let Err(e) = self.call_in(dir, |c, store| {
-            c.kres_kafka_processor().call_maintain(store, &ctx, 0)
-        })? {
+        if !matches!(processed, Ok(wit::Outcome::Skipped(_))) {
+            return Err(GuestFailure::Trap(format!(
+                "it did not skip a message without a hostname header: {processed:?}"
+            )));
+        }
+        if let Err(e) = maintained {
             return Err(GuestFailure::Trap(format!(
                 "maintenance of an empty directory failed: {e:?}"
             )));
