@@ -373,6 +373,16 @@ impl Kafka {
                 ));
             }
         }
+        for option in self.librdkafka.keys() {
+            if let Some((_, instead)) = crate::kafka::RESERVED_OPTIONS
+                .iter()
+                .find(|(name, _)| name == option)
+            {
+                return invalid(format!(
+                    "kafka.librdkafka.{option} is refused: kres-kafka's delivery guarantees rest on it; use {instead}"
+                ));
+            }
+        }
         if self.security_protocol == SecurityProtocol::Ssl {
             let warnings =
                 crate::tls::check_files(self).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -722,6 +732,18 @@ mod tests {
             e.contains("kafka.guest-cache-dir /srv/files/cache is inside kafka.files-dir"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn librdkafka_options_that_delivery_rests_on_are_refused() {
+        let e = error("kafka:\n  librdkafka:\n    enable.auto.offset.store: true\n");
+        assert!(e.contains("kafka.librdkafka.enable.auto.offset.store is refused: kres-kafka's delivery guarantees"), "{e}");
+        assert!(error("kafka:\n  librdkafka:\n    group.id: x\n").contains("use kafka.group-id"));
+        assert!(
+            error("kafka:\n  librdkafka:\n    bootstrap.servers: x\n").contains("use kafka.server")
+        );
+        // Tuning options pass through.
+        parse("kafka:\n  librdkafka:\n    fetch.wait.max.ms: 100\n").unwrap();
     }
 
     #[test]

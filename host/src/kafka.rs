@@ -65,6 +65,26 @@ pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
     config
 }
 
+/// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
+/// refuses them, naming the config key to use instead (see also [`crate::tls::GUARDED_OPTIONS`]).
+pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
+    ("bootstrap.servers", "kafka.server"),
+    ("group.id", "kafka.group-id"),
+    (
+        "enable.auto.offset.store",
+        "nothing: offsets are stored only after a message reached a durable end",
+    ),
+    (
+        "enable.auto.commit",
+        "nothing: only offsets of finished messages are committed",
+    ),
+    ("auto.offset.reset", "kafka.start-from"),
+    (
+        "enable.idempotence",
+        "nothing: the publisher must not reorder or duplicate chunks",
+    ),
+];
+
 /// Apply the operator's `librdkafka` options, after kres-kafka's own.
 pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Kafka) {
     for (key, value) in &kafka.librdkafka {
