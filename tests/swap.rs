@@ -79,7 +79,6 @@ async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
 
     let logs = host.log_of(1);
     assert_eq!(count(&logs, "guest swapped"), 3, "{logs}");
-    assert!(committed(&host) < 100 || count(&logs, "guest swapped") == 3);
     assert_eq!(
         count(&logs, "message processed"),
         1000,

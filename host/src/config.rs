@@ -363,24 +363,23 @@ impl Kafka {
                 ));
             }
         }
+        let guarded = [
+            (
+                &crate::tls::GUARDED_OPTIONS[..],
+                "it would replace or weaken kres-kafka's TLS settings",
+            ),
+            (
+                &crate::kafka::RESERVED_OPTIONS[..],
+                "kres-kafka's delivery guarantees rest on it",
+            ),
+        ];
         for option in self.librdkafka.keys() {
-            if let Some((_, instead)) = crate::tls::GUARDED_OPTIONS
-                .iter()
-                .find(|(name, _)| name == option)
-            {
-                return invalid(format!(
-                    "kafka.librdkafka.{option} is refused: it would replace or weaken kres-kafka's TLS settings; use {instead}"
-                ));
-            }
-        }
-        for option in self.librdkafka.keys() {
-            if let Some((_, instead)) = crate::kafka::RESERVED_OPTIONS
-                .iter()
-                .find(|(name, _)| name == option)
-            {
-                return invalid(format!(
-                    "kafka.librdkafka.{option} is refused: kres-kafka's delivery guarantees rest on it; use {instead}"
-                ));
+            for (options, why) in guarded {
+                if let Some((_, instead)) = options.iter().find(|(name, _)| name == option) {
+                    return invalid(format!(
+                        "kafka.librdkafka.{option} is refused: {why}; use {instead}"
+                    ));
+                }
             }
         }
         if self.security_protocol == SecurityProtocol::Ssl {
