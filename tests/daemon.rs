@@ -191,6 +191,41 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_owed_when_killed_is_made_after_the_restart() {
+    // 1. A file is committed; SIGKILL inside the debounce window, before the manager call.
+    // 2. Restart: the call is made (without it, the replayed message is a no-op and the
+    //    resolver would never be told about the file).
+    let broker = Broker::start(1);
+    let mut host = Host::with(&broker.server(), ME, "debounce: 5s\n", &[]);
+    host.start();
+    broker.publish_upstream(ME, "zone.rpz", b"new data").await;
+    host.wait_for("the file", |h| h.holds("zone.rpz", b"new data"))
+        .await;
+    host.stop(SIGKILL).await;
+    assert!(
+        host.manager.calls().is_empty(),
+        "killed too late: the call was made\n{}",
+        host.logs()
+    );
+    assert!(host.dir.path().join("kres-kafka/pending-action").exists());
+
+    host.start();
+    host.wait_for("the owed renew", |h| !h.manager.calls().is_empty())
+        .await;
+    assert_eq!(calls(&host), [ok("/renew")]);
+    assert!(
+        host.log_of(2).contains("a manager call was still owed"),
+        "{}",
+        host.logs()
+    );
+    host.wait_for("the marker cleared", |h| {
+        !h.dir.path().join("kres-kafka/pending-action").exists()
+    })
+    .await;
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_reload_restores_the_backup_and_reloads_again() {
     // 1. config v1 is committed and reloaded.
     // 2. The manager answers 500 to the reload of v2: v1 is put back and reloaded.

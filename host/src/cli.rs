@@ -70,7 +70,7 @@ pub struct GuestCompileArgs {
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
 
-    /// The resolver config whose `kafka.guest-cache-dir` (or default) to fill.
+    /// The resolver config whose guest cache (in `kafka.state-dir`, or its default) to fill.
     #[arg(long = "config", short = 'c', value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG_FILE)]
     pub configs: Vec<PathBuf>,
 

@@ -210,9 +210,10 @@ pub struct Kafka {
     pub chunk_size: ByteSize,
     /// A guest component to use instead of the embedded one.
     pub guest: Option<PathBuf>,
-    /// Where compiled guests are cached. Default: `kres-kafka-cache` beside the files
+    /// kres-kafka's own state: the compiled-guest cache (`guest-cache/`) and the marker of a
+    /// manager call still owed (`pending-action`). Default: `kres-kafka` beside the files
     /// directory. Never inside the files directory: the guest could plant code there.
-    pub guest_cache_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     /// Cap on the guest's memory. Default: 256 MiB.
     #[serde(default = "default_guest_memory_limit")]
     pub guest_memory_limit: ByteSize,
@@ -295,13 +296,17 @@ impl Kafka {
         }
     }
 
-    /// `guest-cache-dir`, else `kres-kafka-cache` beside the files directory (outside the
-    /// guest's view).
-    pub fn guest_cache_dir(&self) -> PathBuf {
-        self.guest_cache_dir.clone().unwrap_or_else(|| {
-            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/cache"));
-            parent.join("kres-kafka-cache")
+    /// `state-dir`, else `kres-kafka` beside the files directory (outside the guest's view).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/lib"));
+            parent.join("kres-kafka")
         })
+    }
+
+    /// Where compiled guests are cached: `guest-cache` in the state directory.
+    pub fn guest_cache_dir(&self) -> PathBuf {
+        self.state_dir().join("guest-cache")
     }
 
     /// `bootstrap.servers`.
@@ -340,10 +345,10 @@ impl Kafka {
             }
             _ => {}
         }
-        if self.guest_cache_dir().starts_with(&self.files_dir) {
+        if self.state_dir().starts_with(&self.files_dir) {
             return invalid(format!(
-                "kafka.guest-cache-dir {} is inside kafka.files-dir: the guest could plant code there",
-                self.guest_cache_dir().display()
+                "kafka.state-dir {} is inside kafka.files-dir: the guest could plant code there",
+                self.state_dir().display()
             ));
         }
         if self.key_password.is_some() && self.key_file.is_none() {
@@ -724,11 +729,11 @@ mod tests {
         let c = parse("kafka:\n  files-dir: /var/lib/knot-resolver\n").unwrap();
         assert_eq!(
             c.kafka.guest_cache_dir(),
-            Path::new("/var/lib/kres-kafka-cache")
+            Path::new("/var/lib/kres-kafka/guest-cache")
         );
-        let e = error("kafka:\n  files-dir: /srv/files\n  guest-cache-dir: /srv/files/cache\n");
+        let e = error("kafka:\n  files-dir: /srv/files\n  state-dir: /srv/files/kres\n");
         assert!(
-            e.contains("kafka.guest-cache-dir /srv/files/cache is inside kafka.files-dir"),
+            e.contains("kafka.state-dir /srv/files/kres is inside kafka.files-dir"),
             "{e}"
         );
     }

@@ -12,10 +12,11 @@ use crate::kafka;
 use crate::manager::{CallError, Manager};
 use crate::metrics::{self, Metrics};
 use crate::sandbox::{DEFAULT_GUEST, Guest, GuestFailure, Sandbox};
-use crate::scheduler::{Batch, Executor, Scheduler};
+use crate::scheduler::{Batch, Executor, PendingMarker, Scheduler};
 use crate::swap::{self, Swapped};
 use crate::types::{Action, Context, Message, Outcome, Rejection};
 use anyhow::Context as _;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         );
     }
 
+    let state_dir = kafka.state_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state_dir)
+        .with_context(|| format!("creating kafka.state-dir {}", state_dir.display()))?;
     let sandbox = Arc::new(Sandbox::new(kafka.sandbox())?);
     // Loading self-tests the guest, whose WASI calls block: off the async threads.
     let (loader, path) = (Arc::clone(&sandbox), kafka.guest.clone());
@@ -92,7 +99,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown: shutdown.clone(),
         metrics,
     };
-    let (scheduler, scheduler_task) = Scheduler::spawn(kafka.debounce, executor);
+    let marker = PendingMarker::new(config.kafka.state_dir().join("pending-action"));
+    let owed = marker.read();
+    let (scheduler, scheduler_task) = Scheduler::spawn(kafka.debounce, executor, Some(marker));
+    if let Some(action) = owed {
+        tracing::warn!(
+            ?action,
+            "a manager call was still owed when kres-kafka last stopped: asking for it now"
+        );
+        scheduler.request(action, None);
+    }
 
     let consumer = kafka::consumer(&config).context("creating the Kafka consumer")?;
     tracing::info!(
@@ -297,25 +313,40 @@ struct ManagerExecutor {
 }
 
 impl Executor for ManagerExecutor {
-    async fn execute(&mut self, batch: Batch) {
-        let Some(action) = batch.action else { return };
+    /// Served unless the manager stayed unreachable until shutdown: then the call stays owed.
+    async fn execute(&mut self, batch: Batch) -> bool {
+        let Some(action) = batch.action else {
+            return true;
+        };
         let what = self.manager.path(action).unwrap_or("nothing");
-        match self.call_with_retry(action).await {
-            Ok(()) => tracing::info!(call = what, requests = batch.requests, "manager call done"),
+        let result = match self.call_with_retry(action).await {
             Err(refused @ CallError::Refused { .. }) if action == Action::Reload => {
                 tracing::error!(
                     files = ?batch.config_files,
                     "{refused}: restoring the previous version of the configuration files and reloading"
                 );
                 self.restore(&batch.config_files).await;
-                match self.call_with_retry(Action::Reload).await {
-                    Ok(()) => {
-                        tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration")
-                    }
-                    Err(e) => tracing::error!("reloading the restored configuration failed: {e}"),
+                let again = self.call_with_retry(Action::Reload).await;
+                if again.is_ok() {
+                    tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration");
                 }
+                again
             }
-            Err(e) => tracing::error!(call = what, "{e}"),
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(call = what, requests = batch.requests, "manager call done");
+                true
+            }
+            Err(e @ CallError::Unreachable { .. }) => {
+                tracing::error!(call = what, "{e}: the call stays owed until the next start");
+                false
+            }
+            Err(e) => {
+                tracing::error!(call = what, "{e}");
+                true
+            }
         }
     }
 }

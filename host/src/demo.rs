@@ -54,9 +54,10 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         .unwrap_or_default()
         .replacen(':', "@", 1);
     let config_yaml = format!(
-        "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nkafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  debounce: 1s\n  librdkafka:\n    group.protocol: consumer\n",
+        "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nkafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  debounce: 1s\n  librdkafka:\n    group.protocol: consumer\n",
         socket.display(),
-        files_dir.display()
+        files_dir.display(),
+        scratch.path().join("state").display()
     );
     let config = Config::from_value(
         serde_yaml_ng::from_str(&config_yaml)?,

@@ -9,10 +9,16 @@
 //! - when every [`Scheduler`] handle is dropped (the daemon's shutdown), what is pending is
 //!   served at once rather than after the delay, then the task ends.
 //!
-//! The scheduler knows nothing of HTTP or files: it hands [`Batch`]es to an [`Executor`].
+//! - a call owed survives a hard kill: `request` records the strongest action owed in a
+//!   [`PendingMarker`] (fsynced) before the caller stores the message's offset, and the task
+//!   clears it once every request has been served; the daemon asks again at start-up.
+//!
+//! The scheduler knows nothing of HTTP: it hands [`Batch`]es to an [`Executor`].
 
 use crate::types::Action;
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant, sleep_until};
@@ -53,35 +59,109 @@ impl Batch {
 }
 
 /// Makes the calls. It may take as long as it needs (retries included); requests that arrive
-/// meanwhile wait for the next batch.
+/// meanwhile wait for the next batch. Returns whether the batch was served (the manager
+/// answered); `false` (given up at shutdown) keeps the call owed.
 pub trait Executor: Send + 'static {
-    fn execute(&mut self, batch: Batch) -> impl Future<Output = ()> + Send;
+    fn execute(&mut self, batch: Batch) -> impl Future<Output = bool> + Send;
 }
 
-/// The sending side: cheap to clone, never blocks.
+/// A file recording the strongest manager call still owed (`reload` or `renew`).
 #[derive(Debug, Clone)]
+pub struct PendingMarker {
+    path: PathBuf,
+}
+
+impl PendingMarker {
+    pub fn new(path: PathBuf) -> Self {
+        PendingMarker { path }
+    }
+
+    /// The call owed, if any (an unreadable marker counts as a reload: the safe side).
+    pub fn read(&self) -> Option<Action> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) if text.trim() == "renew" => Some(Action::Renew),
+            Ok(_) => Some(Action::Reload),
+            Err(_) => None,
+        }
+    }
+
+    fn write(&self, action: Action) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(
+            &mut file,
+            if action == Action::Reload {
+                b"reload\n"
+            } else {
+                b"renew\n"
+            },
+        )?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        sync_parent(&self.path)
+    }
+
+    fn clear(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => sync_parent(&self.path),
+        }
+    }
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// What `request` and the task share: the marker and the action it records. Requests are sent
+/// under this lock, so the task's "nothing left, clear the marker" cannot race a new request.
+struct Owed {
+    marker: Option<PendingMarker>,
+    recorded: Option<Action>,
+}
+
+/// The sending side: cheap to clone, never blocks on the scheduler (it may write the marker).
+#[derive(Clone)]
 pub struct Scheduler {
     tx: mpsc::UnboundedSender<Request>,
+    owed: Arc<Mutex<Owed>>,
 }
 
 impl Scheduler {
     /// Start the scheduler task. It ends once every `Scheduler` handle is dropped and what was
     /// pending has been served.
-    pub fn spawn(delay: Duration, executor: impl Executor) -> (Scheduler, JoinHandle<()>) {
+    pub fn spawn(
+        delay: Duration,
+        executor: impl Executor,
+        marker: Option<PendingMarker>,
+    ) -> (Scheduler, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(rx, delay, executor));
-        (Scheduler { tx }, task)
+        let recorded = marker.as_ref().and_then(PendingMarker::read);
+        let owed = Arc::new(Mutex::new(Owed { marker, recorded }));
+        let task = tokio::spawn(run(rx, delay, executor, Arc::clone(&owed)));
+        (Scheduler { tx, owed }, task)
     }
 
-    /// Ask for `action`. Requests for `Action::None` are ignored.
+    /// Ask for `action`. Requests for `Action::None` are ignored. When it returns, the call is
+    /// recorded as owed (durably, with a marker), so the caller may store its offset.
     pub fn request(&self, action: Action, config_file: Option<String>) {
-        if action != Action::None {
-            // The task runs as long as a handle exists.
-            let _ = self.tx.send(Request {
-                action,
-                config_file,
-            });
+        if action == Action::None {
+            return;
         }
+        let mut owed = self.owed.lock().unwrap_or_else(|e| e.into_inner());
+        if owed.recorded < Some(action) {
+            if let Some(marker) = &owed.marker
+                && let Err(e) = marker.write(action)
+            {
+                tracing::error!("recording the owed manager call: {e}; a crash now would lose it");
+            }
+            owed.recorded = Some(action);
+        }
+        // The task runs as long as a handle exists.
+        let _ = self.tx.send(Request {
+            action,
+            config_file,
+        });
     }
 }
 
@@ -89,6 +169,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Request>,
     delay: Duration,
     mut executor: impl Executor,
+    owed: Arc<Mutex<Owed>>,
 ) {
     let mut batch = Batch::default();
     let mut open = true;
@@ -121,6 +202,7 @@ async fn run(
 
         // Call, keeping what arrives meanwhile for the next batch.
         let mut next = Batch::default();
+        let served;
         {
             let call = executor.execute(std::mem::take(&mut batch));
             tokio::pin!(call);
@@ -128,7 +210,10 @@ async fn run(
                 tokio::select! {
                     // The call first: once it is done, what came meanwhile is the next batch.
                     biased;
-                    () = &mut call => break,
+                    done = &mut call => {
+                        served = done;
+                        break;
+                    }
                     request = rx.recv(), if open => match request {
                         Some(request) => next.add(request),
                         None => open = false,
@@ -137,6 +222,18 @@ async fn run(
             }
         }
         batch = next;
+        if served && batch.is_empty() {
+            let mut owed = owed.lock().unwrap_or_else(|e| e.into_inner());
+            // Under the lock no request is being sent: an empty channel means nothing is owed.
+            if rx.is_empty() {
+                if let Some(marker) = &owed.marker
+                    && let Err(e) = marker.clear()
+                {
+                    tracing::warn!("clearing the owed-call marker: {e}");
+                }
+                owed.recorded = None;
+            }
+        }
         if batch.is_empty() && !open {
             return;
         }
@@ -146,7 +243,6 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     /// Records each batch with the (paused) time it was executed; each call takes `takes`.
     #[derive(Clone, Default)]
@@ -154,13 +250,15 @@ mod tests {
         calls: Arc<Mutex<Vec<(Duration, Batch)>>>,
         takes: Duration,
         start: Option<Instant>,
+        give_up: bool,
     }
 
     impl Executor for Recorder {
-        async fn execute(&mut self, batch: Batch) {
+        async fn execute(&mut self, batch: Batch) -> bool {
             let at = Instant::now() - self.start.unwrap();
             self.calls.lock().unwrap().push((at, batch));
             tokio::time::sleep(self.takes).await;
+            !self.give_up
         }
     }
 
@@ -187,7 +285,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn fifty_files_within_a_second_give_one_call() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
         for _ in 0..50 {
             scheduler.request(Action::Renew, None);
             tokio::time::sleep(MS(20)).await;
@@ -200,7 +298,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reload_covers_a_pending_renew_and_keeps_the_config_names() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::Renew, None);
         scheduler.request(Action::Reload, Some("config.yaml".into()));
         scheduler.request(Action::Renew, None);
@@ -215,7 +313,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn request_during_a_call_is_served_after_it() {
         let rec = recorder(Duration::from_secs(10));
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::Renew, None);
         // The call starts at 5 s and lasts until 15 s; this request comes in the middle.
         tokio::time::sleep(Duration::from_secs(7)).await;
@@ -234,7 +332,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn separate_bursts_give_separate_calls() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::Renew, None);
         tokio::time::sleep(Duration::from_secs(10)).await;
         scheduler.request(Action::Renew, None);
@@ -251,7 +349,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_serves_what_is_pending_at_once() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::Reload, Some("c.yaml".into()));
         tokio::time::sleep(MS(100)).await;
         drop(scheduler);
@@ -262,7 +360,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_during_a_call_still_serves_what_came_meanwhile() {
         let rec = recorder(Duration::from_secs(10));
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::Renew, None);
         tokio::time::sleep(Duration::from_secs(6)).await;
         scheduler.request(Action::Reload, Some("c.yaml".into()));
@@ -280,7 +378,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_with_nothing_pending_makes_no_call() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
         drop(scheduler);
         task.await.unwrap();
         assert!(calls(&rec).is_empty());
@@ -289,9 +387,39 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_for_nothing_are_ignored() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone());
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
         scheduler.request(Action::None, None);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(calls(&rec).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_owed_call_is_recorded_until_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pending-action");
+        let marker = || Some(PendingMarker::new(path.clone()));
+        let rec = recorder(Duration::ZERO);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), marker());
+        scheduler.request(Action::Renew, None);
+        assert_eq!(PendingMarker::new(path.clone()).read(), Some(Action::Renew));
+        scheduler.request(Action::Reload, Some("c.yaml".into()));
+        assert_eq!(
+            PendingMarker::new(path.clone()).read(),
+            Some(Action::Reload)
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(calls(&rec).len(), 1);
+        assert!(!path.exists(), "served: nothing is owed");
+
+        // A call given up (the manager unreachable at shutdown) stays owed for the next start.
+        let rec = Recorder {
+            give_up: true,
+            ..recorder(Duration::ZERO)
+        };
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), marker());
+        scheduler.request(Action::Renew, None);
+        drop(scheduler);
+        task.await.unwrap();
+        assert_eq!(PendingMarker::new(path.clone()).read(), Some(Action::Renew));
     }
 }

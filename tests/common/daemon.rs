@@ -126,10 +126,16 @@ impl Host {
             "hostname: {hostname}\n\
              management:\n  unix-socket: {socket}\n\
              workers: 2 # the resolver's own settings are ignored\n\
-             kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n  debounce: 1s\n\
+             kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n{debounce}\
              {kafka}\
              \x20 librdkafka:\n    group.protocol: consumer\n{extra}",
             socket = socket.display(),
+            // A test may set its own debounce; 1 s keeps the others quick.
+            debounce = if kafka.contains("debounce:") {
+                ""
+            } else {
+                "  debounce: 1s\n"
+            },
             kafka = kafka
                 .replace("$HOST_DIR", &dir.path().display().to_string())
                 .lines()
