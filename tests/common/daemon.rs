@@ -7,7 +7,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -234,12 +234,17 @@ impl Host {
         std::fs::read_to_string(self.log(run)).unwrap_or_default()
     }
 
-    /// Wait until `done` holds, or fail with the daemon's logs.
-    pub async fn wait_for(&self, what: &str, mut done: impl FnMut(&Host) -> bool) {
+    /// Wait until `done` holds, or fail with the daemon's logs; fail at once if the daemon
+    /// exited on its own meanwhile.
+    pub async fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Host) -> bool) {
         let deadline = Instant::now() + PATIENCE;
         while !done(self) {
-            if let Some(child) = &self.daemon {
-                assert!(child.id() > 0);
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                self.daemon = None;
+                panic!(
+                    "the daemon exited ({status}) while waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -282,8 +287,4 @@ pub fn content(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
         .collect()
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

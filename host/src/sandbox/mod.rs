@@ -210,10 +210,6 @@ impl Sandbox {
         })
     }
 
-    pub fn config(&self) -> &SandboxConfig {
-        &self.config
-    }
-
     /// Load the guest at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Guest, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
