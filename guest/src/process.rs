@@ -9,7 +9,7 @@ use crate::config::{self, Format};
 use crate::error::{Error, Result};
 use crate::headers::{self, Parsed};
 use crate::name;
-use crate::store::{Files, Swap, Transfer};
+use crate::store::{Files, Transfer};
 use sha2::{Digest, Sha256};
 
 /// Process one message against the files directory.
@@ -55,7 +55,8 @@ fn commit_whole(files: &Files, name: &str, parsed: &Parsed, value: &[u8]) -> Res
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
     files.write_temporary(name, value)?;
-    finish(files, name, value.len() as u64, &sha256)
+    files.commit(name)?;
+    Ok(committed(name, value.len() as u64, &sha256))
 }
 
 fn store_chunk(
@@ -103,21 +104,24 @@ fn store_chunk(
         files.discard_chunks(name)?;
         return Err(e);
     }
-    let outcome = finish(files, name, assembled.size, &assembled.sha256)?;
+    let outcome = if files.temporary_matches(name)? {
+        files.discard_temporary(name)?;
+        Outcome::Unchanged(name.to_owned())
+    } else {
+        files.commit(name)?;
+        committed(name, assembled.size, &assembled.sha256)
+    };
     files.discard_chunks(name)?;
     Ok(outcome)
 }
 
-/// Swap `<name>.tmp` in and report what happened.
-fn finish(files: &Files, name: &str, size: u64, sha256: &[u8; 32]) -> Result<Outcome> {
-    Ok(match files.swap_in(name)? {
-        Swap::Unchanged => Outcome::Unchanged(name.to_owned()),
-        Swap::Committed => Outcome::Committed(FileCommitted {
-            file: name.to_owned(),
-            action: action_for(name),
-            size,
-            sha256: hex(sha256),
-        }),
+/// The outcome of a file just committed.
+fn committed(name: &str, size: u64, sha256: &[u8; 32]) -> Outcome {
+    Outcome::Committed(FileCommitted {
+        file: name.to_owned(),
+        action: action_for(name),
+        size,
+        sha256: hex(sha256),
     })
 }
 

@@ -51,15 +51,6 @@ struct Meta {
     created: u64,
 }
 
-/// The result of swapping content into place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Swap {
-    /// The content differs from what was in place and is now committed.
-    Committed,
-    /// The content is byte-identical to the file in place: nothing was changed.
-    Unchanged,
-}
-
 /// A file assembled from its chunks into `<name>.tmp`, fsynced, not yet committed.
 #[derive(Debug)]
 pub struct Assembled {
@@ -140,33 +131,38 @@ impl Files {
         remove_file_if_exists(&self.sibling(name, ".tmp")).io(|| format!("removing {name}.tmp"))
     }
 
-    /// Swap `<name>.tmp` into place: unless it is identical to the file in place, keep the old
-    /// file as `<name>.backup` (a hard link, so the backup is atomic and costs no copy), rename
-    /// the temporary over `<name>` and fsync the directory. `<name>` is never missing.
-    pub fn swap_in(&self, name: &str) -> Result<Swap> {
+    /// Whether `<name>.tmp` is byte-identical to the file in place under `name`.
+    pub fn temporary_matches(&self, name: &str) -> Result<bool> {
+        let Some(mut old) = open_existing(&self.path(name)).io(|| format!("opening {name}"))?
+        else {
+            return Ok(false);
+        };
+        let mut new =
+            File::open(self.sibling(name, ".tmp")).io(|| format!("opening {name}.tmp"))?;
+        let old_len = old
+            .metadata()
+            .io(|| format!("reading metadata of {name}"))?
+            .len();
+        let new_len = new
+            .metadata()
+            .io(|| format!("reading metadata of {name}.tmp"))?
+            .len();
+        Ok(old_len == new_len
+            && same_content(&mut old, &mut new).io(|| format!("comparing {name}"))?)
+    }
+
+    /// Swap `<name>.tmp` into place: keep the old file as `<name>.backup` (a hard link, so the
+    /// backup is atomic and costs no copy), rename the temporary over `<name>` and fsync the
+    /// directory. `<name>` is never missing. Callers decide beforehand whether the content
+    /// differs ([`Files::holds`], [`Files::temporary_matches`]).
+    pub fn commit(&self, name: &str) -> Result<()> {
         let target = self.path(name);
-        let tmp = self.sibling(name, ".tmp");
-        if let Some(mut old) = open_existing(&target).io(|| format!("opening {name}"))? {
-            let mut new = File::open(&tmp).io(|| format!("opening {name}.tmp"))?;
-            let old_len = old
-                .metadata()
-                .io(|| format!("reading metadata of {name}"))?
-                .len();
-            let new_len = new
-                .metadata()
-                .io(|| format!("reading metadata of {name}.tmp"))?
-                .len();
-            if old_len == new_len
-                && same_content(&mut old, &mut new).io(|| format!("comparing {name}"))?
-            {
-                self.discard_temporary(name)?;
-                return Ok(Swap::Unchanged);
-            }
+        if target.exists() {
             self.keep_backup(name)?;
         }
-        fs::rename(&tmp, &target).io(|| format!("renaming {name}.tmp to {name}"))?;
-        sync_dir(parent_of(&target)).io(|| format!("syncing the directory of {name}"))?;
-        Ok(Swap::Committed)
+        fs::rename(self.sibling(name, ".tmp"), &target)
+            .io(|| format!("renaming {name}.tmp to {name}"))?;
+        sync_dir(parent_of(&target)).io(|| format!("syncing the directory of {name}"))
     }
 
     /// Make `<name>.backup` the current `<name>`, atomically replacing the previous backup.
