@@ -200,19 +200,14 @@ impl Worker {
     /// configuration file committed.
     async fn process(&self, message: Message) -> Option<(Action, Option<String>)> {
         let (partition, offset) = (message.partition, message.offset);
-        let guest = Arc::clone(&self.guest);
-        let ctx = self.context();
-        let lock = Arc::clone(&self.files_lock).lock_owned().await;
-        let result = tokio::task::spawn_blocking(move || {
-            let _lock = lock;
-            guest.process(&ctx, message)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(GuestFailure::Trap(format!(
-                "the guest's thread panicked: {e}"
-            )))
-        });
+        let result = self
+            .in_guest(move |guest, ctx| guest.process(ctx, message))
+            .await
+            .unwrap_or_else(|e| {
+                Err(GuestFailure::Trap(format!(
+                    "the guest's thread panicked: {e}"
+                )))
+            });
         self.record(&result);
         // One event per message, `message processed`, with its outcome: skipped and stored
         // chunks at debug, commits at info, rejections and guest failures at error.
@@ -276,17 +271,28 @@ impl Worker {
         }
     }
 
-    /// Remove crash leftovers and expire old chunk sets.
-    async fn maintain(&self) {
+    /// Run `call` on the current guest, on the blocking pool (wasmtime-wasi's synchronous
+    /// calls must not run on an async worker), holding the files lock (see `restore`).
+    async fn in_guest<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Guest, &Context) -> R + Send + 'static,
+    ) -> Result<R, tokio::task::JoinError> {
         let guest = Arc::clone(&self.guest);
         let ctx = self.context();
-        let max_age = self.config.kafka.chunk_expiry;
         let lock = Arc::clone(&self.files_lock).lock_owned().await;
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _lock = lock;
-            guest.maintain(&ctx, max_age)
+            call(&guest, &ctx)
         })
-        .await;
+        .await
+    }
+
+    /// Remove crash leftovers and expire old chunk sets.
+    async fn maintain(&self) {
+        let max_age = self.config.kafka.chunk_expiry;
+        let result = self
+            .in_guest(move |guest, ctx| guest.maintain(ctx, max_age))
+            .await;
         match result {
             Ok(Ok(Ok(done))) => tracing::info!(
                 temporaries_removed = done.temporaries_removed,

@@ -243,3 +243,30 @@ pub fn to_message(record: &BorrowedMessage<'_>) -> (Message, Position) {
 pub fn store(consumer: &Consumer, position: &Position) -> Result<(), KafkaError> {
     consumer.store_offset(&position.topic, position.partition, position.offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_broker_error_is_logged_once_and_remembered() {
+        let log = LogContext::default();
+        let handle = log.clone();
+        let failure = "ssl://127.0.0.1:9093/1: SSL handshake failed: certificate verify failed";
+        assert!(log.first_in_a_while(failure));
+        assert!(
+            !log.first_in_a_while(failure),
+            "the same error again within the window"
+        );
+        assert!(
+            log.first_in_a_while("ssl://127.0.0.1:9094/2: SSL handshake failed"),
+            "another broker's error"
+        );
+        log.error(
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown),
+            "2/2 brokers are down",
+        );
+        let last = handle.last_error().expect("remembered through a clone");
+        assert!(last.contains("2/2 brokers are down"), "{last}");
+    }
+}
