@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Scratch, chunk, ctx, hostile_guest, message, tree, whole};
-use kres_kafka::sandbox::{DEFAULT_GUEST, Guest, GuestFailure, Sandbox, SandboxConfig};
-use kres_kafka::types::{Action, Limits, Outcome, RejectKind, Rejection};
+use kres_kafka::outcome::{Action, GuestFailure, Limits, Outcome, RejectKind, Rejection};
+use kres_kafka::sandbox::{DEFAULT_GUEST, Guest, Sandbox, SandboxConfig};
 use std::fs;
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,21 @@ fn default_guest(scratch: &Scratch) -> (Sandbox, Guest) {
     (sandbox, guest)
 }
 
-fn process(guest: &Guest, msg: kres_kafka::types::Message) -> Result<Outcome, Rejection> {
-    guest
-        .process(&ctx(), msg)
-        .expect("the default guest never traps")
+fn process(guest: &Guest, msg: kres_kafka::outcome::Message) -> Result<Outcome, Rejection> {
+    call(guest, &ctx(), msg).expect("the default guest never traps")
+}
+
+/// One call, its outcome split into "the guest returned" (with its verdict) or "it failed".
+fn call(
+    guest: &Guest,
+    ctx: &kres_kafka::outcome::Context,
+    msg: kres_kafka::outcome::Message,
+) -> Result<Result<Outcome, Rejection>, GuestFailure> {
+    match guest.process(ctx, msg) {
+        Outcome::Failed(failure) => Err(failure),
+        Outcome::Rejected(rejection) => Ok(Err(rejection)),
+        done => Ok(Ok(done)),
+    }
 }
 
 #[test]
@@ -253,7 +264,7 @@ fn oversized_input_is_rejected_before_it_is_written() {
         max_file_size: 1000,
         max_chunks: 8,
     };
-    let rejected = |msg| guest.process(&small, msg).unwrap().unwrap_err();
+    let rejected = |msg| call(&guest, &small, msg).unwrap().unwrap_err();
 
     let err = rejected(whole("big.rpz", &[0; 1001]));
     assert_eq!(err.kind, RejectKind::TooLarge);
@@ -269,8 +280,7 @@ fn oversized_input_is_rejected_before_it_is_written() {
         "{err:?}"
     );
 
-    guest
-        .process(&small, chunk("big.rpz", 1, 2, &[1; 600], &[]))
+    call(&guest, &small, chunk("big.rpz", 1, 2, &[1; 600], &[]))
         .unwrap()
         .unwrap();
     let err = rejected(chunk("big.rpz", 2, 2, &[2; 600], &[]));
@@ -310,10 +320,7 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
 
     let mut later = ctx();
     later.now += 3600;
-    let report = guest
-        .maintain(&later, Duration::from_secs(3600))
-        .unwrap()
-        .unwrap();
+    let report = guest.maintain(&later, Duration::from_secs(3600)).unwrap();
     assert_eq!(
         (
             report.temporaries_removed,
@@ -334,10 +341,7 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
     );
 
     later.now += 1;
-    let report = guest
-        .maintain(&later, Duration::from_secs(3600))
-        .unwrap()
-        .unwrap();
+    let report = guest.maintain(&later, Duration::from_secs(3600)).unwrap();
     assert_eq!(report.chunk_sets_expired, 1);
     assert_eq!(tree(&scratch.files()), ["zones", "zones/a.rpz"]);
 }
@@ -359,8 +363,7 @@ fn hostile(scratch: &Scratch, memory_limit: u64, time_limit: Duration) -> (Sandb
 
 /// After an attack, a normal message works: the sandbox is not wedged.
 fn assert_next_message_works(scratch: &Scratch, guest: &Guest) {
-    let out = guest
-        .process(&ctx(), whole("after.txt", b"fine"))
+    let out = call(guest, &ctx(), whole("after.txt", b"fine"))
         .unwrap()
         .unwrap();
     assert!(matches!(out, Outcome::Committed { .. }), "{out:?}");
@@ -376,7 +379,7 @@ fn infinite_loop_is_interrupted_at_the_time_limit() {
     let limit = Duration::from_millis(200);
     let (_s, guest) = hostile(&scratch, 64 << 20, limit);
     let started = Instant::now();
-    let failure = guest.process(&ctx(), whole("loop", b"")).unwrap_err();
+    let failure = call(&guest, &ctx(), whole("loop", b"")).unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(failure, GuestFailure::TimeLimit(limit));
     assert!(
@@ -391,7 +394,7 @@ fn memory_bomb_traps_at_the_cap() {
     let scratch = Scratch::new();
     let cap = 32 << 20;
     let (_s, guest) = hostile(&scratch, cap, Duration::from_secs(10));
-    match guest.process(&ctx(), whole("alloc", b"")).unwrap_err() {
+    match call(&guest, &ctx(), whole("alloc", b"")).unwrap_err() {
         GuestFailure::MemoryCap { cap: c, requested } => {
             assert_eq!(c, cap);
             assert!(requested > cap, "asked for {requested}");
@@ -407,7 +410,7 @@ fn guest_cannot_reach_outside_its_directory_nor_the_environment() {
     let (_s, guest) = hostile(&scratch, 64 << 20, Duration::from_secs(10));
     // The host's environment is not the guest's.
     assert!(std::env::vars().next().is_some());
-    match guest.process(&ctx(), whole("escape", b"")).unwrap() {
+    match call(&guest, &ctx(), whole("escape", b"")).unwrap() {
         Err(Rejection {
             kind: RejectKind::Io,
             reason,
@@ -426,8 +429,8 @@ fn a_failed_call_leaves_committed_files_intact() {
     let scratch = Scratch::new();
     let (_s, guest) = hostile(&scratch, 16 << 20, Duration::from_millis(100));
     assert_next_message_works(&scratch, &guest);
-    guest.process(&ctx(), whole("loop", b"")).unwrap_err();
-    guest.process(&ctx(), whole("alloc", b"")).unwrap_err();
+    call(&guest, &ctx(), whole("loop", b"")).unwrap_err();
+    call(&guest, &ctx(), whole("alloc", b"")).unwrap_err();
     assert_eq!(tree(&scratch.files()), ["after.txt"]);
     assert_eq!(
         fs::read(scratch.files().join("after.txt")).unwrap(),

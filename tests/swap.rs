@@ -5,7 +5,7 @@ mod common;
 
 use common::daemon::{Broker, Host, SIGTERM, content};
 use common::{hostile_guest, trapping_guest, tree};
-use kres_kafka::bench::guest_variant;
+use kres_kafka::commands::bench::guest_variant;
 use kres_kafka::sandbox::DEFAULT_GUEST;
 use std::path::{Path, PathBuf};
 use std::process::Command;

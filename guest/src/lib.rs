@@ -8,12 +8,14 @@
 //! - `config`: parsing and validation of configuration files (pure).
 //! - `store`: the files directory: chunk sets, streaming assembly, atomic commit (`std::fs`).
 //! - `process`: one message from headers to outcome, built from the modules above.
+//! - `durable`: whole-or-absent file writes, directory fsync, hex (`std::fs`; the host uses it too).
 //! - `error`: the error type, one variant per WIT `process-error` case.
 //!
 //! Everything but this file compiles natively and is unit-tested with `cargo test`; this file
 //! only binds the logic to the WIT world `kres:kafka/consumer`.
 
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod headers;
 pub mod name;

@@ -2,6 +2,7 @@
 //! step 6). Everything here returns a durable end: an outcome once it is on disk, or an error
 //! once nothing (or only a stale chunk set) was touched.
 
+use crate::durable::hex;
 use crate::bindings::kres::kafka::types::{
     Action, ChunkStored, Context, FileCommitted, Message, Outcome,
 };
@@ -156,9 +157,6 @@ fn check_config_size(name: &str, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 //! only ever changes by `rename`); everything it reports as stored has been fsynced, file and
 //! directory; memory stays bounded by one I/O buffer whatever the file's size.
 
+use crate::durable::{self, sync_dir};
 use crate::error::{Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -411,20 +412,10 @@ fn remove_temporaries(dir: &Path, rel: &str) -> Result<u32> {
     Ok(removed)
 }
 
-/// Write `dir/name` so that it is complete or absent after a crash: write `name.part`, fsync,
-/// rename, fsync the directory.
+/// Write `dir/name` so that it is complete or absent after a crash (through `name.part`,
+/// which maintenance removes if a crash leaves it).
 fn write_durably(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
-    let part = dir.join(format!("{name}.part"));
-    let mut file = File::create(&part)?;
-    file.write_all(content)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&part, dir.join(name))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    durable::write_atomically(&dir.join(name), &dir.join(format!("{name}.part")), content, None)
 }
 
 fn parent_of(path: &Path) -> &Path {

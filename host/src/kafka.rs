@@ -6,8 +6,8 @@
 //! durable end, and committed in the background by librdkafka; so a crash replays from the last
 //! stored offset and loses nothing.
 
-use crate::config::{Config, Kafka, SecurityProtocol, StartFrom};
-use crate::types::Message;
+use crate::config::{ClientCertificate, Config, Settings, StartFrom, Tls};
+use crate::outcome::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
@@ -23,7 +23,7 @@ const REPEAT_ERROR_EVERY: Duration = Duration::from_secs(300);
 
 /// Client options common to the consumer and the producer: brokers and TLS, then the
 /// operator's `librdkafka` options.
-pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
+pub fn client_config(kafka: &Settings, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", kafka.bootstrap_servers())
@@ -32,61 +32,44 @@ pub fn client_config(kafka: &Kafka, client_id: &str) -> ClientConfig {
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "10000")
         .set_log_level(RDKafkaLogLevel::Info);
-    match kafka.security_protocol {
-        SecurityProtocol::Plaintext => {
+    match &kafka.tls {
+        Tls::Plaintext => {
             config.set("security.protocol", "plaintext");
         }
-        SecurityProtocol::Ssl => {
+        Tls::Ssl {
+            ca_file,
+            client,
+            verify_hostname,
+        } => {
             config.set("security.protocol", "ssl");
             config.set(
                 "ssl.endpoint.identification.algorithm",
-                if kafka.verify_hostname {
-                    "https"
-                } else {
-                    "none"
-                },
+                if *verify_hostname { "https" } else { "none" },
             );
             // Explicit, though librdkafka's default: verification is never off.
             config.set("enable.ssl.certificate.verification", "true");
-            if let Some(ca) = &kafka.ca_file {
+            if let Some(ca) = ca_file {
                 config.set("ssl.ca.location", ca.display().to_string());
             }
-            if let Some(cert) = &kafka.cert_file {
-                config.set("ssl.certificate.location", cert.display().to_string());
-            }
-            if let Some(key) = &kafka.key_file {
-                config.set("ssl.key.location", key.display().to_string());
-            }
-            if let Some(password) = &kafka.key_password {
-                config.set("ssl.key.password", password);
+            if let Some(ClientCertificate {
+                cert_file,
+                key_file,
+                key_password,
+            }) = client
+            {
+                config.set("ssl.certificate.location", cert_file.display().to_string());
+                config.set("ssl.key.location", key_file.display().to_string());
+                if let Some(password) = key_password {
+                    config.set("ssl.key.password", password);
+                }
             }
         }
     }
     config
 }
 
-/// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
-/// refuses them, naming the config key to use instead (see also [`crate::tls::GUARDED_OPTIONS`]).
-pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
-    ("bootstrap.servers", "kafka.server"),
-    ("group.id", "kafka.group-id"),
-    (
-        "enable.auto.offset.store",
-        "nothing: offsets are stored only after a message reached a durable end",
-    ),
-    (
-        "enable.auto.commit",
-        "nothing: only offsets of finished messages are committed",
-    ),
-    ("auto.offset.reset", "kafka.start-from"),
-    (
-        "enable.idempotence",
-        "nothing: the publisher must not reorder or duplicate chunks",
-    ),
-];
-
 /// Apply the operator's `librdkafka` options, after kres-kafka's own.
-pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Kafka) {
+pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Settings) {
     for (key, value) in &kafka.librdkafka {
         config.set(key, value);
     }
@@ -174,7 +157,7 @@ pub fn consumer(config: &Config) -> Result<Consumer, KafkaError> {
     let kafka = &config.kafka;
     let mut client = client_config(kafka, &format!("kres-kafka-{}", config.hostname));
     client
-        .set("group.id", config.group_id())
+        .set("group.id", &kafka.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set(

@@ -4,28 +4,33 @@
 //!
 //! # Layout
 //!
+//! Dependencies point down this list, never up.
+//!
+//! Leaf data and parsing:
+//! - `outcome`: what crosses the sandbox boundary, and the one vocabulary for what happened to
+//!   a message (logs, metrics, `apply`'s JSON and manager requests derive from it).
+//! - `system`: the machine's clock and hostname.
+//! - `config`: the resolver's config files, merged and turned into checked settings.
+//!
+//! Services:
 //! - `sandbox`: the only module that touches wasmtime: engine, limits, loading and calling the guest.
-//! - `types`: what crosses the sandbox boundary, in the host's own types.
-//! - `config`: the resolver's config files: `hostname`, `management`, `kafka`, merged and checked.
 //! - `kafka`: the only module that configures rdkafka: client options, consumer, offsets, logs.
-//! - `tls`: start-up checks of the TLS files; the librdkafka options that may not weaken TLS.
-//! - `manager`: calls to the resolver's management API (reload, renew).
+//! - `tls`: start-up checks of the TLS files.
+//! - `manager`: calls to the resolver's management API (reload, renew), retried with backoff.
+//! - `scheduler`: debounces and coalesces manager calls, never drops one; the owed-call marker.
 //! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
-//! - `scheduler`: debounces and coalesces manager calls; never drops a request.
-//! - `swap`: hot swap: watches the guest file and SIGHUP, loads and checks new guests off-thread.
-//! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends.
-//! - `send`: the publisher.
-//! - `demo`: the embedded demo: in-process broker, stand-in manager, publisher and daemon.
-//! - `standin`: a stand-in manager on a unix socket, for the demo and the tests.
-//! - `bench`: `kres-kafka bench`: measured figures (guest swap), printed.
-//! - `apply`: the `apply` command: one message from the command line through the guest.
-//! - `commands`: the asynchronous commands' edges: runtime, signals, exit status.
-//! - `cli`: command-line arguments.
+//! - `swap`: hot swap: watches the guest file, loads and checks new guests off-thread.
+//! - `publish`: the publisher (producer, chunking, progress).
+//!
+//! Wiring:
+//! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends; every
+//!   task tracked, shutdown and signals taken from the caller.
+//! - `demo`: the embedded demo (in-process broker, `demo::standin` manager, publisher, daemon).
+//!
+//! Edges:
+//! - `commands`: one module per command, the only place clap types appear.
 //! - `logging`: the `tracing` subscriber.
 
-pub mod apply;
-pub mod bench;
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
@@ -34,10 +39,10 @@ pub mod kafka;
 pub mod logging;
 pub mod manager;
 pub mod metrics;
+pub mod outcome;
+pub mod publish;
 pub mod sandbox;
 pub mod scheduler;
-pub mod send;
-pub mod standin;
 pub mod swap;
+pub mod system;
 pub mod tls;
-pub mod types;

@@ -1,11 +1,12 @@
 //! The resolver's management API: `POST /reload` and `POST /renew` (or their `/force`
 //! variants) to the Knot Resolver manager, over its unix socket or TCP interface, with hyper.
 //!
-//! This module makes single calls and says how they failed; retrying and rolling back are the
-//! scheduler's and the daemon's decisions. It never touches the files directory.
+//! This module makes calls, retries them while the manager is unreachable (with backoff, until
+//! shutdown), and says how they failed; rolling back is the daemon's decision. It never touches
+//! the files directory.
 
 use crate::config::Management;
-use crate::types::Action;
+use crate::outcome::Action;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
@@ -13,11 +14,18 @@ use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_util::sync::CancellationToken;
 
 /// How long one call may take. A reload makes the manager validate the configuration and
 /// restart workers, which can take long with large RPZ files; past this the outcome is unknown
 /// and the call is treated as unreachable (retried: reload and renew are idempotent).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// First wait before calling an unreachable manager again; doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two calls to an unreachable manager: it comes back within seconds
+/// after a restart, and an operator waiting for a reload should not wait much longer.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Longest error body kept for logs.
 const MAX_BODY_IN_LOG: usize = 2048;
@@ -44,6 +52,16 @@ pub struct Manager {
     endpoint: Management,
     force: bool,
     timeout: Duration,
+}
+
+impl CallError {
+    /// The result as in metrics: `refused` or `unreachable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Unreachable { .. } => "unreachable",
+            CallError::Refused { .. } => "refused",
+        }
+    }
 }
 
 impl Manager {
@@ -93,6 +111,38 @@ impl Manager {
             status: status.as_u16(),
             body,
         })
+    }
+
+    /// Ask for `action` until the manager answers, waiting longer after each failure to reach
+    /// it; give up only at `shutdown`. `attempted` sees every attempt's result (for metrics).
+    pub async fn call_with_retry(
+        &self,
+        action: Action,
+        shutdown: &CancellationToken,
+        mut attempted: impl FnMut(&Result<(), CallError>),
+    ) -> Result<(), CallError> {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let result = self.call(action).await;
+            attempted(&result);
+            match result {
+                Err(e @ CallError::Unreachable { .. }) => {
+                    if shutdown.is_cancelled() {
+                        tracing::error!(
+                            "{e}: giving up at shutdown; the resolver does not run the files on disk yet"
+                        );
+                        return Err(e);
+                    }
+                    tracing::warn!("{e}; retrying in {wait:?}");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), String> {
@@ -148,7 +198,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::standin::{Recorder, StandIn};
+    use crate::demo::standin::{Recorder, StandIn};
 
     #[tokio::test]
     async fn calls_reach_the_manager_over_a_unix_socket_and_tcp() {

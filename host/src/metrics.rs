@@ -5,6 +5,7 @@
 //! Other modules only call the recording methods; this module owns the registry and the HTTP
 //! endpoint, and never blocks the consumer.
 
+use crate::outcome::Outcome;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -17,6 +18,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 type Labels = Vec<(String, String)>;
 
@@ -113,19 +115,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn message(&self, outcome: &str) {
+    /// Count what happened to one message.
+    pub fn record(&self, outcome: &Outcome) {
+        self.message(outcome.name());
+        match outcome {
+            Outcome::Committed { size, .. } => {
+                self.inner.committed_bytes.inc_by(*size);
+            }
+            Outcome::Rejected(r) => self.rejection(r.kind.as_str()),
+            Outcome::Failed(f) => self.guest_failure(f.kind()),
+            Outcome::Skipped { .. } | Outcome::Stored { .. } | Outcome::Unchanged { .. } => {}
+        }
+    }
+    fn message(&self, outcome: &str) {
         self.inner
             .messages
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
     }
-    pub fn rejection(&self, kind: &str) {
+    fn rejection(&self, kind: &str) {
         self.inner
             .rejections
             .get_or_create(&labels(&[("kind", kind)]))
             .inc();
     }
-    pub fn guest_failure(&self, kind: &str) {
+    fn guest_failure(&self, kind: &str) {
         self.inner
             .guest_failures
             .get_or_create(&labels(&[("kind", kind)]))
@@ -139,9 +153,6 @@ impl Metrics {
     }
     pub fn rollback(&self) {
         self.inner.rollbacks.inc();
-    }
-    pub fn committed(&self, bytes: u64) {
-        self.inner.committed_bytes.inc_by(bytes);
     }
     pub fn swap_refused(&self) {
         self.inner.swap_refusals.inc();
@@ -166,17 +177,19 @@ impl Metrics {
     }
 }
 
-/// Serve `GET /metrics` on `address` until `shutdown`. Returns the bound address.
+/// Serve `GET /metrics` on `address` until `shutdown`, on a task of `tasks`. Returns the bound
+/// address.
 pub async fn serve(
     address: (String, u16),
     metrics: Metrics,
     shutdown: CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind((address.0.as_str(), address.1))
         .await
         .map_err(|e| anyhow::anyhow!("kafka.metrics-address {}@{}: {e}", address.0, address.1))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             let stream = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -222,9 +235,18 @@ mod tests {
     #[test]
     fn counters_render_in_the_prometheus_format() {
         let m = Metrics::default();
-        m.message("committed");
-        m.message("committed");
-        m.rejection("bad-name");
+        let committed = Outcome::Committed {
+            file: "a.rpz".into(),
+            action: crate::outcome::Action::Renew,
+            size: 10,
+            sha256: "ab".into(),
+        };
+        m.record(&committed);
+        m.record(&committed);
+        m.record(&Outcome::Rejected(crate::outcome::Rejection {
+            kind: crate::outcome::RejectKind::BadName,
+            reason: "x".into(),
+        }));
         m.manager_call("/reload", "ok");
         m.guest("kres-kafka-guest 0.1.0", "abc", false);
         m.guest("kres-kafka-guest 0.2.0", "def", true);

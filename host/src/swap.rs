@@ -12,9 +12,9 @@ use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// After a change, wait this long for more changes before reading the file: a copy in place
 /// arrives in several writes, and reading it half-written would only log a refusal.
@@ -28,14 +28,17 @@ pub struct Swapped {
     pub loaded_in: Duration,
 }
 
-/// Watch `path` (when a guest path is configured) and SIGHUP; send each new guest that passes
-/// its checks. `current` is the digest of the guest in use. The task ends at `shutdown`.
+/// Watch `path` (when a guest path is configured) and `recheck` (the daemon's SIGHUP); send
+/// each new guest that passes its checks. `current` is the digest of the guest in use. The
+/// task, on `tasks`, ends at `shutdown`.
 pub fn spawn(
     sandbox: Arc<Sandbox>,
     path: Option<PathBuf>,
     current: String,
     metrics: Metrics,
+    mut recheck: mpsc::UnboundedReceiver<()>,
     shutdown: CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<mpsc::Receiver<Swapped>> {
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
     // One check as soon as the watcher is in place: a guest replaced between the initial load
@@ -47,9 +50,8 @@ pub fn spawn(
         Some(path) => Some(watch(path, changed_tx)?),
         None => None,
     };
-    let mut hangup = signal(SignalKind::hangup())?;
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let _watcher = watcher;
         let mut current = current;
         loop {
@@ -58,7 +60,7 @@ pub fn spawn(
                 biased;
                 () = shutdown.cancelled() => return,
                 Some(()) = changed.recv() => {}
-                Some(()) = hangup.recv() => tracing::info!("SIGHUP: checking the guest file"),
+                Some(()) = recheck.recv() => tracing::info!("asked to check the guest file"),
             }
             let Some(path) = &path else {
                 tracing::warn!(

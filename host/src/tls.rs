@@ -1,51 +1,16 @@
-//! TLS to the broker: the start-up checks of the certificate files, and the librdkafka options
-//! an operator may not use to weaken verification.
+//! TLS to the broker: the start-up checks of the certificate files. (The librdkafka options an
+//! operator may not use to weaken verification are refused with the configuration, in
+//! `config`.)
 //!
 //! Every problem is found before the first connection, naming the config key, the file and
 //! what is wrong with it, so a misconfigured resolver host fails at `systemctl start`, not at
 //! the first message. Checks use OpenSSL, the library librdkafka itself uses for TLS.
 
-use crate::config::Kafka;
+use crate::config::{ClientCertificate, Tls};
 use openssl::asn1::Asn1Time;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use std::path::Path;
-
-/// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
-/// map refuses them and names the config key to use instead.
-pub const GUARDED_OPTIONS: [(&str, &str); 16] = [
-    ("security.protocol", "kafka.security-protocol"),
-    (
-        "enable.ssl.certificate.verification",
-        "nothing: certificate verification cannot be turned off",
-    ),
-    (
-        "ssl.endpoint.identification.algorithm",
-        "kafka.verify-hostname",
-    ),
-    ("ssl.ca.location", "kafka.ca-file"),
-    ("ssl.ca.pem", "kafka.ca-file"),
-    ("ssl.ca.certificate.stores", "kafka.ca-file"),
-    ("ssl.certificate.location", "kafka.cert-file"),
-    ("ssl.certificate.pem", "kafka.cert-file"),
-    ("ssl.key.location", "kafka.key-file"),
-    ("ssl.key.pem", "kafka.key-file"),
-    ("ssl.key.password", "kafka.key-password"),
-    (
-        "ssl.keystore.location",
-        "kafka.cert-file and kafka.key-file",
-    ),
-    ("ssl.keystore.password", "kafka.key-password"),
-    (
-        "ssl.engine.location",
-        "nothing: OpenSSL engines are not supported",
-    ),
-    (
-        "ssl.providers",
-        "nothing: OpenSSL providers are not supported",
-    ),
-    ("ssl_engine_callback_data", "nothing"),
-];
 
 /// A problem with the TLS files, naming the key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +51,26 @@ pub enum TlsError {
     Mismatch { key_path: String, cert_path: String },
 }
 
-/// Check the TLS files of `kafka`; return warnings to log (a key readable by others).
-pub fn check_files(kafka: &Kafka) -> Result<Vec<String>, TlsError> {
+/// Check the files `tls` names; return warnings to log (a key readable by others, hostname
+/// verification turned off). Plaintext has nothing to check.
+pub fn check_files(tls: &Tls) -> Result<Vec<String>, TlsError> {
+    let Tls::Ssl {
+        ca_file,
+        client,
+        verify_hostname,
+    } = tls
+    else {
+        return Ok(Vec::new());
+    };
     let mut warnings = Vec::new();
-    if let Some(ca) = &kafka.ca_file {
+    if !verify_hostname {
+        warnings.push(
+            "kafka.verify-hostname is false: the broker's certificate is not checked against its name; \
+             anyone holding a certificate from the CA can pose as the broker"
+                .to_owned(),
+        );
+    }
+    if let Some(ca) = ca_file {
         // A bundle may hold old certificates beside current ones: one valid is enough.
         let validities: Vec<_> = certificates("ca-file", ca)?
             .iter()
@@ -102,10 +83,15 @@ pub fn check_files(kafka: &Kafka) -> Result<Vec<String>, TlsError> {
                 .expect("at least one certificate")?;
         }
     }
-    if let (Some(cert_path), Some(key_path)) = (&kafka.cert_file, &kafka.key_file) {
+    if let Some(ClientCertificate {
+        cert_file: cert_path,
+        key_file: key_path,
+        key_password,
+    }) = client
+    {
         let cert = certificates("cert-file", cert_path)?.remove(0);
         validity("cert-file", cert_path, &cert)?;
-        let key = private_key(key_path, kafka.key_password.as_deref())?;
+        let key = private_key(key_path, key_password.as_deref())?;
         let public = cert.public_key().map_err(|e| TlsError::BadCertificate {
             key: "cert-file",
             path: cert_path.display().to_string(),
@@ -214,4 +200,24 @@ fn first_error(e: &openssl::error::ErrorStack) -> String {
         .first()
         .and_then(|e| e.reason().map(str::to_owned))
         .unwrap_or_else(|| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_ca_file_is_named_with_its_key() {
+        let tls = Tls::Ssl {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            client: None,
+            verify_hostname: true,
+        };
+        let e = check_files(&tls).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.ca-file: cannot read /nonexistent/ca.pem"),
+            "{e}"
+        );
+        assert!(check_files(&Tls::Plaintext).unwrap().is_empty());
+    }
 }

@@ -1,7 +1,7 @@
 //! A resolver host in a test: an in-process Kafka broker (librdkafka's mock cluster), a stand-in
 //! manager on a unix socket, and the real `kres-kafka run` binary as a child process.
 
-use kres_kafka::standin::{Recorder, StandIn};
+use kres_kafka::demo::standin::{Recorder, StandIn};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;

@@ -6,7 +6,7 @@
 pub mod daemon;
 pub mod tls;
 
-use kres_kafka::types::{Context, Limits, Message};
+use kres_kafka::outcome::{Context, Limits, Message};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

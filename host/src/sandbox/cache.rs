@@ -10,10 +10,11 @@
 //! and replaced by a fresh compile. The cache must never be inside the guest's view (the files
 //! directory): the daemon refuses such a configuration.
 
+use kres_kafka_guest::durable;
 use sha2::{Digest, Sha256};
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every artifact: format and version of this file layout.
@@ -102,10 +103,7 @@ fn rand_u64() -> u64 {
 
 /// Hex SHA-256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    durable::hex(&Sha256::digest(bytes))
 }
 
 /// A `Hasher` feeding SHA-256, to turn wasmtime's engine compatibility hash into a stable name.
@@ -124,15 +122,7 @@ impl std::hash::Hasher for Sha256Hasher {
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // Unique per writer: two processes filling the same cache entry must not share a temporary.
     let tmp = path.with_extension(format!("tmp.{}.{:x}", std::process::id(), rand_u64()));
-    let mut file = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+    durable::write_atomically(path, &tmp, bytes, Some(0o600))
 }
 
 #[cfg(test)]

@@ -15,6 +15,16 @@
 //! It gets no environment variables, no arguments, no stdin, no stdout/stderr (they are
 //! discarded), no sockets and no name lookups.
 //!
+//! # Layout
+//!
+//! - this file: the engine, its epoch ticker and linker; compiling (or taking from `cache`) and
+//!   loading a guest.
+//! - `guest`: a loaded guest: its self-test and the calls, each in a fresh instance.
+//! - `state`: what one instance's store holds: WASI over the files directory, the memory
+//!   limiter, the host side of the guest's imports.
+//! - `convert`: between the WIT bindings and the host's own types (`crate::outcome`).
+//! - `cache`: compiled guests on disk, tagged so that only kres-kafka's own are loaded.
+//!
 //! Loading a guest compiles it (or takes its compiled code from the cache, see `cache`), checks
 //! it against the world, and runs a self-test in a scratch directory of its own: a guest that
 //! fails any step is refused before it can touch the files directory.
@@ -23,18 +33,22 @@
 //! runtime internally, so async callers must use `spawn_blocking` (or a thread of their own),
 //! never call in from an async worker.
 
-use crate::types::{Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection};
+use crate::outcome::GuestFailure;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
 
 mod cache;
+mod convert;
+mod guest;
+mod state;
 
 pub use cache::digest;
+pub use guest::Guest;
+use state::State;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -43,27 +57,20 @@ mod bindings {
     });
 }
 
-use bindings::kres::kafka::types as wit;
-
 /// The guest built from `guest/` by `build.rs`, used when no guest path is configured.
 pub const DEFAULT_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"));
 
-/// Default cap on a guest instance's linear memory: 256 MiB. A message's value is copied into
-/// guest memory and a configuration file is parsed whole, so this must exceed the largest
-/// message (Kafka's default `message.max.bytes` is 1 MiB; the publisher's chunks are 512 KiB)
-/// and a large configuration's parse tree, while keeping a runaway guest from taking the host.
-pub const DEFAULT_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+/// Default cap on a guest instance's linear memory (reasons with the constant).
+pub const DEFAULT_MEMORY_LIMIT: u64 = crate::config::DEFAULT_GUEST_MEMORY_LIMIT;
 
-/// Default time limit for one call: 30 s. Storing a chunk takes milliseconds; assembling a
-/// file of the default maximum size, hashed and fsynced, takes seconds. A guest that loops is
-/// stopped after this and the consumer moves on.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// Default time limit for one call (reasons with the constant).
+pub const DEFAULT_TIME_LIMIT: Duration = crate::config::DEFAULT_GUEST_TIME_LIMIT;
 
 /// Granularity of the time limit: the epoch ticks this often.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Most table elements an instance may have (function tables of a Rust guest hold hundreds).
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// How the sandbox runs a guest.
 #[derive(Debug, Clone)]
@@ -111,31 +118,6 @@ pub enum LoadError {
     Engine(String),
     #[error("caching the compiled guest {origin}: {reason}")]
     Cache { origin: String, reason: String },
-}
-
-/// A call into the guest that did not return: the message it carried fails, nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GuestFailure {
-    #[error("the guest exceeded its time limit of {0:?}")]
-    TimeLimit(Duration),
-    #[error("the guest exceeded its memory cap of {cap} bytes (it asked for {requested})")]
-    MemoryCap { cap: u64, requested: u64 },
-    #[error("the guest trapped: {0}")]
-    Trap(String),
-    #[error("the guest could not be started: {0}")]
-    Start(String),
-}
-
-impl GuestFailure {
-    /// The kind as in JSON and metrics: `time-limit`, `memory-cap`, `trap`, `start`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GuestFailure::TimeLimit(_) => "time-limit",
-            GuestFailure::MemoryCap { .. } => "memory-cap",
-            GuestFailure::Trap(_) => "trap",
-            GuestFailure::Start(_) => "start",
-        }
-    }
 }
 
 /// The engine and linker shared by every guest loaded from it, plus the epoch ticker that
@@ -219,6 +201,14 @@ impl Sandbox {
         self.load(&bytes, &path.display().to_string())
     }
 
+    /// Load the guest at `path` when one is configured, else the embedded one.
+    pub fn load_configured(&self, path: Option<&Path>) -> Result<Guest, LoadError> {
+        match path {
+            Some(path) => self.load_file(path),
+            None => self.load(DEFAULT_GUEST, "embedded"),
+        }
+    }
+
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
     /// world and run the self-test. `origin` names the guest in messages.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<Guest, LoadError> {
@@ -241,21 +231,20 @@ impl Sandbox {
         };
         let pre = self.linker.instantiate_pre(&component).map_err(world)?;
         let pre = bindings::ConsumerPre::new(pre).map_err(world)?;
-        let mut guest = Guest {
-            engine: self.engine.clone(),
+        let linked = started.elapsed();
+        let guest = Guest::checked(
+            self.engine.clone(),
             pre,
-            config: self.config.clone(),
-            origin: origin.to_owned(),
-            version: String::new(),
+            self.config.clone(),
+            origin,
             digest,
             cached,
-        };
-        let linked = started.elapsed();
-        guest.version = guest.self_test().map_err(|failure| LoadError::SelfTest {
+        )
+        .map_err(|failure| LoadError::SelfTest {
             origin: origin.to_owned(),
             failure,
         })?;
-        tracing::debug!(%origin, version = %guest.version, cached, ?compiled, ?linked, elapsed = ?started.elapsed(), "guest loaded");
+        tracing::debug!(%origin, version = %guest.version(), cached, ?compiled, ?linked, elapsed = ?started.elapsed(), "guest loaded");
         Ok(guest)
     }
 
@@ -321,312 +310,4 @@ impl Sandbox {
             unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(compile_error)?;
         Ok((component, false))
     }
-}
-
-/// A guest that passed its checks, ready to process messages. Cheap to share behind an `Arc`:
-/// every call gets its own store and instance.
-pub struct Guest {
-    engine: Engine,
-    pre: bindings::ConsumerPre<State>,
-    config: SandboxConfig,
-    origin: String,
-    version: String,
-    digest: String,
-    cached: bool,
-}
-
-/// Hostname used by the self-test: no resolver is called that (it is not a valid DNS name).
-const SELF_TEST_HOSTNAME: &str = "kres-kafka self-test";
-
-impl Guest {
-    /// Hex SHA-256 of the guest's bytes.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
-
-    /// Whether its compiled code came from the cache.
-    pub fn cached(&self) -> bool {
-        self.cached
-    }
-
-    /// Call each export once in a scratch directory of its own; return the version. A guest
-    /// must report a version, skip a message that is not for its resolver, and maintain an
-    /// empty directory.
-    fn self_test(&self) -> Result<String, GuestFailure> {
-        let scratch = tempfile::tempdir()
-            .map_err(|e| GuestFailure::Start(format!("creating a scratch directory: {e}")))?;
-        let dir = scratch.path();
-        let ctx = wit::Context {
-            hostname: SELF_TEST_HOSTNAME.into(),
-            limits: wit::Limits {
-                max_file_size: 1024,
-                max_chunks: 1,
-            },
-            now: 0,
-        };
-        let msg = wit::Message {
-            key: None,
-            headers: vec![wit::Header {
-                name: "file-name".into(),
-                value: b"self-test".to_vec(),
-            }],
-            value: Vec::new(),
-            topic: String::new(),
-            partition: -1,
-            offset: -1,
-        };
-        // The three calls share one instance: the self-test checks the exports, not isolation.
-        let (version, processed, maintained) = self.call_in(dir, |c, store| {
-            let processor = c.kres_kafka_processor();
-            let version = processor.call_version(&mut *store)?;
-            let processed = processor.call_process(&mut *store, &ctx, &msg)?;
-            let maintained = processor.call_maintain(&mut *store, &ctx, 0)?;
-            Ok((version, processed, maintained))
-        })?;
-        if version.trim().is_empty() {
-            return Err(GuestFailure::Trap("its version is empty".into()));
-        }
-        if !matches!(processed, Ok(wit::Outcome::Skipped(_))) {
-            return Err(GuestFailure::Trap(format!(
-                "it did not skip a message without a hostname header: {processed:?}"
-            )));
-        }
-        if let Err(e) = maintained {
-            return Err(GuestFailure::Trap(format!(
-                "maintenance of an empty directory failed: {e:?}"
-            )));
-        }
-        Ok(version)
-    }
-
-    /// The version string the guest reported at load.
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// Where the guest came from (a path, or `embedded`).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// Process one message. Blocks for as long as the guest runs (up to the time limit).
-    pub fn process(
-        &self,
-        ctx: &Context,
-        msg: Message,
-    ) -> Result<Result<Outcome, Rejection>, GuestFailure> {
-        let ctx = wit_context(ctx);
-        let msg = wit::Message {
-            key: msg.key,
-            headers: msg
-                .headers
-                .into_iter()
-                .map(|(name, value)| wit::Header { name, value })
-                .collect(),
-            value: msg.value,
-            topic: msg.topic,
-            partition: msg.partition,
-            offset: msg.offset,
-        };
-        let result =
-            self.call(|c, store| c.kres_kafka_processor().call_process(store, &ctx, &msg))?;
-        Ok(result.map(outcome).map_err(rejection))
-    }
-
-    /// Run the guest's maintenance: remove temporaries, expire chunk sets older than `max_age`.
-    pub fn maintain(
-        &self,
-        ctx: &Context,
-        max_age: Duration,
-    ) -> Result<Result<Maintenance, Rejection>, GuestFailure> {
-        let ctx = wit_context(ctx);
-        let result = self.call(|c, store| {
-            c.kres_kafka_processor()
-                .call_maintain(store, &ctx, max_age.as_secs())
-        })?;
-        Ok(result
-            .map(|r| Maintenance {
-                temporaries_removed: r.temporaries_removed,
-                chunk_sets_expired: r.chunk_sets_expired,
-                chunk_sets_kept: r.chunk_sets_kept,
-            })
-            .map_err(rejection))
-    }
-
-    /// Instantiate afresh over the files directory and make one call under the limits.
-    fn call<R>(
-        &self,
-        f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
-    ) -> Result<R, GuestFailure> {
-        self.call_in(&self.config.files_dir, f)
-    }
-
-    /// Instantiate afresh with `dir` as the only preopen and make one call under the limits.
-    fn call_in<R>(
-        &self,
-        dir: &Path,
-        f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
-    ) -> Result<R, GuestFailure> {
-        let mut wasi = WasiCtxBuilder::new();
-        // Calls already run on a thread that may block: no round trip through a runtime.
-        wasi.allow_blocking_current_thread(true)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        wasi.preopened_dir(dir, "/", FsPerms::ReadWrite)
-            .map_err(|e| {
-                GuestFailure::Start(format!(
-                    "opening the files directory {}: {e:#}",
-                    dir.display()
-                ))
-            })?;
-        let state = State {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                memory_cap: self.config.memory_limit,
-                refused: None,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(
-            self.config.time_limit.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1,
-        );
-
-        let consumer = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.failure(&store, e, GuestFailure::Start))?;
-        f(&consumer, &mut store).map_err(|e| self.failure(&store, e, GuestFailure::Trap))
-    }
-
-    fn failure(
-        &self,
-        store: &Store<State>,
-        error: wasmtime::Error,
-        otherwise: fn(String) -> GuestFailure,
-    ) -> GuestFailure {
-        if let Some(requested) = store.data().limiter.refused {
-            return GuestFailure::MemoryCap {
-                cap: self.config.memory_limit,
-                requested,
-            };
-        }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return GuestFailure::TimeLimit(self.config.time_limit);
-        }
-        otherwise(format!("{error:?}"))
-    }
-}
-
-/// Per-instance state: WASI, its resources, and the memory limiter.
-struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: Limiter,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl bindings::kres::kafka::types::Host for State {}
-
-impl bindings::kres::kafka::log::Host for State {
-    fn emit(&mut self, level: bindings::kres::kafka::log::Level, message: String) {
-        use bindings::kres::kafka::log::Level;
-        match level {
-            Level::Debug => tracing::debug!(target: "guest", "{message}"),
-            Level::Info => tracing::info!(target: "guest", "{message}"),
-            Level::Warn => tracing::warn!(target: "guest", "{message}"),
-        }
-    }
-}
-
-/// Refuses memory growth past the cap, trapping the guest (a Rust guest would otherwise abort
-/// with an opaque `unreachable`), and records the refusal so the failure can say why.
-struct Limiter {
-    memory_cap: u64,
-    refused: Option<u64>,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_cap {
-            self.refused = Some(desired as u64);
-            wasmtime::bail!("memory cap of {} bytes reached", self.memory_cap);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-}
-
-fn wit_context(ctx: &Context) -> wit::Context {
-    let Limits {
-        max_file_size,
-        max_chunks,
-    } = ctx.limits;
-    wit::Context {
-        hostname: ctx.hostname.clone(),
-        limits: wit::Limits {
-            max_file_size,
-            max_chunks,
-        },
-        now: ctx.now,
-    }
-}
-
-fn outcome(o: wit::Outcome) -> Outcome {
-    match o {
-        wit::Outcome::Skipped(reason) => Outcome::Skipped { reason },
-        wit::Outcome::Stored(s) => Outcome::Stored {
-            file: s.file,
-            index: s.index,
-            total: s.total,
-            received: s.received,
-        },
-        wit::Outcome::Committed(c) => Outcome::Committed {
-            file: c.file,
-            action: match c.action {
-                wit::Action::None => Action::None,
-                wit::Action::Renew => Action::Renew,
-                wit::Action::Reload => Action::Reload,
-            },
-            size: c.size,
-            sha256: c.sha256,
-        },
-        wit::Outcome::Unchanged(file) => Outcome::Unchanged { file },
-    }
-}
-
-fn rejection(e: wit::ProcessError) -> Rejection {
-    let (kind, reason) = match e {
-        wit::ProcessError::BadHeader(r) => (RejectKind::BadHeader, r),
-        wit::ProcessError::BadName(r) => (RejectKind::BadName, r),
-        wit::ProcessError::InvalidConfig(r) => (RejectKind::InvalidConfig, r),
-        wit::ProcessError::ChecksumMismatch(r) => (RejectKind::ChecksumMismatch, r),
-        wit::ProcessError::TooLarge(r) => (RejectKind::TooLarge, r),
-        wit::ProcessError::Io(r) => (RejectKind::Io, r),
-    };
-    Rejection { kind, reason }
 }

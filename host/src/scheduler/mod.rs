@@ -13,15 +13,19 @@
 //!   [`PendingMarker`] (fsynced) before the caller stores the message's offset, and the task
 //!   clears it once every request has been served; the daemon asks again at start-up.
 //!
-//! The scheduler knows nothing of HTTP: it hands [`Batch`]es to an [`Executor`].
+//! The marker lives in `marker`. The scheduler knows nothing of HTTP: it hands [`Batch`]es to an [`Executor`].
 
-use crate::types::Action;
+use crate::outcome::{Action, Outcome};
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant, sleep_until};
+use tokio_util::task::TaskTracker;
+
+mod marker;
+
+pub use marker::PendingMarker;
 
 /// One request: what a commit needs, and which configuration file it committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +40,7 @@ pub struct Request {
 /// committed since the last call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Batch {
-    pub action: Option<Action>,
+    pub action: Action,
     pub config_files: Vec<String>,
     /// How many requests this batch serves.
     pub requests: usize,
@@ -45,7 +49,7 @@ pub struct Batch {
 impl Batch {
     fn add(&mut self, request: Request) {
         self.requests += 1;
-        self.action = self.action.max(Some(request.action));
+        self.action = self.action.max(request.action);
         if let Some(file) = request.config_file
             && !self.config_files.contains(&file)
         {
@@ -65,59 +69,11 @@ pub trait Executor: Send + 'static {
     fn execute(&mut self, batch: Batch) -> impl Future<Output = bool> + Send;
 }
 
-/// A file recording the strongest manager call still owed (`reload` or `renew`).
-#[derive(Debug, Clone)]
-pub struct PendingMarker {
-    path: PathBuf,
-}
-
-impl PendingMarker {
-    pub fn new(path: PathBuf) -> Self {
-        PendingMarker { path }
-    }
-
-    /// The call owed, if any (an unreadable marker counts as a reload: the safe side).
-    pub fn read(&self) -> Option<Action> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) if text.trim() == "renew" => Some(Action::Renew),
-            Ok(_) => Some(Action::Reload),
-            Err(_) => None,
-        }
-    }
-
-    fn write(&self, action: Action) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(
-            &mut file,
-            if action == Action::Reload {
-                b"reload\n"
-            } else {
-                b"renew\n"
-            },
-        )?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        sync_parent(&self.path)
-    }
-
-    fn clear(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => sync_parent(&self.path),
-        }
-    }
-}
-
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
 /// What `request` and the task share: the marker and the action it records. Requests are sent
 /// under this lock, so the task's "nothing left, clear the marker" cannot race a new request.
 struct Owed {
     marker: Option<PendingMarker>,
-    recorded: Option<Action>,
+    recorded: Action,
 }
 
 /// The sending side: cheap to clone, never blocks on the scheduler (it may write the marker).
@@ -134,12 +90,24 @@ impl Scheduler {
         delay: Duration,
         executor: impl Executor,
         marker: Option<PendingMarker>,
+        tasks: &TaskTracker,
     ) -> (Scheduler, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorded = marker.as_ref().and_then(PendingMarker::read);
+        let recorded = marker.as_ref().map_or(Action::None, PendingMarker::read);
         let owed = Arc::new(Mutex::new(Owed { marker, recorded }));
-        let task = tokio::spawn(run(rx, delay, executor, Arc::clone(&owed)));
+        let task = tasks.spawn(run(rx, delay, executor, Arc::clone(&owed)));
         (Scheduler { tx, owed }, task)
+    }
+
+    /// Ask for what `outcome` needs: nothing, a renew, or a reload of the configuration file it
+    /// committed.
+    pub fn request_for(&self, outcome: &Outcome) {
+        let action = outcome.action();
+        let config_file = outcome
+            .file()
+            .filter(|_| action == Action::Reload)
+            .map(str::to_owned);
+        self.request(action, config_file);
     }
 
     /// Ask for `action`. Requests for `Action::None` are ignored. When it returns, the call is
@@ -149,13 +117,13 @@ impl Scheduler {
             return;
         }
         let mut owed = self.owed.lock().unwrap_or_else(|e| e.into_inner());
-        if owed.recorded < Some(action) {
+        if owed.recorded < action {
             if let Some(marker) = &owed.marker
                 && let Err(e) = marker.write(action)
             {
                 tracing::error!("recording the owed manager call: {e}; a crash now would lose it");
             }
-            owed.recorded = Some(action);
+            owed.recorded = action;
         }
         // The task runs as long as a handle exists.
         let _ = self.tx.send(Request {
@@ -231,7 +199,7 @@ async fn run(
                 {
                     tracing::warn!("clearing the owed-call marker: {e}");
                 }
-                owed.recorded = None;
+                owed.recorded = Action::None;
             }
         }
         if batch.is_empty() && !open {
@@ -270,7 +238,7 @@ mod tests {
         }
     }
 
-    fn calls(r: &Recorder) -> Vec<(Duration, Option<Action>, usize)> {
+    fn calls(r: &Recorder) -> Vec<(Duration, Action, usize)> {
         r.calls
             .lock()
             .unwrap()
@@ -285,20 +253,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn fifty_files_within_a_second_give_one_call() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         for _ in 0..50 {
             scheduler.request(Action::Renew, None);
             tokio::time::sleep(MS(20)).await;
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         // The last request came at 980 ms; the call 5 s after it.
-        assert_eq!(calls(&rec), [(MS(980) + DELAY, Some(Action::Renew), 50)]);
+        assert_eq!(calls(&rec), [(MS(980) + DELAY, Action::Renew, 50)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn reload_covers_a_pending_renew_and_keeps_the_config_names() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::Renew, None);
         scheduler.request(Action::Reload, Some("config.yaml".into()));
         scheduler.request(Action::Renew, None);
@@ -306,14 +274,14 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         let batches = rec.calls.lock().unwrap().clone();
         assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].1.action, Some(Action::Reload));
+        assert_eq!(batches[0].1.action, Action::Reload);
         assert_eq!(batches[0].1.config_files, ["config.yaml"]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn request_during_a_call_is_served_after_it() {
         let rec = recorder(Duration::from_secs(10));
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::Renew, None);
         // The call starts at 5 s and lasts until 15 s; this request comes in the middle.
         tokio::time::sleep(Duration::from_secs(7)).await;
@@ -323,8 +291,8 @@ mod tests {
         assert_eq!(
             calls(&rec),
             [
-                (DELAY, Some(Action::Renew), 1),
-                (Duration::from_secs(20), Some(Action::Reload), 1)
+                (DELAY, Action::Renew, 1),
+                (Duration::from_secs(20), Action::Reload, 1)
             ]
         );
     }
@@ -332,7 +300,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn separate_bursts_give_separate_calls() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::Renew, None);
         tokio::time::sleep(Duration::from_secs(10)).await;
         scheduler.request(Action::Renew, None);
@@ -340,8 +308,8 @@ mod tests {
         assert_eq!(
             calls(&rec),
             [
-                (DELAY, Some(Action::Renew), 1),
-                (Duration::from_secs(15), Some(Action::Renew), 1)
+                (DELAY, Action::Renew, 1),
+                (Duration::from_secs(15), Action::Renew, 1)
             ]
         );
     }
@@ -349,18 +317,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_serves_what_is_pending_at_once() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::Reload, Some("c.yaml".into()));
         tokio::time::sleep(MS(100)).await;
         drop(scheduler);
         task.await.unwrap();
-        assert_eq!(calls(&rec), [(MS(100), Some(Action::Reload), 1)]);
+        assert_eq!(calls(&rec), [(MS(100), Action::Reload, 1)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_during_a_call_still_serves_what_came_meanwhile() {
         let rec = recorder(Duration::from_secs(10));
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::Renew, None);
         tokio::time::sleep(Duration::from_secs(6)).await;
         scheduler.request(Action::Reload, Some("c.yaml".into()));
@@ -369,8 +337,8 @@ mod tests {
         assert_eq!(
             calls(&rec),
             [
-                (DELAY, Some(Action::Renew), 1),
-                (Duration::from_secs(15), Some(Action::Reload), 1)
+                (DELAY, Action::Renew, 1),
+                (Duration::from_secs(15), Action::Reload, 1)
             ]
         );
     }
@@ -378,7 +346,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_with_nothing_pending_makes_no_call() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         drop(scheduler);
         task.await.unwrap();
         assert!(calls(&rec).is_empty());
@@ -387,7 +355,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_for_nothing_are_ignored() {
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None);
+        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), None, &TaskTracker::new());
         scheduler.request(Action::None, None);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert!(calls(&rec).is_empty());
@@ -399,14 +367,12 @@ mod tests {
         let path = dir.path().join("pending-action");
         let marker = || Some(PendingMarker::new(path.clone()));
         let rec = recorder(Duration::ZERO);
-        let (scheduler, _task) = Scheduler::spawn(DELAY, rec.clone(), marker());
+        let (scheduler, _task) =
+            Scheduler::spawn(DELAY, rec.clone(), marker(), &TaskTracker::new());
         scheduler.request(Action::Renew, None);
-        assert_eq!(PendingMarker::new(path.clone()).read(), Some(Action::Renew));
+        assert_eq!(PendingMarker::new(path.clone()).read(), Action::Renew);
         scheduler.request(Action::Reload, Some("c.yaml".into()));
-        assert_eq!(
-            PendingMarker::new(path.clone()).read(),
-            Some(Action::Reload)
-        );
+        assert_eq!(PendingMarker::new(path.clone()).read(), Action::Reload);
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(calls(&rec).len(), 1);
         assert!(!path.exists(), "served: nothing is owed");
@@ -416,10 +382,10 @@ mod tests {
             give_up: true,
             ..recorder(Duration::ZERO)
         };
-        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), marker());
+        let (scheduler, task) = Scheduler::spawn(DELAY, rec.clone(), marker(), &TaskTracker::new());
         scheduler.request(Action::Renew, None);
         drop(scheduler);
         task.await.unwrap();
-        assert_eq!(PendingMarker::new(path.clone()).read(), Some(Action::Renew));
+        assert_eq!(PendingMarker::new(path.clone()).read(), Action::Renew);
     }
 }

@@ -1,13 +1,14 @@
-//! `kres-kafka send`: the publisher. Sends files to one resolver in the wire format the daemon
+//! The publisher behind `kres-kafka send`. Sends files to one resolver in the wire format the daemon
 //! consumes: files that configuration refers to first, configuration files last; values split
 //! into chunks numbered from 1; `hostname`, `file-name`, `total-chunks`, `chunk-index`, `sha256`
 //! and `transfer-id` headers; keyed by hostname so one resolver's messages stay in one
 //! partition, in order. Every delivery report is awaited; a file is delivered only when all
 //! its chunks are.
 
-use crate::config::Kafka;
+use crate::config::Settings;
 use crate::kafka;
 use indicatif::{ProgressBar, ProgressStyle};
+use kres_kafka_guest::headers;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use sha2::{Digest, Sha256};
@@ -48,7 +49,7 @@ pub fn is_config(name: &str) -> bool {
 }
 
 /// The producer for `kafka`'s brokers and TLS settings.
-pub fn producer(kafka: &Kafka) -> Result<Publisher, rdkafka::error::KafkaError> {
+pub fn producer(kafka: &Settings) -> Result<Publisher, rdkafka::error::KafkaError> {
     let mut config = kafka::client_config(kafka, "kres-kafka-send");
     config
         // Retries must not reorder chunks, nor duplicate them.
@@ -140,11 +141,7 @@ async fn send_file(
     let mut hasher = Sha256::new();
     let mut reader = File::open(&file.path).map_err(read_error)?;
     let size = io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(read_error)?;
-    let sha256: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = kres_kafka_guest::durable::hex(&hasher.finalize());
     let total = size.div_ceil(chunk_size).max(1);
     let total = u32::try_from(total).map_err(|_| format!("{} chunks is too many", total))?;
     let transfer_id = uuid::Uuid::new_v4().to_string();
@@ -161,27 +158,27 @@ async fn send_file(
         let (index_text, total_text) = (index.to_string(), total.to_string());
         let headers = OwnedHeaders::new()
             .insert(Header {
-                key: "hostname",
+                key: headers::HOSTNAME,
                 value: Some(hostname),
             })
             .insert(Header {
-                key: "file-name",
+                key: headers::FILE_NAME,
                 value: Some(&file.name),
             })
             .insert(Header {
-                key: "total-chunks",
+                key: headers::TOTAL_CHUNKS,
                 value: Some(&total_text),
             })
             .insert(Header {
-                key: "chunk-index",
+                key: headers::CHUNK_INDEX,
                 value: Some(&index_text),
             })
             .insert(Header {
-                key: "sha256",
+                key: headers::SHA256,
                 value: Some(&sha256),
             })
             .insert(Header {
-                key: "transfer-id",
+                key: headers::TRANSFER_ID,
                 value: Some(&transfer_id),
             });
         let record = FutureRecord::to(topic)

@@ -6,25 +6,44 @@
 //! from the cache (warm), checked against the world, self-tested, handed over, and processes a
 //! first message. It uses the daemon's own swap code, sandbox and file watcher.
 
-use crate::cli::{BenchArgs, BenchKind};
+use crate::outcome::{Context, Limits, Message, Outcome};
 use crate::sandbox::{DEFAULT_GUEST, Guest, Sandbox, SandboxConfig};
 use crate::swap::{self, Swapped};
-use crate::types::{Context, Limits, Message, Outcome};
 use anyhow::{Context as _, bail};
+use kres_kafka_guest::headers::{FILE_NAME, HOSTNAME};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The swap target the issue sets: host work with a warm cache.
 const WARM_TARGET: Duration = Duration::from_millis(5);
 
+/// Arguments of `kres-kafka bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub what: Kind,
+
+    /// How many swaps to time, cold and warm each.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Kind {
+    /// From a new guest file in place to the first message processed by it.
+    GuestSwap,
+}
+
 /// Run a benchmark.
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
-        BenchKind::GuestSwap => guest_swap(args.iterations.max(1)).await?,
+        Kind::GuestSwap => super::block_on(guest_swap(args.iterations.max(1)))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +109,9 @@ async fn guest_swap(iterations: usize) -> anyhow::Result<()> {
         Some(guest_path.clone()),
         initial.digest().to_owned(),
         crate::metrics::Metrics::default(),
+        tokio::sync::mpsc::unbounded_channel().1,
         shutdown.clone(),
+        &TaskTracker::new(),
     )?;
 
     eprintln!(
@@ -196,18 +217,17 @@ async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
     let ctx = Context {
         hostname: "bench".into(),
         limits: Limits::default(),
-        now: crate::apply::unix_now(),
+        now: crate::system::unix_now(),
     };
     let msg = Message {
         headers: vec![
-            ("hostname".into(), b"bench".to_vec()),
-            ("file-name".into(), format!("f{n}.rpz").into_bytes()),
+            (HOSTNAME.into(), b"bench".to_vec()),
+            (FILE_NAME.into(), format!("f{n}.rpz").into_bytes()),
         ],
         value: format!("payload {n}\n").into_bytes(),
         ..Message::default()
     };
-    let result = tokio::task::spawn_blocking(move || guest.process(&ctx, msg)).await?;
-    result?.map_err(|r| anyhow::anyhow!("rejected: {r}"))
+    Ok(tokio::task::spawn_blocking(move || guest.process(&ctx, msg)).await?)
 }
 
 fn percentile(values: impl Iterator<Item = Duration>, p: usize) -> Duration {

@@ -6,14 +6,16 @@
 
 use crate::config::Config;
 use crate::daemon;
-use crate::send::{self, Outgoing};
-use crate::standin::{Recorder, StandIn};
+use crate::publish::{self as send, Outgoing};
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
 use rdkafka::mocking::MockCluster;
+use standin::{Recorder, StandIn};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+pub mod standin;
 
 /// How long the demo waits for delivery before declaring failure.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -84,7 +86,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     ];
 
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run(config.clone(), shutdown.clone()));
+    let (_recheck, recheck) = tokio::sync::mpsc::unbounded_channel();
+    let daemon = tokio::spawn(daemon::run(config.clone(), shutdown.clone(), recheck));
 
     let published = Instant::now();
     let producer = send::producer(&config.kafka)?;
@@ -94,7 +97,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         TOPIC,
         HOSTNAME,
         &files,
-        config.kafka.chunk_size.as_u64(),
+        config.kafka.chunk_size,
         &progress,
     )
     .await;

@@ -1,0 +1,97 @@
+//! The command line: one module per command, each with its arguments (the only place clap
+//! types appear) and a `run` of the same shape, `fn run(args) -> anyhow::Result<ExitCode>`.
+//! Exit status: 0 success, 1 the command's own "no" (a message rejected, a file not
+//! delivered, a guest refused), 2 an error that kept it from working.
+
+pub mod apply;
+pub mod bench;
+pub mod demo;
+pub mod guest;
+pub mod run;
+pub mod send;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Delivers files from Kafka to Knot Resolver 6 through a sandboxed WebAssembly guest.
+#[derive(Debug, Parser)]
+#[command(name = "kres-kafka", version, about)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Feed one message to the guest, as if it came from Kafka, and print the outcome as JSON.
+    ///
+    /// Exit status: 0 when the message was skipped, stored, committed or unchanged; 1 when it
+    /// was rejected (the JSON says why); 2 when the guest or the arguments are unusable.
+    Apply(apply::Args),
+
+    /// Run the daemon: consume the topic and deliver files to this resolver.
+    ///
+    /// Reads the resolver's own config files (merged in order). SIGTERM or SIGINT finishes the
+    /// message in progress, commits offsets, serves the pending manager call and exits 0.
+    Run(run::Args),
+
+    /// Publish files to one resolver: other files first, configuration last, in chunks.
+    Send(send::Args),
+
+    /// Show kres-kafka working with nothing installed: an in-process broker, a stand-in
+    /// manager, a published RPZ file and configuration, delivered and reloaded.
+    Demo(demo::Args),
+
+    /// Check a guest component, or compile it into the cache ahead of a deployment.
+    #[command(subcommand)]
+    Guest(guest::Command),
+
+    /// Measure kres-kafka's figures on this machine and print them.
+    Bench(bench::Args),
+}
+
+impl Cli {
+    /// The log level: `--log-level`, else `info` for the daemon (operators want its start-up
+    /// and commits in the journal), else the quiet default.
+    pub fn log_level(&self) -> Option<&str> {
+        self.log_level
+            .as_deref()
+            .or(matches!(self.command, Command::Run(_)).then_some("info"))
+    }
+
+    /// Run the command.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Apply(args) => apply::run(args),
+            Command::Run(args) => run::run(args),
+            Command::Send(args) => send::run(args),
+            Command::Demo(args) => demo::run(args),
+            Command::Guest(command) => guest::run(command),
+            Command::Bench(args) => bench::run(args),
+        }
+    }
+}
+
+/// Run `future` on a multi-threaded runtime (the guest runs on its blocking pool).
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kres-kafka")
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+fn show(paths: &[std::path::PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

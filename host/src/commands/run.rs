@@ -1,0 +1,85 @@
+//! `kres-kafka run`: the daemon, with the process's signals: SIGTERM and SIGINT stop it (a
+//! second one exits at once), SIGHUP asks it to check the guest file.
+
+use crate::config::{Config, DEFAULT_CONFIG_FILE};
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `kres-kafka run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A resolver config file; repeat to merge several, as the manager does.
+    #[arg(long = "config", short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG_FILE)]
+    pub configs: Vec<PathBuf>,
+
+    /// A guest component to use instead of `kafka.guest` or the embedded one.
+    #[arg(long, value_name = "PATH")]
+    pub guest: Option<PathBuf>,
+}
+
+/// Run `kres-kafka run`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(&args.configs)?;
+    // The files the configuration names are checked at every start, even a disabled one: an
+    // operator who just wrote them wants to hear what is wrong now.
+    for warning in crate::tls::check_files(&config.kafka.tls)? {
+        tracing::warn!("{warning}");
+    }
+    if !config.kafka.enable {
+        println!(
+            "Kafka delivery is disabled (kafka.enable is false in {}): nothing to do",
+            super::show(&args.configs)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(guest) = args.guest {
+        config.kafka.guest = Some(guest);
+    }
+    super::block_on(async {
+        let shutdown = CancellationToken::new();
+        stop_on_signals(shutdown.clone())?;
+        let recheck = recheck_on_hangup()?;
+        crate::daemon::run(config, shutdown, recheck).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT; a second signal exits at once.
+fn stop_on_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        for round in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if round > 0 {
+                tracing::warn!("second signal: exiting without finishing");
+                std::process::exit(130);
+            }
+            tracing::info!("signal received: finishing the message in progress");
+            shutdown.cancel();
+        }
+    });
+    Ok(())
+}
+
+/// One value per SIGHUP.
+fn recheck_on_hangup() -> anyhow::Result<mpsc::UnboundedReceiver<()>> {
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: checking the guest file");
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}

@@ -1,0 +1,464 @@
+//! The `kafka` section: the serde structure as operators write it ([`Section`]), its defaults,
+//! and its resolution into checked [`Settings`]. Combinations that cannot work are refused here,
+//! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
+
+use super::{ConfigError, Server};
+use crate::outcome::Limits;
+use bytesize::ByteSize;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `security-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityProtocol {
+    /// No encryption (upstream's default).
+    #[default]
+    Plaintext,
+    /// TLS, optionally with a client certificate.
+    Ssl,
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// The oldest message the broker keeps: a new resolver receives everything published.
+    #[default]
+    Earliest,
+    /// Only messages published from now on.
+    Latest,
+}
+
+/// Upstream's default topic.
+pub const DEFAULT_TOPIC: &str = "knot-resolver";
+/// Upstream's default files directory (Knot Resolver's state directory).
+pub const DEFAULT_FILES_DIR: &str = "/var/lib/knot-resolver";
+/// Five seconds: long enough to gather a publisher's burst of files into one call.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+/// A day: a publisher that stopped mid-transfer is not coming back for that transfer.
+pub const DEFAULT_CHUNK_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// The upstream publisher's chunk size.
+pub const DEFAULT_CHUNK_SIZE: u64 = 512 * 1024;
+/// Default cap on a guest instance's linear memory: 256 MiB. A message's value is copied into
+/// guest memory and a configuration file is parsed whole, so this must exceed the largest
+/// message (Kafka's default `message.max.bytes` is 1 MiB; the publisher's chunks are 512 KiB)
+/// and a large configuration's parse tree, while keeping a runaway guest from taking the host.
+pub const DEFAULT_GUEST_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
+/// Default time limit for one call: 30 s. Storing a chunk takes milliseconds; assembling a
+/// file of the default maximum size, hashed and fsynced, takes seconds. A guest that loops is
+/// stopped after this and the consumer moves on.
+pub const DEFAULT_GUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
+/// refuses them, naming the config key to use instead.
+pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
+    ("bootstrap.servers", "kafka.server"),
+    ("group.id", "kafka.group-id"),
+    (
+        "enable.auto.offset.store",
+        "nothing: offsets are stored only after a message reached a durable end",
+    ),
+    (
+        "enable.auto.commit",
+        "nothing: only offsets of finished messages are committed",
+    ),
+    ("auto.offset.reset", "kafka.start-from"),
+    (
+        "enable.idempotence",
+        "nothing: the publisher must not reorder or duplicate chunks",
+    ),
+];
+
+/// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
+/// map refuses them and names the config key to use instead.
+pub const GUARDED_TLS_OPTIONS: [(&str, &str); 16] = [
+    ("security.protocol", "kafka.security-protocol"),
+    (
+        "enable.ssl.certificate.verification",
+        "nothing: certificate verification cannot be turned off",
+    ),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "kafka.verify-hostname",
+    ),
+    ("ssl.ca.location", "kafka.ca-file"),
+    ("ssl.ca.pem", "kafka.ca-file"),
+    ("ssl.ca.certificate.stores", "kafka.ca-file"),
+    ("ssl.certificate.location", "kafka.cert-file"),
+    ("ssl.certificate.pem", "kafka.cert-file"),
+    ("ssl.key.location", "kafka.key-file"),
+    ("ssl.key.pem", "kafka.key-file"),
+    ("ssl.key.password", "kafka.key-password"),
+    (
+        "ssl.keystore.location",
+        "kafka.cert-file and kafka.key-file",
+    ),
+    ("ssl.keystore.password", "kafka.key-password"),
+    (
+        "ssl.engine.location",
+        "nothing: OpenSSL engines are not supported",
+    ),
+    (
+        "ssl.providers",
+        "nothing: OpenSSL providers are not supported",
+    ),
+    ("ssl_engine_callback_data", "nothing"),
+];
+
+/// The `kafka` section as written. Upstream's fields keep their meaning and defaults; the rest
+/// are kres-kafka's, each with the default documented on its constant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Section {
+    /// Run the consumer at all. Upstream default: false.
+    #[serde(default)]
+    pub enable: bool,
+    /// Topic to consume. Upstream default: [`DEFAULT_TOPIC`].
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Broker(s), `host@port`, one or a list. Upstream default: `localhost@9092`.
+    #[serde(default = "default_servers", deserialize_with = "one_or_many_servers")]
+    pub server: Vec<Server>,
+    /// Where files are delivered: the guest's only view of the filesystem.
+    #[serde(default = "default_files_dir")]
+    pub files_dir: PathBuf,
+    /// `plaintext` or `ssl`.
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+    /// CA certificate(s) trusted for the broker (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// Client private key for mutual TLS (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Password of an encrypted `key-file`.
+    pub key_password: Option<String>,
+    /// Check that the broker's certificate names the broker (librdkafka's
+    /// `ssl.endpoint.identification.algorithm=https`). Default: true; turning it off logs a
+    /// warning at every start.
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+    /// Consumer group. Default: `kres-kafka-<hostname>`, one group per resolver, so every
+    /// resolver reads the whole topic.
+    pub group_id: Option<String>,
+    /// Upstream's recipient key: accepted (existing configs keep loading).
+    pub zone_id: Option<String>,
+    /// Where a new consumer group starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Quiet time after the last commit before the manager is called: [`DEFAULT_DEBOUNCE`].
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Use `/reload/force` and `/renew/force`. Default: false.
+    #[serde(default)]
+    pub force: bool,
+    /// Largest file accepted: [`Limits::DEFAULT_MAX_FILE_SIZE`].
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: ByteSize,
+    /// Largest `total-chunks` accepted: [`Limits::DEFAULT_MAX_CHUNKS`].
+    #[serde(default = "default_max_chunks")]
+    pub max_chunks: u32,
+    /// Incomplete chunk sets older than this are removed: [`DEFAULT_CHUNK_EXPIRY`].
+    #[serde(default = "default_chunk_expiry", with = "humantime_serde")]
+    pub chunk_expiry: Duration,
+    /// Chunk size `kres-kafka send` uses: [`DEFAULT_CHUNK_SIZE`], as the upstream publisher.
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: ByteSize,
+    /// A guest component to use instead of the embedded one.
+    pub guest: Option<PathBuf>,
+    /// kres-kafka's own state: the compiled-guest cache (`guest-cache/`) and the marker of a
+    /// manager call still owed (`pending-action`). Default: `kres-kafka` beside the files
+    /// directory. Never inside the files directory: the guest could plant code there.
+    pub state_dir: Option<PathBuf>,
+    /// Cap on the guest's memory: [`DEFAULT_GUEST_MEMORY_LIMIT`].
+    #[serde(default = "default_guest_memory_limit")]
+    pub guest_memory_limit: ByteSize,
+    /// Time limit for one message in the guest: [`DEFAULT_GUEST_TIME_LIMIT`].
+    #[serde(default = "default_guest_time_limit", with = "humantime_serde")]
+    pub guest_time_limit: Duration,
+    /// Serve Prometheus metrics on `GET /metrics` at this `address@port`. Default: off.
+    #[serde(default, deserialize_with = "optional_server")]
+    pub metrics_address: Option<Server>,
+    /// Extra librdkafka options, applied after kres-kafka's own.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_topic() -> String {
+    DEFAULT_TOPIC.into()
+}
+fn default_servers() -> Vec<Server> {
+    vec![Server {
+        host: "localhost".into(),
+        port: super::DEFAULT_KAFKA_PORT,
+    }]
+}
+fn default_files_dir() -> PathBuf {
+    DEFAULT_FILES_DIR.into()
+}
+fn default_debounce() -> Duration {
+    DEFAULT_DEBOUNCE
+}
+fn default_max_file_size() -> ByteSize {
+    ByteSize::b(Limits::DEFAULT_MAX_FILE_SIZE)
+}
+fn default_max_chunks() -> u32 {
+    Limits::DEFAULT_MAX_CHUNKS
+}
+fn default_chunk_expiry() -> Duration {
+    DEFAULT_CHUNK_EXPIRY
+}
+fn default_chunk_size() -> ByteSize {
+    ByteSize::b(DEFAULT_CHUNK_SIZE)
+}
+fn default_guest_memory_limit() -> ByteSize {
+    ByteSize::b(DEFAULT_GUEST_MEMORY_LIMIT)
+}
+fn default_guest_time_limit() -> Duration {
+    DEFAULT_GUEST_TIME_LIMIT
+}
+
+impl Default for Section {
+    fn default() -> Self {
+        serde_yaml_ng::from_value(Value::Mapping(Default::default())).expect("defaults deserialize")
+    }
+}
+
+/// How to reach the brokers: plaintext, or TLS with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    Plaintext,
+    Ssl {
+        /// CA certificate(s) trusted for the broker; `None`: the system's.
+        ca_file: Option<PathBuf>,
+        /// Client certificate and key for mutual TLS.
+        client: Option<ClientCertificate>,
+        /// Check the broker's certificate against its name.
+        verify_hostname: bool,
+    },
+}
+
+/// A client certificate and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub key_password: Option<String>,
+}
+
+/// The `kafka` section, checked and resolved: what every service reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub enable: bool,
+    pub topic: String,
+    pub servers: Vec<Server>,
+    pub files_dir: PathBuf,
+    pub tls: Tls,
+    /// `group-id`, else `kres-kafka-<hostname>`.
+    pub group_id: String,
+    pub zone_id: Option<String>,
+    pub start_from: StartFrom,
+    pub debounce: Duration,
+    pub force: bool,
+    pub limits: Limits,
+    pub chunk_expiry: Duration,
+    pub chunk_size: u64,
+    pub guest: Option<PathBuf>,
+    /// `state-dir`, else `kres-kafka` beside the files directory.
+    pub state_dir: PathBuf,
+    pub guest_memory_limit: u64,
+    pub guest_time_limit: Duration,
+    pub metrics_address: Option<Server>,
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Where compiled guests are cached: `guest-cache` in the state directory.
+    pub fn guest_cache_dir(&self) -> PathBuf {
+        self.state_dir.join("guest-cache")
+    }
+
+    /// `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> String {
+        self.servers
+            .iter()
+            .map(Server::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Section {
+    /// Check the section and resolve its defaults for the resolver `hostname`.
+    pub fn resolve(self, hostname: &str) -> Result<Settings, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.is_empty() {
+            return invalid("kafka.server: at least one broker is needed".into());
+        }
+        if self.topic.is_empty() {
+            return invalid("kafka.topic must not be empty".into());
+        }
+        if self.max_chunks == 0 {
+            return invalid("kafka.max-chunks must be at least 1".into());
+        }
+        if self.chunk_size.as_u64() == 0 {
+            return invalid("kafka.chunk-size must be at least 1 byte".into());
+        }
+        if self.guest_time_limit.is_zero() {
+            return invalid("kafka.guest-time-limit must be more than 0".into());
+        }
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
+            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/lib"));
+            parent.join("kres-kafka")
+        });
+        if state_dir.starts_with(&self.files_dir) {
+            return invalid(format!(
+                "kafka.state-dir {} is inside kafka.files-dir: the guest could plant code there",
+                state_dir.display()
+            ));
+        }
+        let tls = self.tls()?;
+        let guarded = [
+            (
+                &GUARDED_TLS_OPTIONS[..],
+                "it would replace or weaken kres-kafka's TLS settings",
+            ),
+            (
+                &RESERVED_OPTIONS[..],
+                "kres-kafka's delivery guarantees rest on it",
+            ),
+        ];
+        for option in self.librdkafka.keys() {
+            for (options, why) in guarded {
+                if let Some((_, instead)) = options.iter().find(|(name, _)| name == option) {
+                    return invalid(format!(
+                        "kafka.librdkafka.{option} is refused: {why}; use {instead}"
+                    ));
+                }
+            }
+        }
+        Ok(Settings {
+            enable: self.enable,
+            topic: self.topic,
+            servers: self.server,
+            tls,
+            group_id: self
+                .group_id
+                .unwrap_or_else(|| format!("kres-kafka-{hostname}")),
+            zone_id: self.zone_id,
+            start_from: self.start_from,
+            debounce: self.debounce,
+            force: self.force,
+            limits: Limits {
+                max_file_size: self.max_file_size.as_u64(),
+                max_chunks: self.max_chunks,
+            },
+            chunk_expiry: self.chunk_expiry,
+            chunk_size: self.chunk_size.as_u64(),
+            guest: self.guest,
+            state_dir,
+            files_dir: self.files_dir,
+            guest_memory_limit: self.guest_memory_limit.as_u64(),
+            guest_time_limit: self.guest_time_limit,
+            metrics_address: self.metrics_address,
+            librdkafka: self.librdkafka,
+        })
+    }
+
+    /// The TLS settings, refusing keys that do not go together.
+    fn tls(&self) -> Result<Tls, ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.key_password.is_some() && self.key_file.is_none() {
+            return invalid("kafka.key-password is set without kafka.key-file");
+        }
+        let client = match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => return invalid("kafka.cert-file is set without kafka.key-file"),
+            (None, Some(_)) => return invalid("kafka.key-file is set without kafka.cert-file"),
+            (Some(cert), Some(key)) => Some(ClientCertificate {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                key_password: self.key_password.clone(),
+            }),
+            (None, None) => None,
+        };
+        match self.security_protocol {
+            SecurityProtocol::Ssl => Ok(Tls::Ssl {
+                ca_file: self.ca_file.clone(),
+                client,
+                verify_hostname: self.verify_hostname,
+            }),
+            SecurityProtocol::Plaintext => {
+                let tls_keys = [
+                    ("ca-file", self.ca_file.is_some()),
+                    ("cert-file", self.cert_file.is_some()),
+                    ("key-file", self.key_file.is_some()),
+                    ("key-password", self.key_password.is_some()),
+                    ("verify-hostname", !self.verify_hostname),
+                ];
+                match tls_keys.iter().find(|(_, set)| *set) {
+                    Some((key, _)) => Err(ConfigError::Invalid(format!(
+                        "kafka.{key} is set but kafka.security-protocol is plaintext: set it to ssl"
+                    ))),
+                    None => Ok(Tls::Plaintext),
+                }
+            }
+        }
+    }
+}
+
+fn one_or_many_servers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Server>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    list.iter()
+        .map(|s| Server::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
+}
+
+fn optional_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Server>, D::Error> {
+    let text = String::deserialize(d)?;
+    if !text.contains('@') {
+        return Err(serde::de::Error::custom(format!(
+            "metrics-address {text:?}: expected address@port"
+        )));
+    }
+    Server::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(serde::de::Error::custom(format!(
+                        "librdkafka option {k:?} must be a string, number or boolean"
+                    )));
+                }
+            };
+            Ok((k, v))
+        })
+        .collect()
+}

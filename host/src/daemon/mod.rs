@@ -1,0 +1,181 @@
+//! `kres-kafka run`: consume the topic, hand each message to the guest, schedule the manager
+//! calls its commits ask for, and store each offset once its message reached a durable end.
+//!
+//! This module only wires the services together and owns the main loop; every task it starts
+//! is tracked and awaited before [`run`] returns. Shutdown and the "check the guest" signal
+//! come from the caller. Messages are processed one at a time, in order per partition.
+//! Shutdown finishes the message in progress, commits stored offsets, then serves the pending
+//! manager call.
+//!
+//! # Layout
+//!
+//! - this file: start-up (checks, guest, metrics, swap watcher, scheduler, consumer), the loop.
+//! - `worker`: runs the guest on the blocking pool; logs and counts outcomes.
+//! - `executor`: makes the manager calls; rolls back a refused reload.
+
+mod executor;
+mod worker;
+
+use crate::config::Config;
+use crate::kafka;
+use crate::manager::Manager;
+use crate::metrics::{self, Metrics};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::scheduler::{PendingMarker, Scheduler};
+use crate::swap;
+use anyhow::Context as _;
+use executor::ManagerExecutor;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use worker::Worker;
+
+/// How often incomplete chunk sets are checked for expiry (and crash leftovers removed) after
+/// the start-up pass.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Run the daemon until `shutdown`. Each value on `recheck_guest` (SIGHUP) makes it look at the
+/// guest file again.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    recheck_guest: mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
+    let kafka = &config.kafka;
+    if !kafka.files_dir.is_dir() {
+        anyhow::bail!(
+            "kafka.files-dir {} does not exist or is not a directory",
+            kafka.files_dir.display()
+        );
+    }
+    if kafka.zone_id.is_some() {
+        tracing::warn!(
+            "kafka.zone-id is ignored: kres-kafka picks messages by their hostname header"
+        );
+    }
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&kafka.state_dir)
+        .with_context(|| format!("creating kafka.state-dir {}", kafka.state_dir.display()))?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        files_dir: kafka.files_dir.clone(),
+        memory_limit: kafka.guest_memory_limit,
+        time_limit: kafka.guest_time_limit,
+        cache_dir: Some(kafka.guest_cache_dir()),
+    })?);
+    // Loading self-tests the guest, whose WASI calls block: off the async threads.
+    let (loader, path) = (Arc::clone(&sandbox), kafka.guest.clone());
+    let guest =
+        tokio::task::spawn_blocking(move || loader.load_configured(path.as_deref())).await??;
+    tracing::info!(
+        guest = %guest.origin(), version = %guest.version(), sha256 = %guest.digest(), cached = guest.cached(),
+        "guest loaded"
+    );
+    let tasks = TaskTracker::new();
+    let metrics = Metrics::default();
+    metrics.guest(guest.version(), guest.digest(), false);
+    if let Some(address) = &kafka.metrics_address {
+        let bound = metrics::serve(
+            (address.host.clone(), address.port),
+            metrics.clone(),
+            shutdown.clone(),
+            &tasks,
+        )
+        .await?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+    let mut swaps = swap::spawn(
+        Arc::clone(&sandbox),
+        kafka.guest.clone(),
+        guest.digest().to_owned(),
+        metrics.clone(),
+        recheck_guest,
+        shutdown.clone(),
+        &tasks,
+    )?;
+    let files_lock = Arc::new(Mutex::new(()));
+    let mut worker = Worker {
+        guest: Arc::new(guest),
+        config: config.clone(),
+        files_lock: files_lock.clone(),
+        swaps: 0,
+        metrics: metrics.clone(),
+    };
+    worker.maintain().await;
+
+    let executor = ManagerExecutor {
+        manager: Manager::new(config.management.clone(), kafka.force),
+        files_dir: kafka.files_dir.clone(),
+        files_lock,
+        shutdown: shutdown.clone(),
+        metrics,
+    };
+    let marker = PendingMarker::new(kafka.state_dir.join("pending-action"));
+    let owed = marker.read();
+    let (scheduler, _) = Scheduler::spawn(kafka.debounce, executor, Some(marker), &tasks);
+    if owed != crate::outcome::Action::None {
+        tracing::warn!(
+            action = ?owed,
+            "a manager call was still owed when kres-kafka last stopped: asking for it now"
+        );
+        scheduler.request(owed, None);
+    }
+
+    let consumer = kafka::consumer(&config).context("creating the Kafka consumer")?;
+    tracing::info!(
+        servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id,
+        hostname = %config.hostname, files_dir = %kafka.files_dir.display(), "consuming"
+    );
+
+    let mut maintenance = tokio::time::interval_at(
+        tokio::time::Instant::now() + MAINTENANCE_EVERY,
+        MAINTENANCE_EVERY,
+    );
+    loop {
+        tokio::select! {
+            // Shutdown first: it is only looked at between messages, so the message in
+            // progress always finishes and its offset is stored.
+            biased;
+            () = shutdown.cancelled() => break,
+            // A new guest next: it takes over from the next message on; the message in
+            // progress, if any, has finished on the guest it started with.
+            Some(swapped) = swaps.recv() => worker.swap(swapped),
+            _ = maintenance.tick() => worker.maintain().await,
+            record = consumer.recv() => {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::warn!("receiving from Kafka: {e}");
+                        continue;
+                    }
+                };
+                let (message, position) = kafka::to_message(&record);
+                drop(record);
+                let outcome = worker.process(message).await;
+                scheduler.request_for(&outcome);
+                if let Err(e) = kafka::store(&consumer, &position) {
+                    tracing::warn!(partition = position.partition, offset = position.offset, "storing the offset: {e}");
+                }
+            }
+        }
+    }
+
+    tracing::info!("shutting down: committing offsets");
+    if let Err(e) = kafka::commit_stored(&consumer) {
+        tracing::warn!("committing offsets at shutdown: {e}");
+    }
+    drop(consumer);
+    // The scheduler serves what is pending once its last handle is gone; the metrics server
+    // and the swap watcher end at `shutdown`.
+    drop(scheduler);
+    drop(swaps);
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}

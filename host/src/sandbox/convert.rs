@@ -1,0 +1,85 @@
+//! Conversions between the WIT bindings and the host's own types (`crate::outcome`): the only
+//! place where both meet.
+
+use super::bindings::kres::kafka::types as wit;
+use crate::outcome::{
+    Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection,
+};
+
+/// The guest's view of the resolver.
+pub(super) fn context(ctx: &Context) -> wit::Context {
+    let Limits {
+        max_file_size,
+        max_chunks,
+    } = ctx.limits;
+    wit::Context {
+        hostname: ctx.hostname.clone(),
+        limits: wit::Limits {
+            max_file_size,
+            max_chunks,
+        },
+        now: ctx.now,
+    }
+}
+
+/// What a message led to, as the guest said.
+pub(super) fn outcome(o: wit::Outcome) -> Outcome {
+    match o {
+        wit::Outcome::Skipped(reason) => Outcome::Skipped { reason },
+        wit::Outcome::Stored(s) => Outcome::Stored {
+            file: s.file,
+            index: s.index,
+            total: s.total,
+            received: s.received,
+        },
+        wit::Outcome::Committed(c) => Outcome::Committed {
+            file: c.file,
+            action: match c.action {
+                wit::Action::None => Action::None,
+                wit::Action::Renew => Action::Renew,
+                wit::Action::Reload => Action::Reload,
+            },
+            size: c.size,
+            sha256: c.sha256,
+        },
+        wit::Outcome::Unchanged(file) => Outcome::Unchanged { file },
+    }
+}
+
+/// Why the guest refused a message.
+pub(super) fn rejection(e: wit::ProcessError) -> Rejection {
+    let (kind, reason) = match e {
+        wit::ProcessError::BadHeader(r) => (RejectKind::BadHeader, r),
+        wit::ProcessError::BadName(r) => (RejectKind::BadName, r),
+        wit::ProcessError::InvalidConfig(r) => (RejectKind::InvalidConfig, r),
+        wit::ProcessError::ChecksumMismatch(r) => (RejectKind::ChecksumMismatch, r),
+        wit::ProcessError::TooLarge(r) => (RejectKind::TooLarge, r),
+        wit::ProcessError::Io(r) => (RejectKind::Io, r),
+    };
+    Rejection { kind, reason }
+}
+
+/// A message for the guest.
+pub(super) fn message(msg: Message) -> wit::Message {
+    wit::Message {
+        key: msg.key,
+        headers: msg
+            .headers
+            .into_iter()
+            .map(|(name, value)| wit::Header { name, value })
+            .collect(),
+        value: msg.value,
+        topic: msg.topic,
+        partition: msg.partition,
+        offset: msg.offset,
+    }
+}
+
+/// What a maintenance pass did.
+pub(super) fn maintenance(r: wit::MaintenanceReport) -> Maintenance {
+    Maintenance {
+        temporaries_removed: r.temporaries_removed,
+        chunk_sets_expired: r.chunk_sets_expired,
+        chunk_sets_kept: r.chunk_sets_kept,
+    }
+}

@@ -1,0 +1,107 @@
+//! What one instance's store holds: WASI over the files directory (its only preopen), the
+//! memory limiter, and the host side of the guest's imports.
+
+use super::MAX_TABLE_ELEMENTS;
+use super::bindings;
+use crate::outcome::GuestFailure;
+use std::path::Path;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Per-instance state: WASI, its resources, and the memory limiter.
+pub(super) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl State {
+    /// WASI with `dir` as the only preopen (read-write) and nothing else: no sockets, no name
+    /// lookups, no environment, arguments or standard streams.
+    pub(super) fn new(dir: &Path, memory_cap: u64) -> Result<State, GuestFailure> {
+        let mut wasi = WasiCtxBuilder::new();
+        // Calls already run on a thread that may block: no round trip through a runtime.
+        wasi.allow_blocking_current_thread(true)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        wasi.preopened_dir(dir, "/", FsPerms::ReadWrite)
+            .map_err(|e| {
+                GuestFailure::Start(format!(
+                    "opening the files directory {}: {e:#}",
+                    dir.display()
+                ))
+            })?;
+        Ok(State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_cap,
+                refused: None,
+            },
+        })
+    }
+
+    pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limiter
+    }
+
+    /// The memory growth the limiter refused, if it refused one: why the guest trapped.
+    pub(super) fn memory_refused(&self) -> Option<u64> {
+        self.limiter.refused
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::kres::kafka::types::Host for State {}
+
+impl bindings::kres::kafka::log::Host for State {
+    fn emit(&mut self, level: bindings::kres::kafka::log::Level, message: String) {
+        use bindings::kres::kafka::log::Level;
+        match level {
+            Level::Debug => tracing::debug!(target: "guest", "{message}"),
+            Level::Info => tracing::info!(target: "guest", "{message}"),
+            Level::Warn => tracing::warn!(target: "guest", "{message}"),
+        }
+    }
+}
+
+/// Refuses memory growth past the cap, trapping the guest (a Rust guest would otherwise abort
+/// with an opaque `unreachable`), and records the refusal so the failure can say why.
+struct Limiter {
+    memory_cap: u64,
+    refused: Option<u64>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_cap {
+            self.refused = Some(desired as u64);
+            wasmtime::bail!("memory cap of {} bytes reached", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
