@@ -350,7 +350,7 @@ async fn send_command_delivers_config_last_with_checksums() {
     let rpz = content(9, 300_000);
     std::fs::write(
         outbox.join("policy.yaml"),
-        "rpz:\n  - file: zones/lists.rpz\n",
+        "local-data:\n  rpz:\n    - file: zones/lists.rpz\n",
     )
     .unwrap();
     std::fs::write(outbox.join("lists.rpz"), &rpz).unwrap();

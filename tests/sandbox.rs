@@ -202,17 +202,17 @@ fn new_content_keeps_the_previous_file_as_backup() {
     for v in [&b"v1"[..], b"v2", b"v3"] {
         process(
             &guest,
-            whole("c.json", &[b"{\"v\": \"", v, b"\"}"].concat()),
+            whole("c.json", &[b"{\"nsid\": \"", v, b"\"}"].concat()),
         )
         .unwrap();
     }
     assert_eq!(
         fs::read(scratch.files().join("c.json")).unwrap(),
-        b"{\"v\": \"v3\"}"
+        b"{\"nsid\": \"v3\"}"
     );
     assert_eq!(
         fs::read(scratch.files().join("c.json.backup")).unwrap(),
-        b"{\"v\": \"v2\"}"
+        b"{\"nsid\": \"v2\"}"
     );
 }
 
@@ -350,10 +350,9 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
 
 fn hostile(scratch: &Scratch, memory_limit: u64, time_limit: Duration) -> (Sandbox, Guest) {
     let config = SandboxConfig {
-        files_dir: scratch.files(),
         memory_limit,
         time_limit,
-        cache_dir: None,
+        ..SandboxConfig::new(scratch.files())
     };
     let sandbox = Sandbox::new(config).unwrap();
     let guest = sandbox.load_file(hostile_guest()).unwrap();

@@ -40,8 +40,9 @@ fn count(logs: &str, needle: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
-    // 1. 100 files of 10 chunks each are published: 1000 messages.
-    // 2. While they are processed, the guest is replaced three times (mostly mid chunk set).
+    // 1. 100 files of 10 chunks each are published: 1000 messages, in four batches of 25.
+    // 2. After each of the first three batches, the guest is replaced while the batch's last
+    //    file has only its first 5 chunks stored: each swap lands in the middle of a chunk set.
     // 3. Every file is committed once, byte-identical; every message is processed once.
     let broker = Broker::start(1);
     let (mut host, guest) = host_with_guest_file(&broker, "");
@@ -49,28 +50,53 @@ async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
     let files: Vec<(String, Vec<u8>)> = (0..100)
         .map(|i| (format!("f{i:03}.rpz"), content(i as u8, 10 * 1024)))
         .collect();
-    for (name, data) in &files {
-        for (i, chunk) in data.chunks(1024).enumerate() {
-            let index = (i + 1).to_string();
-            let headers = [
-                ("hostname", ME),
-                ("file-name", name.as_str()),
-                ("total-chunks", "10"),
-                ("chunk-index", &index),
-            ];
-            broker.publish(name, &headers, chunk, None).await;
+    let publish = |name: &str, data: &[u8], chunks: std::ops::Range<usize>| {
+        let (broker, name, data) = (&broker, name.to_owned(), data.to_vec());
+        async move {
+            for i in chunks {
+                let index = (i + 1).to_string();
+                let headers = [
+                    ("hostname", ME),
+                    ("file-name", name.as_str()),
+                    ("total-chunks", "10"),
+                    ("chunk-index", &index),
+                ];
+                broker
+                    .publish(&name, &headers, &data[i * 1024..(i + 1) * 1024], None)
+                    .await;
+            }
         }
-    }
+    };
     let committed = |h: &Host| files.iter().filter(|(n, d)| h.holds(n, d)).count();
-    for (swap, at) in [(1u64, 10), (2, 40), (3, 70)] {
-        host.wait_for(&format!("{at} files"), |h| committed(h) >= at)
-            .await;
-        replace_guest(&guest, &guest_variant(DEFAULT_GUEST, swap));
-        let swaps = swap as usize;
-        host.wait_for(&format!("swap {swap}"), |h| {
-            count(&h.logs(), "guest swapped") >= swaps
+    let stored = |h: &Host, name: &str, index: u32| {
+        h.logs().lines().any(|l| {
+            l.contains("outcome=\"stored\"")
+                && l.contains(&format!("file={name} "))
+                && l.contains(&format!("index={index} "))
+        })
+    };
+    for batch in 0..4u64 {
+        let range = (batch as usize * 25)..(batch as usize * 25 + 25);
+        let (last, last_data) = &files[range.end - 1];
+        for (name, data) in &files[range.start..range.end - 1] {
+            publish(name, data, 0..10).await;
+        }
+        if batch == 3 {
+            publish(last, last_data, 0..10).await;
+            break;
+        }
+        publish(last, last_data, 0..5).await;
+        host.wait_for(&format!("batch {batch} up to chunk 5 of {last}"), |h| {
+            committed(h) >= range.end - 1 && stored(h, last, 5)
         })
         .await;
+        let swap = batch + 1;
+        replace_guest(&guest, &guest_variant(DEFAULT_GUEST, swap));
+        host.wait_for(&format!("swap {swap}"), |h| {
+            count(&h.logs(), "guest swapped") >= swap as usize
+        })
+        .await;
+        publish(last, last_data, 5..10).await;
     }
     host.wait_for("all 100 files", |h| committed(h) == 100)
         .await;

@@ -108,10 +108,13 @@ async fn mutual_tls_with_a_client_certificate_delivers() {
         dir.path(),
         &broker.server(),
         &kafka,
-        &[("zone.rpz", b"over mtls"), ("config.yaml", b"a: 1\n")],
+        &[
+            ("zone.rpz", b"over mtls"),
+            ("config.yaml", b"logging:\n  level: info\n"),
+        ],
     ));
     host.wait_for("both files", |h| {
-        h.holds("zone.rpz", b"over mtls") && h.holds("config.yaml", b"a: 1\n")
+        h.holds("zone.rpz", b"over mtls") && h.holds("config.yaml", b"logging:\n  level: info\n")
     })
     .await;
     assert!(host.stop(SIGTERM).await.success());

@@ -52,28 +52,75 @@ pub struct Parsed<'a> {
     pub transfer_id: Option<&'a [u8]>,
 }
 
-/// Decide whether a message is for `hostname`. `Ok(None)` means it is; `Ok(Some(reason))` means
-/// it must be skipped. A message for another resolver is never rejected, whatever else is wrong
-/// with it: its problems are its own resolver's to report.
+/// Who this resolver is, for addressing.
+#[derive(Debug, Clone, Copy)]
+pub struct Me<'a> {
+    /// Its hostname: a message whose `hostname` header equals it is for it.
+    pub hostname: &'a str,
+    /// Its zone-id: a message whose key equals it is for it.
+    pub zone_id: Option<&'a str>,
+}
+
+/// Why a message is not for this resolver, with words naming who it was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Neither a key equal to our zone-id nor a `hostname` header.
+    NoRecipient(String),
+    /// A `hostname` header naming another resolver.
+    OtherHost(String),
+    /// A key naming another zone (and no `hostname` header of ours).
+    OtherZone(String),
+}
+
+impl Skip {
+    pub fn detail(&self) -> &str {
+        match self {
+            Skip::NoRecipient(d) | Skip::OtherHost(d) | Skip::OtherZone(d) => d,
+        }
+    }
+}
+
+/// Decide whether a message is for `me` (SPEC section 2, step 1): its key equals our zone-id
+/// (its `hostname` header is then the publisher's own and is ignored), or its `hostname` header
+/// equals our hostname. `Ok(None)` means it is; `Ok(Some(skip))` means it must be skipped. A
+/// message for another resolver is never rejected, whatever else is wrong with it: its
+/// problems are its own resolver's to report.
 pub fn recipient<'a>(
+    key: Option<&[u8]>,
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-    hostname: &str,
-) -> Result<Option<String>> {
+    me: Me<'_>,
+) -> Result<Option<Skip>> {
+    let zone = me.zone_id.map(str::as_bytes);
+    if key.is_some() && key == zone {
+        return Ok(None);
+    }
     let mut values = headers
         .into_iter()
         .filter(|(n, _)| *n == HOSTNAME)
         .map(|(_, v)| v);
-    let Some(first) = values.next() else {
-        return Ok(Some(format!("no {HOSTNAME:?} header")));
+    // A key that is not ours is another zone's only where we have a zone: older publishers
+    // key by file name.
+    let other_zone = match (key, me.zone_id) {
+        (Some(key), Some(zone)) => Some(format!("for zone {} (ours is {zone:?})", show(key))),
+        _ => None,
     };
-    let mut ours = first == hostname.as_bytes();
+    let Some(first) = values.next() else {
+        return Ok(Some(match other_zone {
+            Some(zone) => Skip::OtherZone(zone),
+            None => Skip::NoRecipient(format!("no {HOSTNAME:?} header")),
+        }));
+    };
+    let mut ours = first == me.hostname.as_bytes();
     let mut count = 1;
     for value in values {
-        ours |= value == hostname.as_bytes();
+        ours |= value == me.hostname.as_bytes();
         count += 1;
     }
     match (ours, count) {
-        (false, _) => Ok(Some(format!("for {}", show(first)))),
+        (false, _) => Ok(Some(match other_zone {
+            Some(zone) => Skip::OtherZone(format!("{zone}, from or for host {}", show(first))),
+            None => Skip::OtherHost(format!("for {}", show(first))),
+        })),
         (true, 1) => Ok(None),
         (true, n) => Err(Error::BadHeader(format!(
             "header {HOSTNAME:?} given {n} times"
@@ -216,25 +263,55 @@ mod tests {
         pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
     }
 
+    const RES1: Me = Me {
+        hostname: "res1",
+        zone_id: None,
+    };
+
+    fn by_host<'a>(pairs: &'a [(&'a str, &'a str)], me: Me) -> Result<Option<Skip>> {
+        recipient(None, h(pairs), me)
+    }
+
     #[test]
     fn missing_or_foreign_hostname_is_skipped_not_rejected() {
-        assert!(
-            recipient(h(&[("file-name", "a")]), "res1")
-                .unwrap()
-                .is_some()
+        assert!(by_host(&[("file-name", "a")], RES1).unwrap().is_some());
+        let skip = by_host(&[("hostname", "res2"), ("chunk-index", "x")], RES1).unwrap();
+        assert_eq!(skip, Some(Skip::OtherHost("for \"res2\"".into())));
+        assert_eq!(by_host(&[("hostname", "res1")], RES1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_key_equal_to_our_zone_addresses_us_whatever_the_hostname_header() {
+        let me = Me {
+            hostname: "res1",
+            zone_id: Some("dns-group1"),
+        };
+        // Upstream's newest publisher: key = zone-id, hostname = its own host.
+        let pub_host = h(&[("hostname", "publisher.example"), ("hostname", "x")]);
+        assert_eq!(
+            recipient(Some(b"dns-group1"), pub_host.clone(), me).unwrap(),
+            None
         );
-        let skip = recipient(h(&[("hostname", "res2"), ("chunk-index", "x")]), "res1").unwrap();
-        assert_eq!(skip.as_deref(), Some("for \"res2\""));
-        assert_eq!(recipient(h(&[("hostname", "res1")]), "res1").unwrap(), None);
+        let other = recipient(Some(b"dns-group2"), pub_host, me).unwrap();
+        assert!(matches!(other, Some(Skip::OtherZone(d)) if d.contains("dns-group2")));
+        // The hostname header still addresses us, whatever the key (older publishers key by
+        // file name).
+        assert_eq!(
+            recipient(Some(b"block.rpz"), h(&[("hostname", "res1")]), me).unwrap(),
+            None
+        );
+        // Without a zone of our own, a key addresses nobody.
+        assert!(matches!(
+            recipient(Some(b"dns-group1"), h(&[]), RES1).unwrap(),
+            Some(Skip::NoRecipient(_))
+        ));
     }
 
     #[test]
     fn hostname_must_match_exactly() {
         for other in ["RES1", "res1 ", "res1.example", "res"] {
             assert!(
-                recipient(h(&[("hostname", other)]), "res1")
-                    .unwrap()
-                    .is_some(),
+                by_host(&[("hostname", other)], RES1).unwrap().is_some(),
                 "{other}"
             );
         }
@@ -242,7 +319,7 @@ mod tests {
 
     #[test]
     fn repeated_hostname_for_us_is_rejected() {
-        let err = recipient(h(&[("hostname", "res1"), ("hostname", "x")]), "res1").unwrap_err();
+        let err = by_host(&[("hostname", "res1"), ("hostname", "x")], RES1).unwrap_err();
         assert!(matches!(err, Error::BadHeader(m) if m.contains("\"hostname\" given 2 times")));
     }
 

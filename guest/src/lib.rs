@@ -5,8 +5,11 @@
 //!
 //! - `headers`: strict parsing of the wire format's headers (pure).
 //! - `name`: the rules a `file-name` must follow (pure).
-//! - `config`: parsing and validation of configuration files (pure).
+//! - `config`: configuration files parsed and checked against the resolver's closed JSON Schema,
+//!   as its manager does (pure).
 //! - `store`: the files directory: chunk sets, streaming assembly, atomic commit (`std::fs`).
+//! - `judge`: a configuration judged in layers (schema, the resolver's validator); whether a
+//!   commit changes what the manager runs.
 //! - `process`: one message from headers to outcome, built from the modules above.
 //! - `durable`: whole-or-absent file writes, directory fsync, hex (`std::fs`; the host uses it too).
 //! - `error`: the error type, one variant per WIT `process-error` case.
@@ -18,6 +21,7 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod headers;
+pub mod judge;
 pub mod name;
 pub mod process;
 pub mod store;
@@ -33,8 +37,11 @@ pub mod bindings {
 
 use bindings::exports::kres::kafka::processor::Guest;
 use bindings::kres::kafka::log::Level;
-use bindings::kres::kafka::types::{Context, MaintenanceReport, Message, Outcome, ProcessError};
+use bindings::kres::kafka::types::{
+    Context, MaintenanceReport, Message, Outcome, ProcessError, Restored,
+};
 use error::Error;
+use judge::{Resolver, Validation};
 use store::Files;
 
 /// The files directory as the guest sees it: the host preopens it as `/`.
@@ -52,7 +59,7 @@ impl Guest for Component {
     }
 
     fn process(ctx: Context, msg: Message) -> Result<Outcome, ProcessError> {
-        process::process(&Files::new(ROOT), &ctx, &msg).map_err(Into::into)
+        process::process(&Files::new(ROOT), &Host, &ctx, &msg).map_err(Into::into)
     }
 
     fn maintain(ctx: Context, max_age_seconds: u64) -> Result<MaintenanceReport, ProcessError> {
@@ -62,6 +69,60 @@ impl Guest for Component {
             chunk_sets_expired: done.chunk_sets_expired,
             chunk_sets_kept: done.chunk_sets_kept,
         })
+    }
+
+    fn check_config(_ctx: Context, name: String, content: Vec<u8>) -> Result<(), ProcessError> {
+        let name = name::check(&name)?;
+        process::check_config_size(name, content.len() as u64)?;
+        judge::judge(&Host, name, &content)?;
+        Ok(())
+    }
+
+    fn restore(_ctx: Context, files: Vec<String>) -> Vec<Result<Restored, ProcessError>> {
+        let store = Files::new(ROOT);
+        files
+            .iter()
+            .map(|file| {
+                let name = name::check(file)?;
+                let done = store.restore(name)?;
+                log_info(format!("restored {name:?}: {done:?}"));
+                Ok(match done {
+                    store::Restored::FromBackup => Restored::FromBackup,
+                    store::Restored::Removed => Restored::Removed,
+                    store::Restored::Absent => Restored::Absent,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The host, as the resolver's schema and validator.
+struct Host;
+
+impl Resolver for Host {
+    #[cfg(target_arch = "wasm32")]
+    fn schema(&self) -> Option<Vec<u8>> {
+        bindings::kres::kafka::resolver::schema()
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn validate(&self, name: &str, content: &[u8]) -> Result<(), Validation> {
+        use bindings::kres::kafka::resolver::ValidateError;
+        bindings::kres::kafka::resolver::validate(name, content).map_err(|e| match e {
+            ValidateError::Refused(why) => Validation::Refused(why),
+            ValidateError::Unavailable(why) => Validation::Unavailable(why),
+        })
+    }
+
+    // Natively there is no host (the import symbols do not link): the embedded schema.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn schema(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn validate(&self, _: &str, _: &[u8]) -> Result<(), Validation> {
+        Ok(())
     }
 }
 
@@ -87,6 +148,11 @@ impl From<Error> for ProcessError {
 /// Log through the host. Natively (unit tests) there is no host: the line is dropped.
 pub(crate) fn log_info(message: String) {
     log(Level::Info, message);
+}
+
+/// Log a warning through the host.
+pub(crate) fn log_warn(message: String) {
+    log(Level::Warn, message);
 }
 
 fn log(level: Level, message: String) {

@@ -2,26 +2,46 @@
 //! step 6). Everything here returns a durable end: an outcome once it is on disk, or an error
 //! once nothing (or only a stale chunk set) was touched.
 
-use crate::durable::hex;
+use crate::bindings;
+use crate::bindings::kres::kafka::types::SkipReason;
 use crate::bindings::kres::kafka::types::{
     Action, ChunkStored, Context, FileCommitted, Message, Outcome,
 };
 use crate::config::{self, Format};
+use crate::durable::hex;
 use crate::error::{Error, Result};
-use crate::headers::{self, Parsed};
+use crate::headers::{self, Me, Parsed, Skip};
+use crate::judge::{self, Resolver};
 use crate::name;
 use crate::store::{Files, Transfer};
 use sha2::{Digest, Sha256};
 
-/// Process one message against the files directory.
-pub fn process(files: &Files, ctx: &Context, msg: &Message) -> Result<Outcome> {
+/// Process one message against the files directory; `resolver` judges configurations.
+pub fn process(
+    files: &Files,
+    resolver: &dyn Resolver,
+    ctx: &Context,
+    msg: &Message,
+) -> Result<Outcome> {
     let pairs = || {
         msg.headers
             .iter()
             .map(|h| (h.name.as_str(), h.value.as_slice()))
     };
-    if let Some(reason) = headers::recipient(pairs(), &ctx.hostname)? {
-        return Ok(Outcome::Skipped(reason));
+    let me = Me {
+        hostname: &ctx.hostname,
+        zone_id: ctx.zone_id.as_deref(),
+    };
+    if let Some(skip) = headers::recipient(msg.key.as_deref(), pairs(), me)? {
+        let reason = match skip {
+            Skip::NoRecipient(_) => SkipReason::NoRecipient,
+            Skip::OtherHost(_) => SkipReason::OtherHost,
+            Skip::OtherZone(_) => SkipReason::OtherZone,
+        };
+        return Ok(Outcome::Skipped(bindings::kres::kafka::types::Skip {
+            reason,
+            detail: skip.detail().to_owned(),
+        }));
     }
     let parsed = headers::parse(pairs())?;
     let name = name::check(parsed.file_name)?;
@@ -39,29 +59,52 @@ pub fn process(files: &Files, ctx: &Context, msg: &Message) -> Result<Outcome> {
         )));
     }
     if parsed.chunk.is_whole() {
-        commit_whole(files, name, &parsed, &msg.value)
+        commit_whole(files, resolver, name, &parsed, &msg.value)
     } else {
-        store_chunk(files, ctx, name, &parsed, &msg.value)
+        store_chunk(files, resolver, ctx, name, &parsed, &msg.value)
     }
 }
 
-fn commit_whole(files: &Files, name: &str, parsed: &Parsed, value: &[u8]) -> Result<Outcome> {
+fn commit_whole(
+    files: &Files,
+    resolver: &dyn Resolver,
+    name: &str,
+    parsed: &Parsed,
+    value: &[u8],
+) -> Result<Outcome> {
     let sha256: [u8; 32] = Sha256::digest(value).into();
     check_digest(name, parsed.sha256, &sha256)?;
-    if let Some(format) = Format::of(name) {
-        check_config_size(name, value.len() as u64)?;
-        config::validate(name, format, value)?;
-    }
     if files.holds(name, value)? {
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
+    let doc = match Format::of(name) {
+        Some(_) => {
+            check_config_size(name, value.len() as u64)?;
+            Some(judge::judge(resolver, name, value)?)
+        }
+        None => None,
+    };
+    let changed = config_changed(files, name, doc.as_ref())?;
     files.write_temporary(name, value)?;
     files.commit(name)?;
-    Ok(committed(name, value.len() as u64, &sha256))
+    Ok(committed(name, value.len() as u64, &sha256, changed))
+}
+
+/// For a configuration about to replace the file in place: whether the manager's running
+/// configuration must change (see [`judge::changes`]).
+fn config_changed(files: &Files, name: &str, new: Option<&serde_json::Value>) -> Result<bool> {
+    let Some(new) = new else {
+        return Ok(false);
+    };
+    let old = files
+        .read_current(name, config::MAX_CONFIG_SIZE)?
+        .and_then(|old| config::parse(name, &old).ok());
+    Ok(judge::changes(old.as_ref(), new))
 }
 
 fn store_chunk(
     files: &Files,
+    resolver: &dyn Resolver,
     ctx: &Context,
     name: &str,
     parsed: &Parsed,
@@ -89,40 +132,53 @@ fn store_chunk(
         transfer.total
     ));
     let assembled = files.assemble(name, transfer.total, max_size)?;
+    // Judged only when it would change the file in place: a replayed transfer of the file
+    // already there changes nothing, and a validator need not run for it.
+    let unchanged = files.temporary_matches(name)?;
     let checked = check_digest(name, parsed.sha256, &assembled.sha256).and_then(|()| {
-        let Some(format) = Format::of(name) else {
-            return Ok(());
-        };
+        if unchanged || Format::of(name).is_none() {
+            return Ok(None);
+        }
         check_config_size(name, assembled.size)?;
         let content = files
             .read_temporary(name, config::MAX_CONFIG_SIZE)?
             .expect("size checked above");
-        config::validate(name, format, &content).map(drop)
+        judge::judge(resolver, name, &content).map(Some)
     });
-    if let Err(e) = checked {
-        // The transfer is complete and wrong: waiting longer cannot mend it.
-        files.discard_temporary(name)?;
-        files.discard_chunks(name)?;
-        return Err(e);
-    }
-    let outcome = if files.temporary_matches(name)? {
+    let doc = match checked {
+        Ok(doc) => doc,
+        // A validator that could not judge: the set stays, the message can come again.
+        Err(e @ Error::Io { .. }) => {
+            files.discard_temporary(name)?;
+            return Err(e);
+        }
+        Err(e) => {
+            // The transfer is complete and wrong: waiting longer cannot mend it.
+            files.discard_temporary(name)?;
+            files.discard_chunks(name)?;
+            return Err(e);
+        }
+    };
+    let outcome = if unchanged {
         files.discard_temporary(name)?;
         Outcome::Unchanged(name.to_owned())
     } else {
+        let changed = config_changed(files, name, doc.as_ref())?;
         files.commit(name)?;
-        committed(name, assembled.size, &assembled.sha256)
+        committed(name, assembled.size, &assembled.sha256, changed)
     };
     files.discard_chunks(name)?;
     Ok(outcome)
 }
 
 /// The outcome of a file just committed.
-fn committed(name: &str, size: u64, sha256: &[u8; 32]) -> Outcome {
+fn committed(name: &str, size: u64, sha256: &[u8; 32], config_changed: bool) -> Outcome {
     Outcome::Committed(FileCommitted {
         file: name.to_owned(),
         action: action_for(name),
         size,
         sha256: hex(sha256),
+        config_changed,
     })
 }
 
@@ -146,7 +202,7 @@ fn check_digest(name: &str, expected: Option<[u8; 32]>, actual: &[u8; 32]) -> Re
     }
 }
 
-fn check_config_size(name: &str, size: u64) -> Result<()> {
+pub fn check_config_size(name: &str, size: u64) -> Result<()> {
     if size > config::MAX_CONFIG_SIZE {
         return Err(Error::TooLarge(format!(
             "configuration {name:?} is {size} bytes: configuration files are parsed whole and \
@@ -157,11 +213,11 @@ fn check_config_size(name: &str, size: u64) -> Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bindings::kres::kafka::types::{Header, Limits};
+    use crate::judge::NoResolver;
     use std::fs;
     use std::path::Path;
 
@@ -170,6 +226,7 @@ mod tests {
     fn ctx() -> Context {
         Context {
             hostname: HOST.into(),
+            zone_id: None,
             limits: Limits {
                 max_file_size: 1 << 20,
                 max_chunks: 16,
@@ -237,7 +294,13 @@ mod tests {
     #[test]
     fn whole_file_is_committed_with_renew_and_config_with_reload() {
         let (dir, files) = setup();
-        let out = process(&files, &ctx(), &whole("zones/block.rpz", b"rpz")).unwrap();
+        let out = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &whole("zones/block.rpz", b"rpz"),
+        )
+        .unwrap();
         let Outcome::Committed(c) = out else {
             panic!("{out:?}")
         };
@@ -251,7 +314,13 @@ mod tests {
             b"rpz"
         );
 
-        let out = process(&files, &ctx(), &whole("config.yaml", b"workers: 2\n")).unwrap();
+        let out = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &whole("config.yaml", b"workers: 2\n"),
+        )
+        .unwrap();
         assert!(matches!(
             out,
             Outcome::Committed(FileCommitted {
@@ -268,13 +337,13 @@ mod tests {
     #[test]
     fn identical_content_is_unchanged_and_new_content_keeps_one_backup() {
         let (dir, files) = setup();
-        process(&files, &ctx(), &whole("a.rpz", b"v1")).unwrap();
-        let again = process(&files, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+        process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+        let again = process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
         assert!(matches!(again, Outcome::Unchanged(ref n) if n == "a.rpz"));
         assert!(!dir.path().join("a.rpz.backup").exists());
 
-        process(&files, &ctx(), &whole("a.rpz", b"v2")).unwrap();
-        process(&files, &ctx(), &whole("a.rpz", b"v3")).unwrap();
+        process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v2")).unwrap();
+        process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v3")).unwrap();
         assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v3");
         assert_eq!(fs::read(dir.path().join("a.rpz.backup")).unwrap(), b"v2");
         assert_eq!(tree(dir.path()), ["a.rpz", "a.rpz.backup"]);
@@ -288,12 +357,12 @@ mod tests {
             b"x",
         );
         assert!(matches!(
-            process(&files, &ctx(), &m).unwrap(),
+            process(&files, &NoResolver, &ctx(), &m).unwrap(),
             Outcome::Skipped(_)
         ));
         let m = msg(&[("file-name", "a")], b"x");
         assert!(matches!(
-            process(&files, &ctx(), &m).unwrap(),
+            process(&files, &NoResolver, &ctx(), &m).unwrap(),
             Outcome::Skipped(_)
         ));
         assert!(tree(dir.path()).is_empty());
@@ -306,6 +375,7 @@ mod tests {
         for (i, expected_received) in [(3, 1), (1, 2), (3, 2), (2, 3)] {
             let out = process(
                 &files,
+                &NoResolver,
                 &ctx(),
                 &chunk("f.rpz", i, 3, parts[i as usize - 1], &[]),
             )
@@ -338,6 +408,7 @@ mod tests {
         let (dir, files) = setup();
         process(
             &files,
+            &NoResolver,
             &ctx(),
             &chunk("f", 1, 2, b"A1", &[("transfer-id", "a")]),
         )
@@ -345,6 +416,7 @@ mod tests {
         // Transfer b starts: a's chunk must not be used to complete it.
         let out = process(
             &files,
+            &NoResolver,
             &ctx(),
             &chunk("f", 2, 2, b"B2", &[("transfer-id", "b")]),
         )
@@ -356,18 +428,21 @@ mod tests {
         // A change of total-chunks alone also starts over.
         process(
             &files,
+            &NoResolver,
             &ctx(),
             &chunk("f", 1, 3, b"C1", &[("transfer-id", "b")]),
         )
         .unwrap();
         process(
             &files,
+            &NoResolver,
             &ctx(),
             &chunk("f", 2, 3, b"C2", &[("transfer-id", "b")]),
         )
         .unwrap();
         let out = process(
             &files,
+            &NoResolver,
             &ctx(),
             &chunk("f", 3, 3, b"C3", &[("transfer-id", "b")]),
         )
@@ -379,10 +454,28 @@ mod tests {
     #[test]
     fn chunked_config_is_validated_whole_not_by_its_last_chunk() {
         let (dir, files) = setup();
-        process(&files, &ctx(), &whole("c.yaml", b"workers: 1\n")).unwrap();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &whole("c.yaml", b"workers: 1\n"),
+        )
+        .unwrap();
         // The last chunk alone is valid YAML; the whole file is not.
-        process(&files, &ctx(), &chunk("c.yaml", 1, 2, b"a: [1,\n", &[])).unwrap();
-        let err = process(&files, &ctx(), &chunk("c.yaml", 2, 2, b"b: 2\n", &[])).unwrap_err();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &chunk("c.yaml", 1, 2, b"a: [1,\n", &[]),
+        )
+        .unwrap();
+        let err = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &chunk("c.yaml", 2, 2, b"b: 2\n", &[]),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::InvalidConfig(ref m) if m.contains("c.yaml")),
             "{err:?}"
@@ -403,9 +496,20 @@ mod tests {
         let (dir, files) = setup();
         let good = hex(&Sha256::digest(b"ab"));
         let bad = "0".repeat(64);
-        process(&files, &ctx(), &chunk("f", 1, 2, b"a", &[("sha256", &bad)])).unwrap();
-        let err =
-            process(&files, &ctx(), &chunk("f", 2, 2, b"b", &[("sha256", &bad)])).unwrap_err();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &chunk("f", 1, 2, b"a", &[("sha256", &bad)]),
+        )
+        .unwrap();
+        let err = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &chunk("f", 2, 2, b"b", &[("sha256", &bad)]),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, Error::ChecksumMismatch(ref m) if m.contains(&good)),
             "{err:?}"
@@ -413,6 +517,7 @@ mod tests {
         assert!(tree(dir.path()).is_empty());
         let err = process(
             &files,
+            &NoResolver,
             &ctx(),
             &msg(
                 &[("hostname", HOST), ("file-name", "g"), ("sha256", &bad)],
@@ -422,6 +527,7 @@ mod tests {
         assert!(matches!(err, Err(Error::ChecksumMismatch(_))));
         let ok = process(
             &files,
+            &NoResolver,
             &ctx(),
             &msg(
                 &[("hostname", HOST), ("file-name", "g"), ("sha256", &good)],
@@ -439,21 +545,22 @@ mod tests {
             max_file_size: 10,
             max_chunks: 4,
         };
-        let err = process(&files, &small, &whole("a", &[0; 11])).unwrap_err();
+        let err = process(&files, &NoResolver, &small, &whole("a", &[0; 11])).unwrap_err();
         assert!(
             matches!(err, Error::TooLarge(ref m) if m.contains("11 bytes")),
             "{err:?}"
         );
-        let err = process(&files, &small, &chunk("a", 1, 5, b"x", &[])).unwrap_err();
+        let err = process(&files, &NoResolver, &small, &chunk("a", 1, 5, b"x", &[])).unwrap_err();
         assert!(
             matches!(err, Error::TooLarge(ref m) if m.contains("5 chunks")),
             "{err:?}"
         );
         assert!(tree(dir.path()).is_empty());
         // The sum of the chunks counts too: the third chunk would make 12 bytes.
-        process(&files, &small, &chunk("a", 1, 3, &[1; 4], &[])).unwrap();
-        process(&files, &small, &chunk("a", 2, 3, &[2; 4], &[])).unwrap();
-        let err = process(&files, &small, &chunk("a", 3, 3, &[3; 4], &[])).unwrap_err();
+        process(&files, &NoResolver, &small, &chunk("a", 1, 3, &[1; 4], &[])).unwrap();
+        process(&files, &NoResolver, &small, &chunk("a", 2, 3, &[2; 4], &[])).unwrap();
+        let err =
+            process(&files, &NoResolver, &small, &chunk("a", 3, 3, &[3; 4], &[])).unwrap_err();
         assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
         assert!(
             tree(dir.path()).is_empty(),
@@ -464,10 +571,16 @@ mod tests {
     #[test]
     fn maintenance_removes_temporaries_and_expires_old_sets() {
         let (dir, files) = setup();
-        process(&files, &ctx(), &chunk("old", 1, 2, b"x", &[])).unwrap();
+        process(&files, &NoResolver, &ctx(), &chunk("old", 1, 2, b"x", &[])).unwrap();
         let mut later = ctx();
         later.now += 500;
-        process(&files, &later, &chunk("sub/new", 1, 2, b"y", &[])).unwrap();
+        process(
+            &files,
+            &NoResolver,
+            &later,
+            &chunk("sub/new", 1, 2, b"y", &[]),
+        )
+        .unwrap();
         fs::write(dir.path().join("crashed.tmp"), b"half").unwrap();
         fs::write(dir.path().join("sub/new.chunks/2.part"), b"half").unwrap();
         fs::write(dir.path().join("keep.rpz"), b"k").unwrap();
@@ -492,7 +605,7 @@ mod tests {
     fn bad_names_are_rejected_before_any_write() {
         let (dir, files) = setup();
         for name in ["/abs", "../up", "a/../../b", "x.tmp", "a.chunks/1"] {
-            let err = process(&files, &ctx(), &whole(name, b"x")).unwrap_err();
+            let err = process(&files, &NoResolver, &ctx(), &whole(name, b"x")).unwrap_err();
             assert!(matches!(err, Error::BadName(_)), "{name}: {err:?}");
         }
         assert!(tree(dir.path()).is_empty());

@@ -59,6 +59,14 @@ pub struct Assembled {
     pub sha256: [u8; 32],
 }
 
+/// What [`Files::restore`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    FromBackup,
+    Removed,
+    Absent,
+}
+
 /// What a maintenance pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Maintenance {
@@ -164,6 +172,37 @@ impl Files {
         fs::rename(self.sibling(name, ".tmp"), &target)
             .io(|| format!("renaming {name}.tmp to {name}"))?;
         sync_dir(parent_of(&target)).io(|| format!("syncing the directory of {name}"))
+    }
+
+    /// Put the previous version of `name` back: its `.backup` renamed over it (atomic; the
+    /// backup is used up), or, with no backup, `name` removed: it was new.
+    pub fn restore(&self, name: &str) -> Result<Restored> {
+        let target = self.path(name);
+        let backup = self.sibling(name, ".backup");
+        let done = if backup.exists() {
+            fs::rename(&backup, &target).io(|| format!("renaming {name}.backup to {name}"))?;
+            Restored::FromBackup
+        } else if target.exists() {
+            fs::remove_file(&target).io(|| format!("removing {name}"))?;
+            Restored::Removed
+        } else {
+            return Ok(Restored::Absent);
+        };
+        sync_dir(parent_of(&target)).io(|| format!("syncing the directory of {name}"))?;
+        Ok(done)
+    }
+
+    /// The file in place under `name`, whole, when it exists and is at most `max` bytes.
+    pub fn read_current(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.path(name);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() <= max => {
+                fs::read(&path).map(Some).io(|| format!("reading {name}"))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).io(|| format!("reading metadata of {name}")),
+        }
     }
 
     /// Make `<name>.backup` the current `<name>`, atomically replacing the previous backup.
@@ -415,7 +454,12 @@ fn remove_temporaries(dir: &Path, rel: &str) -> Result<u32> {
 /// Write `dir/name` so that it is complete or absent after a crash (through `name.part`,
 /// which maintenance removes if a crash leaves it).
 fn write_durably(dir: &Path, name: &str, content: &[u8]) -> io::Result<()> {
-    durable::write_atomically(&dir.join(name), &dir.join(format!("{name}.part")), content, None)
+    durable::write_atomically(
+        &dir.join(name),
+        &dir.join(format!("{name}.part")),
+        content,
+        None,
+    )
 }
 
 fn parent_of(path: &Path) -> &Path {

@@ -16,7 +16,9 @@
 //! - `sandbox`: the only module that touches wasmtime: engine, limits, loading and calling the guest.
 //! - `kafka`: the only module that configures rdkafka: client options, consumer, offsets, logs.
 //! - `tls`: start-up checks of the TLS files.
-//! - `manager`: calls to the resolver's management API (reload, renew), retried with backoff.
+//! - `manager`: calls to the resolver's management API (reload, renew, its running
+//!   configuration and schema), retried with backoff.
+//! - `resolver`: what the guest may ask about the resolver: its schema, its own validator.
 //! - `scheduler`: debounces and coalesces manager calls, never drops one; the owed-call marker.
 //! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
 //! - `swap`: hot swap: watches the guest file, loads and checks new guests off-thread.
@@ -41,6 +43,7 @@ pub mod manager;
 pub mod metrics;
 pub mod outcome;
 pub mod publish;
+pub mod resolver;
 pub mod sandbox;
 pub mod scheduler;
 pub mod swap;

@@ -9,7 +9,7 @@ use crate::config::Management;
 use crate::outcome::Action;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +20,15 @@ use tokio_util::sync::CancellationToken;
 /// restart workers, which can take long with large RPZ files; past this the outcome is unknown
 /// and the call is treated as unreachable (retried: reload and renew are idempotent).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a query (`GET /v1/config`, `GET /schema`) may take: the manager answers these
+/// from memory.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the manager serves the configuration it runs.
+pub const CONFIG_PATH: &str = "/v1/config";
+/// Where the manager serves its JSON Schema.
+pub const SCHEMA_PATH: &str = "/schema";
 
 /// First wait before calling an unreachable manager again; doubles up to [`RETRY_MAX`].
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -93,7 +102,7 @@ impl Manager {
             endpoint: self.endpoint.to_string(),
             reason,
         };
-        let (status, body) = tokio::time::timeout(self.timeout, self.post(path))
+        let (status, body) = tokio::time::timeout(self.timeout, self.request(Method::POST, path))
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(unreachable)?;
@@ -145,26 +154,59 @@ impl Manager {
         }
     }
 
-    async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), String> {
+    /// The configuration the manager runs (`GET /v1/config`: the raw merged mapping of its
+    /// files as it last accepted them). The only way to see whether a reload took effect: a
+    /// 6.x manager answers 200 to a reload it refused.
+    pub async fn running_config(&self) -> Result<serde_json::Value, String> {
+        let body = self.get(CONFIG_PATH).await?;
+        serde_json::from_slice(&body).map_err(|e| format!("GET {CONFIG_PATH}: not JSON: {e}"))
+    }
+
+    /// The JSON Schema the manager validates against (`GET /schema`), checked to be JSON.
+    pub async fn schema(&self) -> Result<Bytes, String> {
+        let body = self.get(SCHEMA_PATH).await?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| format!("GET {SCHEMA_PATH}: not JSON: {e}"))?;
+        Ok(body)
+    }
+
+    /// `GET path`, its body when the answer is 200, within [`QUERY_TIMEOUT`].
+    async fn get(&self, path: &str) -> Result<Bytes, String> {
+        let (status, body) = tokio::time::timeout(QUERY_TIMEOUT, self.request(Method::GET, path))
+            .await
+            .map_err(|_| format!("GET {path}: no answer within {QUERY_TIMEOUT:?}"))?
+            .map_err(|e| format!("GET {path} from the manager at {}: {e}", self.endpoint))?;
+        if status != StatusCode::OK {
+            return Err(format!("GET {path}: the manager answered {status}"));
+        }
+        Ok(body)
+    }
+
+    async fn request(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes), String> {
         match &self.endpoint {
             Management::UnixSocket(socket) => {
                 let stream = UnixStream::connect(socket)
                     .await
                     .map_err(|e| e.to_string())?;
-                exchange(stream, "localhost", path).await
+                exchange(stream, "localhost", method, path).await
             }
             Management::Interface { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port))
                     .await
                     .map_err(|e| e.to_string())?;
-                exchange(stream, host, path).await
+                exchange(stream, host, method, path).await
             }
         }
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-async fn exchange<S>(stream: S, host: &str, path: &str) -> Result<(StatusCode, Bytes), String>
+async fn exchange<S>(
+    stream: S,
+    host: &str,
+    method: Method,
+    path: &str,
+) -> Result<(StatusCode, Bytes), String>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -172,7 +214,9 @@ where
         .await
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(connection);
-    let request = Request::post(path)
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, host)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;

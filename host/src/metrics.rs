@@ -31,6 +31,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     messages: Family<Labels, Counter>,
+    skipped: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
     guest_failures: Family<Labels, Counter>,
     manager_calls: Family<Labels, Counter>,
@@ -53,6 +54,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("kres_kafka");
         let inner = Inner {
             messages: Family::default(),
+            skipped: Family::default(),
             rejections: Family::default(),
             guest_failures: Family::default(),
             manager_calls: Family::default(),
@@ -67,6 +69,11 @@ impl Default for Metrics {
             "messages",
             "Messages processed, by outcome",
             inner.messages.clone(),
+        );
+        registry.register(
+            "skipped",
+            "Messages not for this resolver, by reason (other-host, other-zone, no-recipient)",
+            inner.skipped.clone(),
         );
         registry.register(
             "rejections",
@@ -124,7 +131,13 @@ impl Metrics {
             }
             Outcome::Rejected(r) => self.rejection(r.kind.as_str()),
             Outcome::Failed(f) => self.guest_failure(f.kind()),
-            Outcome::Skipped { .. } | Outcome::Stored { .. } | Outcome::Unchanged { .. } => {}
+            Outcome::Skipped { why, .. } => {
+                self.inner
+                    .skipped
+                    .get_or_create(&labels(&[("reason", why.as_str())]))
+                    .inc();
+            }
+            Outcome::Stored { .. } | Outcome::Unchanged { .. } => {}
         }
     }
     fn message(&self, outcome: &str) {
@@ -240,9 +253,14 @@ mod tests {
             action: crate::outcome::Action::Renew,
             size: 10,
             sha256: "ab".into(),
+            config_changed: false,
         };
         m.record(&committed);
         m.record(&committed);
+        m.record(&Outcome::Skipped {
+            why: crate::outcome::SkipReason::OtherZone,
+            reason: "for zone z2".into(),
+        });
         m.record(&Outcome::Rejected(crate::outcome::Rejection {
             kind: crate::outcome::RejectKind::BadName,
             reason: "x".into(),
@@ -257,6 +275,10 @@ mod tests {
         );
         assert!(
             text.contains("kres_kafka_rejections_total{kind=\"bad-name\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kres_kafka_skipped_total{reason=\"other-zone\"} 1"),
             "{text}"
         );
         assert!(

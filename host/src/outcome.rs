@@ -61,6 +61,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct Context {
     pub hostname: String,
+    /// Messages keyed with this zone-id are for this resolver too.
+    pub zone_id: Option<String>,
     pub limits: Limits,
     /// Seconds since the Unix epoch, from the host's clock.
     pub now: u64,
@@ -81,7 +83,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Not for this resolver.
-    Skipped { reason: String },
+    Skipped { why: SkipReason, reason: String },
     /// A chunk was stored.
     Stored {
         file: String,
@@ -95,6 +97,9 @@ pub enum Outcome {
         action: Action,
         size: u64,
         sha256: String,
+        /// A configuration whose parsed content changed: the manager's running configuration
+        /// must change when it reloads.
+        config_changed: bool,
     },
     /// Identical content was already in place.
     Unchanged { file: String },
@@ -148,7 +153,7 @@ impl Outcome {
     /// Why a message was skipped, rejected or failed.
     pub fn reason(&self) -> Option<String> {
         match self {
-            Outcome::Skipped { reason } => Some(reason.clone()),
+            Outcome::Skipped { reason, .. } => Some(reason.clone()),
             Outcome::Rejected(r) => Some(r.reason.clone()),
             Outcome::Failed(f) => Some(f.to_string()),
             _ => None,
@@ -160,8 +165,8 @@ impl Outcome {
     pub fn log(&self, partition: i32, offset: i64) {
         let outcome = self.name();
         match self {
-            Outcome::Skipped { reason } => {
-                tracing::debug!(partition, offset, outcome, %reason, "message processed")
+            Outcome::Skipped { why, reason } => {
+                tracing::debug!(partition, offset, outcome, why = why.as_str(), %reason, "message processed")
             }
             Outcome::Stored {
                 file,
@@ -179,6 +184,7 @@ impl Outcome {
                 action,
                 size,
                 sha256,
+                ..
             } => {
                 tracing::info!(partition, offset, outcome, %file, size, %sha256, ?action, "message processed")
             }
@@ -188,6 +194,25 @@ impl Outcome {
             Outcome::Failed(failure) => {
                 tracing::error!(partition, offset, outcome, %failure, "message processed")
             }
+        }
+    }
+}
+
+/// Why a message is not for this resolver (the WIT `skip-reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NoRecipient,
+    OtherHost,
+    OtherZone,
+}
+
+impl SkipReason {
+    /// As in logs and metrics: `no-recipient`, `other-host`, `other-zone`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoRecipient => "no-recipient",
+            SkipReason::OtherHost => "other-host",
+            SkipReason::OtherZone => "other-zone",
         }
     }
 }
@@ -251,6 +276,14 @@ impl GuestFailure {
     }
 }
 
+/// What restoring one configuration file did (the WIT `restored`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    FromBackup,
+    Removed,
+    Absent,
+}
+
 /// What a maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Maintenance {
@@ -259,9 +292,10 @@ pub struct Maintenance {
     pub chunk_sets_kept: u32,
 }
 
-/// Why a maintenance pass did not finish.
+/// Why a call other than `process` (maintenance, a check, a restore) did not finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MaintenanceError {
+pub enum GuestError {
+    /// The guest answered with an error.
     #[error("{0}")]
     Refused(Rejection),
     #[error("{0}")]
@@ -279,6 +313,7 @@ mod tests {
             action: Action::Reload,
             size: 3,
             sha256: "ab".into(),
+            config_changed: true,
         };
         assert_eq!(committed.action(), Action::Reload);
         assert_eq!(committed.file(), Some("config.yaml"));

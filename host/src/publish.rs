@@ -1,8 +1,9 @@
 //! The publisher behind `kres-kafka send`. Sends files to one resolver in the wire format the daemon
 //! consumes: files that configuration refers to first, configuration files last; values split
-//! into chunks numbered from 1; `hostname`, `file-name`, `total-chunks`, `chunk-index`, `sha256`
-//! and `transfer-id` headers; keyed by hostname so one resolver's messages stay in one
-//! partition, in order. Every delivery report is awaited; a file is delivered only when all
+//! into chunks numbered from 1; `file-name`, `total-chunks`, `chunk-index`, `sha256` and
+//! `transfer-id` headers; for one resolver a `hostname` header and that key, for a zone the
+//! zone-id as key (upstream's newest addressing); either way one recipient's messages stay in
+//! one partition, in order. Every delivery report is awaited; a file is delivered only when all
 //! its chunks are.
 
 use crate::config::Settings;
@@ -24,6 +25,25 @@ const IN_FLIGHT: usize = 32;
 
 /// How long librdkafka may try to deliver one message before reporting it failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who the files are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// One resolver: the `hostname` header, and the key (so its messages stay in order).
+    Host(String),
+    /// Every resolver of a zone, as upstream's newest publisher addresses them: the key is the
+    /// zone-id; no `hostname` header.
+    Zone(String),
+}
+
+impl std::fmt::Display for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recipient::Host(host) => write!(f, "resolver {host}"),
+            Recipient::Zone(zone) => write!(f, "zone {zone}"),
+        }
+    }
+}
 
 /// One file to send.
 #[derive(Debug, Clone)]
@@ -73,11 +93,11 @@ pub struct Publisher {
     log: kafka::LogContext,
 }
 
-/// Send `files` to the resolver `hostname`, non-configuration files first.
+/// Send `files` to `to`, non-configuration files first.
 pub async fn send(
     publisher: &Publisher,
     topic: &str,
-    hostname: &str,
+    to: &Recipient,
     files: &[Outgoing],
     chunk_size: u64,
     progress: &ProgressBar,
@@ -86,16 +106,7 @@ pub async fn send(
     ordered.sort_by_key(|f| is_config(&f.name));
     let mut sent = Sent::default();
     for file in ordered {
-        match send_file(
-            &publisher.producer,
-            topic,
-            hostname,
-            file,
-            chunk_size,
-            progress,
-        )
-        .await
-        {
+        match send_file(&publisher.producer, topic, to, file, chunk_size, progress).await {
             Ok((size, chunks)) => sent.delivered.push((file.name.clone(), size, chunks)),
             Err(mut reason) => {
                 if let Some(broker) = publisher.log.last_error() {
@@ -129,7 +140,7 @@ pub fn progress_bar(files: &[Outgoing]) -> ProgressBar {
 async fn send_file(
     producer: &FutureProducer<kafka::LogContext>,
     topic: &str,
-    hostname: &str,
+    to: &Recipient,
     file: &Outgoing,
     chunk_size: u64,
     progress: &ProgressBar,
@@ -156,11 +167,17 @@ async fn send_file(
             .read_to_end(&mut chunk)
             .map_err(read_error)?;
         let (index_text, total_text) = (index.to_string(), total.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: headers::HOSTNAME,
-                value: Some(hostname),
-            })
+        let (key, mut headers) = match to {
+            Recipient::Host(host) => (
+                host,
+                OwnedHeaders::new().insert(Header {
+                    key: headers::HOSTNAME,
+                    value: Some(host),
+                }),
+            ),
+            Recipient::Zone(zone) => (zone, OwnedHeaders::new()),
+        };
+        headers = headers
             .insert(Header {
                 key: headers::FILE_NAME,
                 value: Some(&file.name),
@@ -182,7 +199,7 @@ async fn send_file(
                 value: Some(&transfer_id),
             });
         let record = FutureRecord::to(topic)
-            .key(hostname)
+            .key(key.as_str())
             .payload(&chunk)
             .headers(headers);
         let delivery = producer

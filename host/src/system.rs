@@ -14,3 +14,14 @@ pub fn machine_hostname() -> anyhow::Result<String> {
         anyhow::anyhow!("the machine's hostname {name:?} is not UTF-8: pass --hostname")
     })
 }
+
+/// Whether an executable named `program` is on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}

@@ -100,6 +100,34 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Publish a file as upstream's newest publisher does: keyed by the zone-id, its own
+    /// hostname in `hostname`, a `zone-id` header it never reads back; configuration files
+    /// whole, other files in 512 KiB chunks numbered from 1; no checksum, no transfer id.
+    pub async fn publish_to_zone(&self, zone: &str, publisher: &str, name: &str, content: &[u8]) {
+        const CHUNK: usize = 512 * 1024;
+        let config = [".json", ".yaml", ".yml"].iter().any(|e| name.ends_with(e));
+        let base = [
+            ("hostname", publisher),
+            ("zone-id", zone),
+            ("file-name", name),
+        ];
+        if config {
+            self.publish(zone, &base, content, None).await;
+        } else {
+            let chunks: Vec<&[u8]> = content.chunks(CHUNK).collect();
+            let total = chunks.len().to_string();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let index = (i + 1).to_string();
+                let mut headers = base.to_vec();
+                headers.extend([("total-chunks", total.as_str()), ("chunk-index", &index)]);
+                self.publish(zone, &headers, chunk, None).await;
+            }
+        }
+        self.producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
 /// A resolver host: files directory, config, stand-in manager, and the daemon when running.
 pub struct Host {
     pub dir: tempfile::TempDir,
@@ -107,6 +135,7 @@ pub struct Host {
     standin: Option<StandIn>,
     daemon: Option<Child>,
     runs: usize,
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -118,18 +147,29 @@ impl Host {
     /// Set up a host for `hostname` on the broker at `server` (`host@port`), with extra lines
     /// for the `kafka` section (where `$HOST_DIR` stands for the host's directory) and extra
     /// librdkafka options.
+    ///
+    /// As on a stock Knot Resolver host: the resolver's own `config.yaml` (hostname,
+    /// management), kres-kafka's settings in `kres-kafka.yaml` beside it, and a manager started
+    /// with `--config config.yaml --config files/config.yaml` (the delivered configuration).
     pub fn with(server: &str, hostname: &str, kafka: &str, librdkafka: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("files")).unwrap();
         let socket = dir.path().join("kres-api.sock");
+        let resolver_config = dir.path().join("config.yaml");
+        let delivered = dir.path().join("files/config.yaml");
+        std::fs::write(
+            &resolver_config,
+            format!(
+                "hostname: {hostname}\nmanagement:\n  unix-socket: {}\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
         let config = format!(
-            "hostname: {hostname}\n\
-             management:\n  unix-socket: {socket}\n\
-             workers: 2 # the resolver's own settings are ignored\n\
-             kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n{debounce}\
+            "kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n{debounce}\
+             \x20 resolver-config: [{resolver}, {delivered}]\n\
              {kafka}\
-             \x20 librdkafka:\n    group.protocol: consumer\n{extra}",
-            socket = socket.display(),
+             \x20 librdkafka:\n    group.protocol: consumer\n{librdkafka}",
             // A test may set its own debounce; 1 s keeps the others quick.
             debounce = if kafka.contains("debounce:") {
                 ""
@@ -142,13 +182,15 @@ impl Host {
                 .map(|l| format!("  {l}\n"))
                 .collect::<String>(),
             files = dir.path().join("files").display(),
-            extra = librdkafka
+            resolver = resolver_config.display(),
+            delivered = delivered.display(),
+            librdkafka = librdkafka
                 .iter()
                 .map(|(k, v)| format!("    {k}: '{v}'\n"))
                 .collect::<String>(),
         );
-        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        let manager = Recorder::default();
+        std::fs::write(dir.path().join("kres-kafka.yaml"), config).unwrap();
+        let manager = Recorder::manager(vec![resolver_config, delivered]);
         let standin = Some(StandIn::start(&socket, manager.clone()).unwrap());
         Host {
             dir,
@@ -156,7 +198,14 @@ impl Host {
             standin,
             daemon: None,
             runs: 0,
+            env: Vec::new(),
         }
+    }
+
+    /// Set an environment variable for the daemon's next start (`PATH`, to put a stand-in
+    /// `kresctl` first).
+    pub fn env(&mut self, name: &str, value: &str) {
+        self.env.push((name.into(), value.into()));
     }
 
     pub fn files(&self) -> PathBuf {
@@ -175,6 +224,9 @@ impl Host {
         let child = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
             .args(["run", "--log-level", "debug", "--config"])
             .arg(self.dir.path().join("config.yaml"))
+            .arg("--config")
+            .arg(self.dir.path().join("kres-kafka.yaml"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -59,6 +59,7 @@ fn build_hostile(target: &str, extra: &[&str]) -> PathBuf {
 pub fn ctx() -> Context {
     Context {
         hostname: HOST.into(),
+        zone_id: None,
         limits: Limits::default(),
         now: 1_700_000_000,
     }

@@ -4,7 +4,7 @@
 
 use crate::config::{DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT};
 use crate::outcome::{Action, Context, Limits, Message, Outcome};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{NoResolver, Sandbox, SandboxConfig};
 use anyhow::{Context as _, bail};
 use bytesize::ByteSize;
 use kres_kafka_guest::headers::FILE_NAME;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The JSON line `apply` prints.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -112,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let guest = sandbox.load_configured(args.guest.as_deref())?;
     let ctx = Context {
         hostname,
+        zone_id: args.zone_id,
         limits: args.limits.limits(),
         now: crate::system::unix_now(),
     };
@@ -151,6 +153,10 @@ pub struct Args {
     /// The message key.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
+
+    /// This resolver's zone-id: a message whose key equals it is for this resolver.
+    #[arg(long, value_name = "ZONE")]
+    pub zone_id: Option<String>,
 
     /// A message header, e.g. `-H file-name=block.rpz`; repeat for more.
     #[arg(short = 'H', long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
@@ -214,6 +220,7 @@ impl LimitArgs {
             memory_limit: self.guest_memory_limit.as_u64(),
             time_limit: self.guest_time_limit.into(),
             cache_dir: None,
+            resolver: Arc::new(NoResolver),
         }
     }
 }

@@ -216,6 +216,7 @@ async fn swap_once(
 async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
     let ctx = Context {
         hostname: "bench".into(),
+        zone_id: None,
         limits: Limits::default(),
         now: crate::system::unix_now(),
     };

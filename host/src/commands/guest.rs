@@ -2,7 +2,7 @@
 //! deploying a new guest. Loading the config here reads no certificate: an expired client
 //! certificate does not keep a guest from being compiled.
 
-use crate::config::{Config, DEFAULT_CONFIG_FILE};
+use crate::config::{Config, DEFAULT_CONFIG_FILES};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ pub struct CompileArgs {
     pub path: PathBuf,
 
     /// The resolver config whose guest cache (in `kafka.state-dir`, or its default) to fill.
-    #[arg(long = "config", short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG_FILE)]
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub configs: Vec<PathBuf>,
 
     /// The cache directory, overriding the config's.
@@ -49,7 +49,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Compile(args) => {
             let dir = match &args.cache_dir {
                 Some(dir) => dir.clone(),
-                None => Config::load(&args.configs)?.kafka.guest_cache_dir(),
+                None => {
+                    let configs = super::existing_or_default(&args.configs, &DEFAULT_CONFIG_FILES);
+                    Config::load(&configs)?.kafka.guest_cache_dir()
+                }
             };
             (args.path.clone(), Some(dir))
         }

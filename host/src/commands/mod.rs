@@ -9,10 +9,12 @@ pub mod demo;
 pub mod guest;
 pub mod run;
 pub mod send;
+pub mod validate;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Delivers files from Kafka to Knot Resolver 6 through a sandboxed WebAssembly guest.
@@ -48,6 +50,12 @@ pub enum Command {
     /// manager, a published RPZ file and configuration, delivered and reloaded.
     Demo(demo::Args),
 
+    /// Judge configuration files exactly as the daemon would before committing them.
+    ///
+    /// Prints one line per file: valid, or the first error. Exit status: 0 when every file is
+    /// valid, 1 when one is not, 2 when one cannot be judged.
+    Validate(validate::Args),
+
     /// Check a guest component, or compile it into the cache ahead of a deployment.
     #[command(subcommand)]
     Guest(guest::Command),
@@ -72,6 +80,7 @@ impl Cli {
             Command::Run(args) => run::run(args),
             Command::Send(args) => send::run(args),
             Command::Demo(args) => demo::run(args),
+            Command::Validate(args) => validate::run(args),
             Command::Guest(command) => guest::run(command),
             Command::Bench(args) => bench::run(args),
         }
@@ -88,7 +97,19 @@ fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
         .block_on(future)
 }
 
-fn show(paths: &[std::path::PathBuf]) -> String {
+/// `given` when any; else those of `defaults` that exist.
+fn existing_or_default(given: &[PathBuf], defaults: &[&str]) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    defaults
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn show(paths: &[PathBuf]) -> String {
     paths
         .iter()
         .map(|p| p.display().to_string())

@@ -1,7 +1,7 @@
 //! `kres-kafka run`: the daemon, with the process's signals: SIGTERM and SIGINT stop it (a
 //! second one exits at once), SIGHUP asks it to check the guest file.
 
-use crate::config::{Config, DEFAULT_CONFIG_FILE};
+use crate::config::{Config, DEFAULT_CONFIG_FILES};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 /// Arguments of `kres-kafka run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A resolver config file; repeat to merge several, as the manager does.
-    #[arg(long = "config", short = 'c', value_name = "PATH", default_value = DEFAULT_CONFIG_FILE)]
+    /// A config file; repeat to merge several, as the manager does [default: those of
+    /// /etc/knot-resolver/config.yaml (the resolver's) and /etc/knot-resolver/kres-kafka.yaml
+    /// (kres-kafka's own) that exist].
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub configs: Vec<PathBuf>,
 
     /// A guest component to use instead of `kafka.guest` or the embedded one.
@@ -23,7 +25,14 @@ pub struct Args {
 
 /// Run `kres-kafka run`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(&args.configs)?;
+    let configs = super::existing_or_default(&args.configs, &DEFAULT_CONFIG_FILES);
+    if configs.is_empty() {
+        anyhow::bail!(
+            "none of the default config files exists ({}): pass --config",
+            DEFAULT_CONFIG_FILES.join(", ")
+        );
+    }
+    let mut config = Config::load(&configs)?;
     // The files the configuration names are checked at every start, even a disabled one: an
     // operator who just wrote them wants to hear what is wrong now.
     for warning in crate::tls::check_files(&config.kafka.tls)? {
@@ -32,7 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !config.kafka.enable {
         println!(
             "Kafka delivery is disabled (kafka.enable is false in {}): nothing to do",
-            super::show(&args.configs)
+            super::show(&configs)
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -3,6 +3,7 @@
 //! took every one.
 
 use crate::config::{Config, Server};
+use crate::publish::Recipient;
 use anyhow::Context as _;
 use bytesize::ByteSize;
 use std::path::PathBuf;
@@ -23,9 +24,19 @@ pub struct Args {
     #[arg(long)]
     pub topic: Option<String>,
 
-    /// The resolver the files are for (the `hostname` header).
-    #[arg(long, value_name = "NAME")]
-    pub hostname: String,
+    /// The resolver the files are for (the `hostname` header, and the key).
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "zone_id",
+        conflicts_with = "zone_id"
+    )]
+    pub hostname: Option<String>,
+
+    /// The zone the files are for: every resolver whose `kafka.zone-id` is ZONE (the key, as
+    /// upstream's newest publisher sends it).
+    #[arg(long, value_name = "ZONE")]
+    pub zone_id: Option<String>,
 
     /// Chunk size, overriding `kafka.chunk-size` [default: 512KiB].
     #[arg(long, value_name = "SIZE")]
@@ -83,26 +94,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
+    let to = match (args.hostname, args.zone_id) {
+        (Some(host), _) => Recipient::Host(host),
+        (None, Some(zone)) => Recipient::Zone(zone),
+        (None, None) => unreachable!("clap requires one"),
+    };
     let sent = super::block_on(async {
         let producer = crate::publish::producer(&kafka).context("creating the Kafka producer")?;
         let progress = crate::publish::progress_bar(&files);
-        let sent = crate::publish::send(
-            &producer,
-            &kafka.topic,
-            &args.hostname,
-            &files,
-            chunk_size,
-            &progress,
-        )
-        .await;
+        let sent =
+            crate::publish::send(&producer, &kafka.topic, &to, &files, chunk_size, &progress).await;
         progress.finish_and_clear();
         anyhow::Ok(sent)
     })?;
     for (name, size, chunks) in &sent.delivered {
-        println!(
-            "delivered {name} ({size} bytes, {chunks} chunks) to {}",
-            args.hostname
-        );
+        println!("delivered {name} ({size} bytes, {chunks} chunks) to {to}");
     }
     if sent.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);

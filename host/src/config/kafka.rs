@@ -53,6 +53,18 @@ pub const DEFAULT_GUEST_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 /// stopped after this and the consumer moves on.
 pub const DEFAULT_GUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long the resolver's own validator may run on one configuration: 10 s. `kresctl
+/// validate` takes about a second; it runs inside the guest's time for that message, so it must
+/// stay well below [`DEFAULT_GUEST_TIME_LIMIT`].
+pub const DEFAULT_VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The resolver's own validator, used when it is on `PATH` (Knot Resolver 6 installs it).
+pub const DEFAULT_VALIDATE_COMMAND: [&str; 2] = ["kresctl", "validate"];
+/// The manager's configuration file in Knot Resolver's packaging.
+pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
+/// The delivered configuration the manager also loads (upstream's newest packaging starts it
+/// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
+pub const DELIVERED_CONFIG_NAME: &str = "config.json";
+
 /// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
 /// refuses them, naming the config key to use instead.
 pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
@@ -145,7 +157,9 @@ pub struct Section {
     /// Consumer group. Default: `kres-kafka-<hostname>`, one group per resolver, so every
     /// resolver reads the whole topic.
     pub group_id: Option<String>,
-    /// Upstream's recipient key: accepted (existing configs keep loading).
+    /// This resolver's zone: a message whose Kafka key equals it is for this resolver
+    /// (upstream's newest publisher addresses resolvers this way). Default: none, only the
+    /// `hostname` header addresses it.
     pub zone_id: Option<String>,
     /// Where a new consumer group starts: `earliest` (default) or `latest`.
     #[serde(default)]
@@ -186,6 +200,20 @@ pub struct Section {
     /// Extra librdkafka options, applied after kres-kafka's own.
     #[serde(default, deserialize_with = "scalar_map")]
     pub librdkafka: BTreeMap<String, String>,
+    /// The resolver's JSON Schema, used when its manager cannot be asked (`GET /schema`) and
+    /// no copy was cached. Default: none; the guest's embedded Knot Resolver 6.4.2 schema.
+    pub schema_file: Option<PathBuf>,
+    /// The resolver's own validator: program and arguments, to which the manager's files are
+    /// appended. Default: [`DEFAULT_VALIDATE_COMMAND`] when `kresctl` is on `PATH`, else none;
+    /// `[]` turns it off.
+    pub validate_command: Option<Vec<String>>,
+    /// Time limit of one validator run: [`DEFAULT_VALIDATE_TIMEOUT`].
+    #[serde(default = "default_validate_timeout", with = "humantime_serde")]
+    pub validate_timeout: Duration,
+    /// The manager's `--config` files, in order: what it merges on every reload, and what the
+    /// validator checks a delivered configuration with. Default: [`RESOLVER_CONFIG_FILE`] and
+    /// `<files-dir>/`[`DELIVERED_CONFIG_NAME`].
+    pub resolver_config: Option<Vec<PathBuf>>,
 }
 
 fn yes() -> bool {
@@ -223,6 +251,9 @@ fn default_guest_memory_limit() -> ByteSize {
 }
 fn default_guest_time_limit() -> Duration {
     DEFAULT_GUEST_TIME_LIMIT
+}
+fn default_validate_timeout() -> Duration {
+    DEFAULT_VALIDATE_TIMEOUT
 }
 
 impl Default for Section {
@@ -277,6 +308,12 @@ pub struct Settings {
     pub guest_time_limit: Duration,
     pub metrics_address: Option<Server>,
     pub librdkafka: BTreeMap<String, String>,
+    pub schema_file: Option<PathBuf>,
+    /// The validator's program and arguments; empty: none.
+    pub validate_command: Vec<String>,
+    pub validate_timeout: Duration,
+    /// The manager's `--config` files, in order.
+    pub resolver_config: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -324,6 +361,24 @@ impl Section {
                 state_dir.display()
             ));
         }
+        if let Some(command) = &self.validate_command
+            && command.first().is_some_and(String::is_empty)
+        {
+            return invalid("kafka.validate-command: the program name is empty".into());
+        }
+        let validate_command = self.validate_command.clone().unwrap_or_else(|| {
+            if crate::system::on_path(DEFAULT_VALIDATE_COMMAND[0]) {
+                DEFAULT_VALIDATE_COMMAND.map(str::to_owned).to_vec()
+            } else {
+                Vec::new()
+            }
+        });
+        if !validate_command.is_empty() && self.validate_timeout >= self.guest_time_limit {
+            return invalid(format!(
+                "kafka.validate-timeout ({:?}) must be less than kafka.guest-time-limit ({:?}): the validator runs within the guest's time for the message",
+                self.validate_timeout, self.guest_time_limit
+            ));
+        }
         let tls = self.tls()?;
         let guarded = [
             (
@@ -364,11 +419,20 @@ impl Section {
             chunk_size: self.chunk_size.as_u64(),
             guest: self.guest,
             state_dir,
-            files_dir: self.files_dir,
+            files_dir: self.files_dir.clone(),
             guest_memory_limit: self.guest_memory_limit.as_u64(),
             guest_time_limit: self.guest_time_limit,
             metrics_address: self.metrics_address,
             librdkafka: self.librdkafka,
+            schema_file: self.schema_file,
+            validate_command,
+            validate_timeout: self.validate_timeout,
+            resolver_config: self.resolver_config.unwrap_or_else(|| {
+                vec![
+                    RESOLVER_CONFIG_FILE.into(),
+                    self.files_dir.join(DELIVERED_CONFIG_NAME),
+                ]
+            }),
         })
     }
 

@@ -20,8 +20,16 @@ use serde_yaml_ng::{Mapping, Value};
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where Knot Resolver keeps its configuration.
+/// Where Knot Resolver keeps its configuration: kres-kafka reads `hostname` and `management`
+/// there (and a `kafka` section, on the upstream branches whose manager accepts one).
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
+
+/// kres-kafka's own settings, beside the resolver's: a stock 6.x manager refuses a `kafka`
+/// section in its own files.
+pub const DEFAULT_OWN_CONFIG_FILE: &str = "/etc/knot-resolver/kres-kafka.yaml";
+
+/// The files `run` reads when none is named (those that exist, in this order).
+pub const DEFAULT_CONFIG_FILES: [&str; 2] = [DEFAULT_CONFIG_FILE, DEFAULT_OWN_CONFIG_FILE];
 
 /// Errors in the configuration, each naming the file or key at fault.
 #[derive(Debug, thiserror::Error)]

@@ -1,24 +1,34 @@
-//! The manager executor: makes the scheduler's calls; when the manager refuses a reload,
-//! restores the configuration files of the batch from their backups and reloads again, so that
-//! the files on disk match what the resolver runs.
+//! The manager executor: makes the scheduler's calls, and makes sure that the files on disk
+//! are what the resolver runs.
+//!
+//! A 6.x manager answers 200 to every reload, even one it refused (it logs the error and keeps
+//! its previous configuration). So after a batch that committed a configuration whose content
+//! changed, the executor compares the manager's running configuration (`GET /v1/config`) before
+//! and after the reload: unchanged means refused. The comparison is between two views of the
+//! manager's own parser, never between kres-kafka's parse of a file and the manager's, so a
+//! YAML 1.1 versus 1.2 difference (`yes`, `on`, `1e3`) cannot make it roll back a reload that
+//! took; and the guest reports a configuration as changed only when it differs under both
+//! readings. A refused reload (silently, or with an error status) is rolled back: the guest
+//! restores the configuration files of the batch from their backups, and the manager reloads
+//! again.
 
+use super::worker::Runner;
 use crate::manager::{CallError, Manager};
 use crate::metrics::Metrics;
-use crate::outcome::Action;
+use crate::outcome::{Action, Restored};
+use crate::resolver::ResolverAccess;
 use crate::scheduler::{Batch, Executor};
-use kres_kafka_guest::durable;
-use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// Calls the manager for each batch; retries while it is unreachable; when it refuses a
-/// reload, restores the configuration files of the batch from their backups and reloads again,
-/// so that the files on disk match what the resolver runs.
+/// Longest excerpt of the manager's running configuration put in a log line.
+const MAX_VIEW_IN_LOG: usize = 1024;
+
 pub(super) struct ManagerExecutor {
     pub(super) manager: Manager,
-    pub(super) files_dir: PathBuf,
-    pub(super) files_lock: Arc<Mutex<()>>,
+    pub(super) runner: Runner,
+    pub(super) resolver: Arc<ResolverAccess>,
+    pub(super) schema_cache: std::path::PathBuf,
     pub(super) shutdown: CancellationToken,
     pub(super) metrics: Metrics,
 }
@@ -31,21 +41,39 @@ impl Executor for ManagerExecutor {
             return true;
         }
         let what = self.manager.path(action).unwrap_or("nothing");
+        // The view before, only when the batch must change it: a configuration changed that
+        // is one of the manager's files (another is merged by nobody until it is named).
+        let kafka = &self.runner.config().kafka;
+        let must_change = batch
+            .changed_configs
+            .iter()
+            .any(|f| kafka.resolver_config.contains(&kafka.files_dir.join(f)));
+        let before = match (action, must_change) {
+            (Action::Reload, true) => self.view().await,
+            _ => None,
+        };
         let result = match self.call(action).await {
             Err(refused @ CallError::Refused { .. }) if action == Action::Reload => {
-                tracing::error!(
-                    files = ?batch.config_files,
-                    "{refused}: restoring the previous version of the configuration files and reloading"
-                );
-                self.restore(&batch.config_files).await;
-                let again = self.call(Action::Reload).await;
-                if again.is_ok() {
-                    tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration");
-                }
-                again
+                self.roll_back(&batch, &refused.to_string()).await
             }
+            Ok(()) if before.is_some() => match self.view().await {
+                Some(after) if Some(&after) == before.as_ref() => {
+                    let view = excerpt(&after);
+                    tracing::error!(
+                        files = ?batch.config_files, running = %view,
+                        "the manager answered the reload but still runs its previous configuration: it refused the new one"
+                    );
+                    self.roll_back(&batch, "the reload did not take effect")
+                        .await
+                }
+                _ => Ok(()),
+            },
             other => other,
         };
+        if result.is_ok() && action == Action::Reload {
+            crate::resolver::refresh_schema(&self.manager, &self.resolver, &self.schema_cache)
+                .await;
+        }
         match result {
             Ok(()) => {
                 tracing::info!(call = what, requests = batch.requests, "manager call done");
@@ -75,34 +103,73 @@ impl ManagerExecutor {
             .await
     }
 
-    /// Put each file's `.backup` back in place (atomically, by rename). A file with no backup
-    /// is new: it is removed, since the resolver never ran it.
-    async fn restore(&self, files: &[String]) {
-        let _lock = self.files_lock.lock().await;
-        for name in files {
-            // The name comes from the guest: check it as strictly as the guest should have.
-            if let Err(e) = kres_kafka_guest::name::check(name) {
-                tracing::error!("not restoring {name:?}: {e}");
-                continue;
+    /// The manager's running configuration, or `None` when it cannot be had (then no check).
+    async fn view(&self) -> Option<serde_json::Value> {
+        match self.manager.running_config().await {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::warn!("{e}: whether the reload takes effect cannot be checked");
+                None
             }
-            let path = self.files_dir.join(name);
-            let backup = self.files_dir.join(format!("{name}.backup"));
-            let result = if backup.exists() {
-                std::fs::rename(&backup, &path).map(|()| "restored from its backup")
-            } else {
-                std::fs::remove_file(&path).map(|()| "removed (it had no previous version)")
-            };
-            let synced = result.and_then(|done| {
-                durable::sync_parent(&path)?;
-                Ok(done)
-            });
-            match synced {
+        }
+    }
+
+    /// Restore the batch's configuration files and reload with them.
+    async fn roll_back(&self, batch: &Batch, why: &str) -> Result<(), CallError> {
+        tracing::error!(
+            files = ?batch.config_files,
+            "{why}: restoring the previous version of the configuration files and reloading"
+        );
+        self.restore(&batch.config_files).await;
+        let again = self.call(Action::Reload).await;
+        if again.is_ok() {
+            tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration");
+        }
+        again
+    }
+
+    /// Have the guest put each file's previous version back (it is the only writer of the
+    /// files directory).
+    async fn restore(&self, files: &[String]) {
+        let names = files.to_vec();
+        let result = self
+            .runner
+            .in_guest(move |guest, ctx| guest.restore(ctx, &names))
+            .await;
+        let results = match result {
+            Ok(Ok(results)) => results,
+            Ok(Err(failure)) => {
+                tracing::error!("restoring the configuration failed in the guest: {failure}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("restoring the configuration: the guest's thread panicked: {e}");
+                return;
+            }
+        };
+        for (name, result) in files.iter().zip(results) {
+            match result {
                 Ok(done) => {
                     self.metrics.rollback();
+                    let done = match done {
+                        Restored::FromBackup => "restored from its backup",
+                        Restored::Removed => "removed (it had no previous version)",
+                        Restored::Absent => "absent, as before",
+                    };
                     tracing::warn!(file = %name, "configuration {done}");
                 }
                 Err(e) => tracing::error!(file = %name, "restoring the configuration failed: {e}"),
             }
         }
     }
+}
+
+/// The start of `view` as compact JSON, for a log line.
+fn excerpt(view: &serde_json::Value) -> String {
+    let mut text = view.to_string();
+    if text.len() > MAX_VIEW_IN_LOG {
+        text.truncate(text.floor_char_boundary(MAX_VIEW_IN_LOG));
+        text.push_str("...");
+    }
+    text
 }

@@ -17,9 +17,11 @@ mod executor;
 mod worker;
 
 use crate::config::Config;
+use crate::config::Settings;
 use crate::kafka;
 use crate::manager::Manager;
 use crate::metrics::{self, Metrics};
+use crate::resolver::{self, ResolverAccess, Validator};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{PendingMarker, Scheduler};
 use crate::swap;
@@ -28,14 +30,31 @@ use executor::ManagerExecutor;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use worker::Worker;
+use worker::{Runner, Worker};
 
 /// How often incomplete chunk sets are checked for expiry (and crash leftovers removed) after
 /// the start-up pass.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The manager's schema as last fetched, in the state directory.
+pub const SCHEMA_CACHE: &str = "resolver-schema.json";
+
+/// The resolver's own validator, when one is configured (or found on `PATH`).
+pub fn validator(kafka: &Settings) -> Option<Validator> {
+    if kafka.validate_command.is_empty() {
+        return None;
+    }
+    Some(Validator {
+        command: kafka.validate_command.clone(),
+        resolver_config: kafka.resolver_config.clone(),
+        files_dir: kafka.files_dir.clone(),
+        scratch: kafka.state_dir.join("validate"),
+        timeout: kafka.validate_timeout,
+    })
+}
 
 /// Run the daemon until `shutdown`. Each value on `recheck_guest` (SIGHUP) makes it look at the
 /// guest file again.
@@ -51,22 +70,24 @@ pub async fn run(
             kafka.files_dir.display()
         );
     }
-    if kafka.zone_id.is_some() {
-        tracing::warn!(
-            "kafka.zone-id is ignored: kres-kafka picks messages by their hostname header"
-        );
-    }
 
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&kafka.state_dir)
         .with_context(|| format!("creating kafka.state-dir {}", kafka.state_dir.display()))?;
+    let manager = Manager::new(config.management.clone(), kafka.force);
+    let schema_cache = kafka.state_dir.join(SCHEMA_CACHE);
+    let resolver = Arc::new(ResolverAccess::new(
+        resolver::initial_schema(&manager, &schema_cache, true, kafka.schema_file.as_deref()).await,
+        validator(kafka),
+    ));
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         files_dir: kafka.files_dir.clone(),
         memory_limit: kafka.guest_memory_limit,
         time_limit: kafka.guest_time_limit,
         cache_dir: Some(kafka.guest_cache_dir()),
+        resolver: resolver.clone(),
     })?);
     // Loading self-tests the guest, whose WASI calls block: off the async threads.
     let (loader, path) = (Arc::clone(&sandbox), kafka.guest.clone());
@@ -98,20 +119,21 @@ pub async fn run(
         shutdown.clone(),
         &tasks,
     )?;
-    let files_lock = Arc::new(Mutex::new(()));
+    let (current, in_use) = watch::channel(Arc::new(guest));
+    let runner = Runner::new(in_use, Arc::new(config.clone()));
     let mut worker = Worker {
-        guest: Arc::new(guest),
-        config: config.clone(),
-        files_lock: files_lock.clone(),
+        runner: runner.clone(),
+        current,
         swaps: 0,
         metrics: metrics.clone(),
     };
     worker.maintain().await;
 
     let executor = ManagerExecutor {
-        manager: Manager::new(config.management.clone(), kafka.force),
-        files_dir: kafka.files_dir.clone(),
-        files_lock,
+        manager,
+        runner,
+        resolver,
+        schema_cache,
         shutdown: shutdown.clone(),
         metrics,
     };
@@ -128,7 +150,7 @@ pub async fn run(
 
     let consumer = kafka::consumer(&config).context("creating the Kafka consumer")?;
     tracing::info!(
-        servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id,
+        servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(), "consuming"
     );
 

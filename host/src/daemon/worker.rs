@@ -1,5 +1,6 @@
-//! The worker: runs the guest on the blocking pool, one call at a time, under the files lock;
-//! logs and counts each message's outcome.
+//! Running the guest: on the blocking pool, one call at a time under the files lock, on the
+//! guest in use (which a swap replaces between two calls). The worker processes messages and
+//! logs and counts each outcome; the executor uses the same runner to roll back.
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -7,13 +8,61 @@ use crate::outcome::{Context, GuestFailure, Message, Outcome};
 use crate::sandbox::Guest;
 use crate::swap::Swapped;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
+
+/// Runs calls on the guest in use. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Runner {
+    guest: watch::Receiver<Arc<Guest>>,
+    /// One call into the guest at a time: the worker's messages and the executor's rollbacks
+    /// both write the files directory.
+    files_lock: Arc<Mutex<()>>,
+    config: Arc<Config>,
+}
+
+impl Runner {
+    pub(super) fn new(guest: watch::Receiver<Arc<Guest>>, config: Arc<Config>) -> Self {
+        Runner {
+            guest,
+            files_lock: Arc::new(Mutex::new(())),
+            config,
+        }
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            hostname: self.config.hostname.clone(),
+            zone_id: self.config.kafka.zone_id.clone(),
+            limits: self.config.kafka.limits,
+            now: crate::system::unix_now(),
+        }
+    }
+
+    /// Run `call` on the guest in use, on the blocking pool (wasmtime-wasi's synchronous
+    /// calls must not run on an async worker), holding the files lock.
+    pub(super) async fn in_guest<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Guest, &Context) -> R + Send + 'static,
+    ) -> Result<R, tokio::task::JoinError> {
+        let lock = Arc::clone(&self.files_lock).lock_owned().await;
+        let guest = Arc::clone(&self.guest.borrow());
+        let ctx = self.context();
+        tokio::task::spawn_blocking(move || {
+            let _lock = lock;
+            call(&guest, &ctx)
+        })
+        .await
+    }
+}
 
 pub(super) struct Worker {
-    pub(super) guest: Arc<Guest>,
-    pub(super) config: Config,
-    /// Held while the guest runs: the executor's rollback writes the files directory too.
-    pub(super) files_lock: Arc<Mutex<()>>,
+    pub(super) runner: Runner,
+    /// Where a swap puts the new guest for every runner.
+    pub(super) current: watch::Sender<Arc<Guest>>,
     /// Guests switched to since start-up.
     pub(super) swaps: u64,
     pub(super) metrics: Metrics,
@@ -24,7 +73,8 @@ impl Worker {
     /// is on disk, not in the guest.
     pub(super) fn swap(&mut self, swapped: Swapped) {
         self.swaps += 1;
-        let (old, new) = (&self.guest, &swapped.guest);
+        let old = Arc::clone(&self.current.borrow());
+        let new = &swapped.guest;
         tracing::info!(
             swaps = self.swaps,
             old_version = %old.version(), new_version = %new.version(),
@@ -33,21 +83,14 @@ impl Worker {
             "guest swapped"
         );
         self.metrics.guest(new.version(), new.digest(), true);
-        self.guest = swapped.guest;
-    }
-
-    fn context(&self) -> Context {
-        Context {
-            hostname: self.config.hostname.clone(),
-            limits: self.config.kafka.limits,
-            now: crate::system::unix_now(),
-        }
+        self.current.send_replace(swapped.guest);
     }
 
     /// Process one message; log and count its outcome.
     pub(super) async fn process(&self, message: Message) -> Outcome {
         let (partition, offset) = (message.partition, message.offset);
         let outcome = self
+            .runner
             .in_guest(move |guest, ctx| guest.process(ctx, message))
             .await
             .unwrap_or_else(|e| {
@@ -60,26 +103,11 @@ impl Worker {
         outcome
     }
 
-    /// Run `call` on the current guest, on the blocking pool (wasmtime-wasi's synchronous
-    /// calls must not run on an async worker), holding the files lock.
-    async fn in_guest<R: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Guest, &Context) -> R + Send + 'static,
-    ) -> Result<R, tokio::task::JoinError> {
-        let guest = Arc::clone(&self.guest);
-        let ctx = self.context();
-        let lock = Arc::clone(&self.files_lock).lock_owned().await;
-        tokio::task::spawn_blocking(move || {
-            let _lock = lock;
-            call(&guest, &ctx)
-        })
-        .await
-    }
-
     /// Remove crash leftovers and expire old chunk sets.
     pub(super) async fn maintain(&self) {
-        let max_age = self.config.kafka.chunk_expiry;
+        let max_age = self.runner.config.kafka.chunk_expiry;
         let result = self
+            .runner
             .in_guest(move |guest, ctx| guest.maintain(ctx, max_age))
             .await;
         match result {

@@ -45,26 +45,38 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         .create_topic(TOPIC, 1, 1)
         .context("creating the topic")?;
     let servers = cluster.bootstrap_servers();
-    let recorder = Recorder::default();
-    let _manager =
-        StandIn::start(&socket, recorder.clone()).context("starting the stand-in manager")?;
 
-    // The resolver's configuration, as an operator would write it.
+    // The resolver's own configuration, and kres-kafka's beside it, as an operator writes them.
     let server = servers
         .split(',')
         .next()
         .unwrap_or_default()
         .replacen(':', "@", 1);
-    let config_yaml = format!(
-        "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nkafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  debounce: 1s\n  librdkafka:\n    group.protocol: consumer\n",
-        socket.display(),
-        files_dir.display(),
-        scratch.path().join("state").display()
-    );
-    let config = Config::from_value(
-        serde_yaml_ng::from_str(&config_yaml)?,
-        "the demo configuration",
+    let resolver_yaml = scratch.path().join("config.yaml");
+    std::fs::write(
+        &resolver_yaml,
+        format!(
+            "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\n",
+            socket.display()
+        ),
     )?;
+    let own_yaml = scratch.path().join("kres-kafka.yaml");
+    std::fs::write(
+        &own_yaml,
+        format!(
+            "kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  debounce: 1s\n  resolver-config: [{}, {}]\n",
+            files_dir.display(),
+            scratch.path().join("state").display(),
+            resolver_yaml.display(),
+            files_dir.join("config.yaml").display(),
+        ),
+    )?;
+    let config = Config::load(&[resolver_yaml.clone(), own_yaml])?;
+    // The stand-in manager runs the resolver's file and the delivered one, as Knot Resolver's
+    // manager started with `--config` for each.
+    let recorder = Recorder::manager(vec![resolver_yaml, files_dir.join("config.yaml")]);
+    let _manager =
+        StandIn::start(&socket, recorder.clone()).context("starting the stand-in manager")?;
 
     // The files to publish: an RPZ block list of three chunks and a configuration.
     let rpz = outbox.join("blocklist.rpz");
@@ -95,7 +107,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let sent = send::send(
         &producer,
         TOPIC,
-        HOSTNAME,
+        &send::Recipient::Host(HOSTNAME.into()),
         &files,
         config.kafka.chunk_size,
         &progress,
@@ -150,7 +162,12 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             call.method, call.path, call.status
         );
     }
-    println!("  (the renew the RPZ file asked for is covered by the reload: one call)\n");
+    println!("  (the renew the RPZ file asked for is covered by the reload: one call)");
+    let running = recorder.running();
+    println!(
+        "  the manager now runs logging.level = {} from the delivered configuration\n",
+        running["logging"]["level"]
+    );
     println!(
         "  published in {:.2} s; committed and reloaded {:.2} s after publishing (1 s of it is the debounce); total {:.2} s",
         publish_time.as_secs_f64(),

@@ -3,7 +3,8 @@
 
 use super::bindings::kres::kafka::types as wit;
 use crate::outcome::{
-    Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection,
+    Action, Context, Limits, Maintenance, Message, Outcome, RejectKind, Rejection, Restored,
+    SkipReason,
 };
 
 /// The guest's view of the resolver.
@@ -14,6 +15,7 @@ pub(super) fn context(ctx: &Context) -> wit::Context {
     } = ctx.limits;
     wit::Context {
         hostname: ctx.hostname.clone(),
+        zone_id: ctx.zone_id.clone(),
         limits: wit::Limits {
             max_file_size,
             max_chunks,
@@ -25,7 +27,14 @@ pub(super) fn context(ctx: &Context) -> wit::Context {
 /// What a message led to, as the guest said.
 pub(super) fn outcome(o: wit::Outcome) -> Outcome {
     match o {
-        wit::Outcome::Skipped(reason) => Outcome::Skipped { reason },
+        wit::Outcome::Skipped(skip) => Outcome::Skipped {
+            why: match skip.reason {
+                wit::SkipReason::NoRecipient => SkipReason::NoRecipient,
+                wit::SkipReason::OtherHost => SkipReason::OtherHost,
+                wit::SkipReason::OtherZone => SkipReason::OtherZone,
+            },
+            reason: skip.detail,
+        },
         wit::Outcome::Stored(s) => Outcome::Stored {
             file: s.file,
             index: s.index,
@@ -41,6 +50,7 @@ pub(super) fn outcome(o: wit::Outcome) -> Outcome {
             },
             size: c.size,
             sha256: c.sha256,
+            config_changed: c.config_changed,
         },
         wit::Outcome::Unchanged(file) => Outcome::Unchanged { file },
     }
@@ -81,5 +91,14 @@ pub(super) fn maintenance(r: wit::MaintenanceReport) -> Maintenance {
         temporaries_removed: r.temporaries_removed,
         chunk_sets_expired: r.chunk_sets_expired,
         chunk_sets_kept: r.chunk_sets_kept,
+    }
+}
+
+/// What restoring one file did.
+pub(super) fn restored(r: wit::Restored) -> Restored {
+    match r {
+        wit::Restored::FromBackup => Restored::FromBackup,
+        wit::Restored::Removed => Restored::Removed,
+        wit::Restored::Absent => Restored::Absent,
     }
 }

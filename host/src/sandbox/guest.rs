@@ -4,12 +4,13 @@
 use super::bindings;
 use super::convert;
 use super::state::State;
-use super::{EPOCH_TICK, SandboxConfig};
+use super::{EPOCH_TICK, NoResolver, Resolver, SandboxConfig};
 use crate::outcome::{
-    Context, GuestFailure, Limits, Maintenance, MaintenanceError, Message, Outcome,
+    Context, GuestError, GuestFailure, Limits, Maintenance, Message, Outcome, Rejection, Restored,
 };
 use kres_kafka_guest::headers::FILE_NAME;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Engine, Store, Trap};
 
@@ -70,6 +71,7 @@ impl Guest {
         let dir = scratch.path();
         let ctx = convert::context(&Context {
             hostname: SELF_TEST_HOSTNAME.into(),
+            zone_id: None,
             limits: Limits {
                 max_file_size: 1024,
                 max_chunks: 1,
@@ -83,13 +85,14 @@ impl Guest {
             ..Message::default()
         });
         // The three calls share one instance: the self-test checks the exports, not isolation.
-        let (version, processed, maintained) = self.call_in(dir, |c, store| {
-            let processor = c.kres_kafka_processor();
-            let version = processor.call_version(&mut *store)?;
-            let processed = processor.call_process(&mut *store, &ctx, &msg)?;
-            let maintained = processor.call_maintain(&mut *store, &ctx, 0)?;
-            Ok((version, processed, maintained))
-        })?;
+        let (version, processed, maintained) =
+            self.call_in(dir, Arc::new(NoResolver), |c, store| {
+                let processor = c.kres_kafka_processor();
+                let version = processor.call_version(&mut *store)?;
+                let processed = processor.call_process(&mut *store, &ctx, &msg)?;
+                let maintained = processor.call_maintain(&mut *store, &ctx, 0)?;
+                Ok((version, processed, maintained))
+            })?;
         if version.trim().is_empty() {
             return Err(GuestFailure::Trap("its version is empty".into()));
         }
@@ -130,11 +133,7 @@ impl Guest {
     }
 
     /// Run the guest's maintenance: remove temporaries, expire chunk sets older than `max_age`.
-    pub fn maintain(
-        &self,
-        ctx: &Context,
-        max_age: Duration,
-    ) -> Result<Maintenance, MaintenanceError> {
+    pub fn maintain(&self, ctx: &Context, max_age: Duration) -> Result<Maintenance, GuestError> {
         let ctx = convert::context(ctx);
         let result = self.call(|c, store| {
             c.kres_kafka_processor()
@@ -142,9 +141,42 @@ impl Guest {
         });
         match result {
             Ok(Ok(report)) => Ok(convert::maintenance(report)),
-            Ok(Err(refused)) => Err(MaintenanceError::Refused(convert::rejection(refused))),
-            Err(failure) => Err(MaintenanceError::Failed(failure)),
+            Ok(Err(refused)) => Err(GuestError::Refused(convert::rejection(refused))),
+            Err(failure) => Err(GuestError::Failed(failure)),
         }
+    }
+
+    /// Judge the configuration `name` as `process` would before committing it.
+    pub fn check_config(
+        &self,
+        ctx: &Context,
+        name: &str,
+        content: &[u8],
+    ) -> Result<(), GuestError> {
+        let ctx = convert::context(ctx);
+        match self.call(|c, store| {
+            c.kres_kafka_processor()
+                .call_check_config(store, &ctx, name, content)
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refused)) => Err(GuestError::Refused(convert::rejection(refused))),
+            Err(failure) => Err(GuestError::Failed(failure)),
+        }
+    }
+
+    /// Put back the previous version of each configuration file in `files`.
+    pub fn restore(
+        &self,
+        ctx: &Context,
+        files: &[String],
+    ) -> Result<Vec<Result<Restored, Rejection>>, GuestFailure> {
+        let ctx = convert::context(ctx);
+        let results =
+            self.call(|c, store| c.kres_kafka_processor().call_restore(store, &ctx, files))?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map(convert::restored).map_err(convert::rejection))
+            .collect())
     }
 
     /// Instantiate afresh over the files directory and make one call under the limits.
@@ -152,16 +184,17 @@ impl Guest {
         &self,
         f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        self.call_in(&self.config.files_dir, f)
+        self.call_in(&self.config.files_dir, Arc::clone(&self.config.resolver), f)
     }
 
     /// Instantiate afresh with `dir` as the only preopen and make one call under the limits.
     fn call_in<R>(
         &self,
         dir: &Path,
+        resolver: Arc<dyn Resolver>,
         f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        let state = State::new(dir, self.config.memory_limit)?;
+        let state = State::new(dir, self.config.memory_limit, resolver)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limiter());
         store.epoch_deadline_trap();

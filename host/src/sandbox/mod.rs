@@ -72,8 +72,42 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Most table elements an instance may have (function tables of a Rust guest hold hundreds).
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// What the guest may ask about the resolver while it judges a configuration (the WIT
+/// `resolver` import). Calls come from the guest's thread and block it: they must finish well
+/// within the guest's time limit.
+pub trait Resolver: Send + Sync {
+    /// The resolver's JSON Schema, or `None` for the guest's embedded one.
+    fn schema(&self) -> Option<Arc<[u8]>>;
+    /// Run the resolver's own validator with `content` as the configuration `name`.
+    fn validate(&self, name: &str, content: &[u8]) -> Result<(), ValidateError>;
+}
+
+/// Why the resolver's validator did not accept a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidateError {
+    /// It ran and refused: its first line of error output.
+    #[error("{0}")]
+    Refused(String),
+    /// It could not judge: not started, or not finished in time.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A resolver with nothing to offer: the embedded schema, no validator. Used by the self-test
+/// and wherever no resolver is configured.
+pub struct NoResolver;
+
+impl Resolver for NoResolver {
+    fn schema(&self) -> Option<Arc<[u8]>> {
+        None
+    }
+    fn validate(&self, _: &str, _: &[u8]) -> Result<(), ValidateError> {
+        Ok(())
+    }
+}
+
 /// How the sandbox runs a guest.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SandboxConfig {
     /// The files directory: the guest's only preopen.
     pub files_dir: PathBuf,
@@ -83,6 +117,19 @@ pub struct SandboxConfig {
     pub time_limit: Duration,
     /// Where compiled guests are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// What the guest may ask about the resolver.
+    pub resolver: Arc<dyn Resolver>,
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("files_dir", &self.files_dir)
+            .field("memory_limit", &self.memory_limit)
+            .field("time_limit", &self.time_limit)
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SandboxConfig {
@@ -93,6 +140,7 @@ impl SandboxConfig {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             time_limit: DEFAULT_TIME_LIMIT,
             cache_dir: None,
+            resolver: Arc::new(NoResolver),
         }
     }
 }

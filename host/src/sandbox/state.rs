@@ -1,10 +1,11 @@
 //! What one instance's store holds: WASI over the files directory (its only preopen), the
 //! memory limiter, and the host side of the guest's imports.
 
-use super::MAX_TABLE_ELEMENTS;
 use super::bindings;
+use super::{MAX_TABLE_ELEMENTS, Resolver, ValidateError};
 use crate::outcome::GuestFailure;
 use std::path::Path;
+use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -14,12 +15,17 @@ pub(super) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    resolver: Arc<dyn Resolver>,
 }
 
 impl State {
     /// WASI with `dir` as the only preopen (read-write) and nothing else: no sockets, no name
     /// lookups, no environment, arguments or standard streams.
-    pub(super) fn new(dir: &Path, memory_cap: u64) -> Result<State, GuestFailure> {
+    pub(super) fn new(
+        dir: &Path,
+        memory_cap: u64,
+        resolver: Arc<dyn Resolver>,
+    ) -> Result<State, GuestFailure> {
         let mut wasi = WasiCtxBuilder::new();
         // Calls already run on a thread that may block: no round trip through a runtime.
         wasi.allow_blocking_current_thread(true)
@@ -40,6 +46,7 @@ impl State {
                 memory_cap,
                 refused: None,
             },
+            resolver,
         })
     }
 
@@ -63,6 +70,26 @@ impl WasiView for State {
 }
 
 impl bindings::kres::kafka::types::Host for State {}
+
+impl bindings::kres::kafka::resolver::Host for State {
+    fn schema(&mut self) -> Option<Vec<u8>> {
+        self.resolver.schema().map(|s| s.to_vec())
+    }
+
+    fn validate(
+        &mut self,
+        name: String,
+        content: Vec<u8>,
+    ) -> Result<(), bindings::kres::kafka::resolver::ValidateError> {
+        use bindings::kres::kafka::resolver::ValidateError as Wit;
+        self.resolver
+            .validate(&name, &content)
+            .map_err(|e| match e {
+                ValidateError::Refused(why) => Wit::Refused(why),
+                ValidateError::Unavailable(why) => Wit::Unavailable(why),
+            })
+    }
+}
 
 impl bindings::kres::kafka::log::Host for State {
     fn emit(&mut self, level: bindings::kres::kafka::log::Level, message: String) {

@@ -34,6 +34,8 @@ pub struct Request {
     /// The configuration file committed, for a reload (the daemon restores its backup if the
     /// manager refuses the reload).
     pub config_file: Option<String>,
+    /// Whether that commit must change the manager's running configuration.
+    pub config_changed: bool,
 }
 
 /// What one call must do: the strongest action requested, and every configuration file
@@ -42,6 +44,9 @@ pub struct Request {
 pub struct Batch {
     pub action: Action,
     pub config_files: Vec<String>,
+    /// The configuration files whose commit must change the manager's running configuration
+    /// (when the manager loads them): a reload that leaves it unchanged was refused.
+    pub changed_configs: Vec<String>,
     /// How many requests this batch serves.
     pub requests: usize,
 }
@@ -50,10 +55,13 @@ impl Batch {
     fn add(&mut self, request: Request) {
         self.requests += 1;
         self.action = self.action.max(request.action);
-        if let Some(file) = request.config_file
-            && !self.config_files.contains(&file)
-        {
-            self.config_files.push(file);
+        if let Some(file) = request.config_file {
+            if request.config_changed && !self.changed_configs.contains(&file) {
+                self.changed_configs.push(file.clone());
+            }
+            if !self.config_files.contains(&file) {
+                self.config_files.push(file);
+            }
         }
     }
 
@@ -107,12 +115,32 @@ impl Scheduler {
             .file()
             .filter(|_| action == Action::Reload)
             .map(str::to_owned);
-        self.request(action, config_file);
+        let config_changed = matches!(
+            outcome,
+            Outcome::Committed {
+                config_changed: true,
+                ..
+            }
+        );
+        self.send(Request {
+            action,
+            config_file,
+            config_changed,
+        });
     }
 
     /// Ask for `action`. Requests for `Action::None` are ignored. When it returns, the call is
     /// recorded as owed (durably, with a marker), so the caller may store its offset.
     pub fn request(&self, action: Action, config_file: Option<String>) {
+        self.send(Request {
+            action,
+            config_file,
+            config_changed: false,
+        });
+    }
+
+    fn send(&self, request: Request) {
+        let action = request.action;
         if action == Action::None {
             return;
         }
@@ -126,10 +154,7 @@ impl Scheduler {
             owed.recorded = action;
         }
         // The task runs as long as a handle exists.
-        let _ = self.tx.send(Request {
-            action,
-            config_file,
-        });
+        let _ = self.tx.send(request);
     }
 }
 

@@ -1,0 +1,133 @@
+//! Judging a configuration file before it is committed (SPEC section 2, step 4), in layers,
+//! each refusal naming the file and the first error:
+//!
+//! 1. parsed as the manager parses it and checked against the resolver's JSON Schema, closed
+//!    (`config`); the schema is the one the host hands over (the manager's), else the one
+//!    embedded;
+//! 2. the resolver's own validator (`kresctl validate`), run by the host on the files the
+//!    manager merges, with this content in place.
+//!
+//! And, once a configuration is committed, whether the manager's running configuration must
+//! change when it takes it.
+
+use crate::config::{self, EMBEDDED_SCHEMA, Schema};
+use crate::error::{Error, Result};
+use serde_json::Value;
+
+/// What the guest asks the host about the resolver (the WIT `resolver` import; a stand-in in
+/// native tests).
+pub trait Resolver {
+    /// The resolver's schema, or `None` for the embedded one.
+    fn schema(&self) -> Option<Vec<u8>>;
+    /// The resolver's own validator on `content` as the configuration `name`.
+    fn validate(&self, name: &str, content: &[u8]) -> std::result::Result<(), Validation>;
+}
+
+/// Why the resolver's validator did not accept a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// It refused: its first line of error output.
+    Refused(String),
+    /// It could not judge.
+    Unavailable(String),
+}
+
+/// No host: the embedded schema, no validator. For native tests and tools.
+pub struct NoResolver;
+
+impl Resolver for NoResolver {
+    fn schema(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn validate(&self, _: &str, _: &[u8]) -> std::result::Result<(), Validation> {
+        Ok(())
+    }
+}
+
+/// Judge the configuration `name`; return it parsed as the manager parses it.
+pub fn judge(resolver: &dyn Resolver, name: &str, content: &[u8]) -> Result<Value> {
+    let schema = schema(resolver);
+    let doc = config::validate(name, content, Some(&schema))?;
+    match resolver.validate(name, content) {
+        Ok(()) => Ok(doc),
+        Err(Validation::Refused(why)) => Err(Error::InvalidConfig(format!(
+            "configuration {name:?} is refused by the resolver's validator: {why}"
+        ))),
+        Err(Validation::Unavailable(why)) => Err(Error::Io {
+            what: format!("validating configuration {name:?}"),
+            source: std::io::Error::other(why),
+        }),
+    }
+}
+
+/// The host's schema compiled and closed, or the embedded one when the host has none or its
+/// does not compile (logged: a broken schema must not stop deliveries).
+fn schema(resolver: &dyn Resolver) -> Schema {
+    if let Some(text) = resolver.schema() {
+        match Schema::compile(&text) {
+            Ok(schema) => return schema,
+            Err(e) => crate::log_warn(format!(
+                "the resolver's schema does not compile ({e}): using the embedded 6.4.2 schema"
+            )),
+        }
+    }
+    Schema::compile(EMBEDDED_SCHEMA).expect("the embedded schema compiles (tested)")
+}
+
+/// Whether the manager's running configuration must change when it takes `new` in place of
+/// `old` (`None`: there was no file, or it did not parse). Both are parsed as the manager
+/// parses them, so equal documents here are equal to the manager: a change it does not see
+/// (comments, spacing, quoting, `yes` for `true`) asks for no check of the reload.
+pub fn changes(old: Option<&Value>, new: &Value) -> bool {
+    let empty = Value::Object(Default::default());
+    old.unwrap_or(&empty) != new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Refusing;
+    impl Resolver for Refusing {
+        fn schema(&self) -> Option<Vec<u8>> {
+            Some(br#"{"type": "object", "properties": {"workers": {"type": "integer"}}}"#.to_vec())
+        }
+        fn validate(&self, _: &str, content: &[u8]) -> std::result::Result<(), Validation> {
+            match content {
+                b"workers: 3\n" => Err(Validation::Refused("workers: 3 is odd".into())),
+                b"workers: 5\n" => Err(Validation::Unavailable("kresctl: not found".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_hosts_schema_then_the_resolvers_validator_judge() {
+        judge(&Refusing, "c.yaml", b"workers: 2\n").unwrap();
+        // The host's schema, closed: a key it does not list is refused.
+        let e = judge(&Refusing, "c.yaml", b"cache: {}\n").unwrap_err();
+        assert!(e.to_string().contains("at /cache"), "{e}");
+        let e = judge(&Refusing, "c.yaml", b"workers: 3\n").unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidConfig(m) if m.contains("\"c.yaml\" is refused by the resolver's validator: workers: 3 is odd")),
+            "{e}"
+        );
+        assert!(matches!(
+            judge(&Refusing, "c.yaml", b"workers: 5\n").unwrap_err(),
+            Error::Io { .. }
+        ));
+        // Without a host: the embedded schema.
+        let e = judge(&NoResolver, "c.yaml", b"netwrok: {}\n").unwrap_err();
+        assert!(e.to_string().contains("at /netwrok"), "{e}");
+    }
+
+    #[test]
+    fn only_a_change_the_manager_sees_counts() {
+        let doc = |text: &[u8]| config::parse("c.yaml", text).unwrap();
+        let new = doc(b"workers: 2\n");
+        assert!(!changes(Some(&doc(b"# tuned\nworkers:   2\n")), &new));
+        assert!(changes(Some(&doc(b"workers: 1\n")), &new));
+        assert!(changes(None, &new));
+        assert!(!changes(None, &doc(b"{}")));
+    }
+}
