@@ -231,3 +231,57 @@ fn malformed_header_argument_is_a_usage_error() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_replay_of_a_committed_transfer_changes_nothing_and_the_next_version_is_whole() {
+    // The reproduction, with positions as Kafka gives them: v1 chunks 1-8, a replay of
+    // 6-8, then v2 (no transfer-id) with as many chunks. v2 arrives whole; nothing mixes.
+    let scratch = Scratch::new();
+    let send = |offset: i64, index: u32, content: &str| {
+        let (i, pos) = (
+            format!("chunk-index={index}"),
+            format!("knot-resolver/0@{offset}"),
+        );
+        report(&apply(
+            &scratch.files(),
+            &[
+                "--hostname",
+                HOST,
+                "--position",
+                &pos,
+                "-H",
+                "hostname=resolver1",
+                "-H",
+                "file-name=a.rpz",
+                "-H",
+                "total-chunks=8",
+                "-H",
+                &i,
+            ],
+            content.as_bytes(),
+        ))
+    };
+    let v1: Vec<String> = (1..=8).map(|i| format!("v1 part {i}\n")).collect();
+    let v2: Vec<String> = (1..=8).map(|i| format!("v2 part {i}\n")).collect();
+    for (i, part) in v1.iter().enumerate() {
+        send(i as i64, i as u32 + 1, part);
+    }
+    for (i, part) in v1.iter().enumerate().skip(5) {
+        let r = send(i as i64, i as u32 + 1, part);
+        assert_eq!(r["status"], "skipped", "{r}");
+        assert!(r["reason"].as_str().unwrap().starts_with("replayed"), "{r}");
+    }
+    let mut last = Value::Null;
+    for (i, part) in v2.iter().enumerate() {
+        last = send(8 + i as i64, i as u32 + 1, part);
+    }
+    assert_eq!(last["status"], "committed", "{last}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.files().join("a.rpz")).unwrap(),
+        v2.concat()
+    );
+    assert_eq!(
+        tree(&scratch.files()),
+        [".kres-kafka-state", "a.rpz", "a.rpz.backup"]
+    );
+}

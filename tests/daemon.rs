@@ -54,7 +54,10 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
     // Longer than the debounce: a second call would have come by now.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls(&host), [ok("/reload")], "{}", host.logs());
-    assert_eq!(tree(&host.files()), ["block.rpz", "config.yaml"]);
+    assert_eq!(
+        tree(&host.files()),
+        [".kres-kafka-state", "block.rpz", "config.yaml"]
+    );
 
     // 4. The operator's view: the same story in the metrics.
     let metrics = scrape(port);
@@ -119,7 +122,7 @@ async fn messages_for_another_hostname_never_touch_the_directory() {
         .await;
     host.wait_for("the renew", |h| !h.manager.calls().is_empty())
         .await;
-    assert_eq!(tree(&host.files()), ["mine.rpz"]);
+    assert_eq!(tree(&host.files()), [".kres-kafka-state", "mine.rpz"]);
     assert_eq!(calls(&host), [ok("/renew")]);
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -182,11 +185,14 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
         host.logs()
     );
     assert!(
-        host.log_of(2).contains("unchanged"),
+        host.log_of(2).contains("why=\"replayed\""),
         "the small file was replayed as a no-op\n{}",
         host.logs()
     );
-    assert_eq!(tree(&host.files()), ["big.rpz", "small.rpz"]);
+    assert_eq!(
+        tree(&host.files()),
+        [".kres-kafka-state", "big.rpz", "small.rpz"]
+    );
     assert!(host.stop(SIGTERM).await.success());
 }
 

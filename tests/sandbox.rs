@@ -411,7 +411,7 @@ fn guest_cannot_reach_outside_its_directory_nor_the_environment() {
     assert!(std::env::vars().next().is_some());
     match call(&guest, &ctx(), whole("escape", b"")).unwrap() {
         Err(Rejection {
-            kind: RejectKind::Io,
+            kind: RejectKind::BadName,
             reason,
         }) => {
             assert!(reason.starts_with("contained: "), "{reason}");

@@ -10,6 +10,7 @@
 //! And, once a configuration is committed, whether the manager's running configuration must
 //! change when it takes it.
 
+use crate::bindings::kres::kafka::types::Action;
 use crate::config::{self, EMBEDDED_SCHEMA, Schema};
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -21,6 +22,8 @@ pub trait Resolver {
     fn schema(&self) -> Option<Vec<u8>>;
     /// The resolver's own validator on `content` as the configuration `name`.
     fn validate(&self, name: &str, content: &[u8]) -> std::result::Result<(), Validation>;
+    /// Record durably that the manager must be asked for `call`; `Err` says why it could not.
+    fn owe(&self, call: Action) -> std::result::Result<(), String>;
 }
 
 /// Why the resolver's validator did not accept a configuration.
@@ -40,6 +43,9 @@ impl Resolver for NoResolver {
         None
     }
     fn validate(&self, _: &str, _: &[u8]) -> std::result::Result<(), Validation> {
+        Ok(())
+    }
+    fn owe(&self, _: Action) -> std::result::Result<(), String> {
         Ok(())
     }
 }
@@ -98,6 +104,9 @@ mod tests {
                 b"workers: 5\n" => Err(Validation::Unavailable("kresctl: not found".into())),
                 _ => Ok(()),
             }
+        }
+        fn owe(&self, _: Action) -> std::result::Result<(), String> {
+            Ok(())
         }
     }
 

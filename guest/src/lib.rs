@@ -10,6 +10,8 @@
 //! - `store`: the files directory: chunk sets, streaming assembly, atomic commit (`std::fs`).
 //! - `judge`: a configuration judged in layers (schema, the resolver's validator); whether a
 //!   commit changes what the manager runs.
+//! - `journal`: the offset applied per partition, recorded with what it applied: replay is a
+//!   no-op.
 //! - `process`: one message from headers to outcome, built from the modules above.
 //! - `durable`: whole-or-absent file writes, directory fsync, hex (`std::fs`; the host uses it too).
 //! - `error`: the error type, one variant per WIT `process-error` case.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod headers;
+pub mod journal;
 pub mod judge;
 pub mod name;
 pub mod process;
@@ -63,7 +66,12 @@ impl Guest for Component {
     }
 
     fn maintain(ctx: Context, max_age_seconds: u64) -> Result<MaintenanceReport, ProcessError> {
-        let done = Files::new(ROOT).maintain(ctx.now, max_age_seconds)?;
+        let files = Files::new(ROOT);
+        // Sets a transfer left when a crash came between its journal entry and their removal.
+        for name in journal::Journal::read(files.root())?.cleanup {
+            files.discard_chunks(&name)?;
+        }
+        let done = files.maintain(ctx.now, max_age_seconds)?;
         Ok(MaintenanceReport {
             temporaries_removed: done.temporaries_removed,
             chunk_sets_expired: done.chunk_sets_expired,
@@ -106,6 +114,11 @@ impl Resolver for Host {
     }
 
     #[cfg(target_arch = "wasm32")]
+    fn owe(&self, call: bindings::kres::kafka::types::Action) -> Result<(), String> {
+        bindings::kres::kafka::resolver::owe(call)
+    }
+
+    #[cfg(target_arch = "wasm32")]
     fn validate(&self, name: &str, content: &[u8]) -> Result<(), Validation> {
         use bindings::kres::kafka::resolver::ValidateError;
         bindings::kres::kafka::resolver::validate(name, content).map_err(|e| match e {
@@ -122,6 +135,11 @@ impl Resolver for Host {
 
     #[cfg(not(target_arch = "wasm32"))]
     fn validate(&self, _: &str, _: &[u8]) -> Result<(), Validation> {
+        Ok(())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn owe(&self, _: bindings::kres::kafka::types::Action) -> Result<(), String> {
         Ok(())
     }
 }

@@ -33,6 +33,9 @@ pub fn check(name: &str) -> Result<&str> {
     if name.starts_with('/') {
         return bad("is absolute: it must be relative to the files directory");
     }
+    if name.split('/').next() == Some(crate::journal::STATE_FILE) {
+        return bad("is reserved for kres-kafka's own journal");
+    }
     for component in name.split('/') {
         match component {
             "" => return bad("has an empty component"),
@@ -63,6 +66,13 @@ pub fn check(name: &str) -> Result<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_journal_is_not_a_name_a_publisher_may_use() {
+        assert!(check(".kres-kafka-state").is_err());
+        assert!(check(".kres-kafka-state/x").is_err());
+        check("zones/.kres-kafka-state").unwrap();
+    }
 
     #[test]
     fn plain_and_nested_names_are_accepted() {

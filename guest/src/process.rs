@@ -11,6 +11,7 @@ use crate::config::{self, Format};
 use crate::durable::hex;
 use crate::error::{Error, Result};
 use crate::headers::{self, Me, Parsed, Skip};
+use crate::journal::{Journal, Position};
 use crate::judge::{self, Resolver};
 use crate::name;
 use crate::store::{Files, Transfer};
@@ -23,16 +24,15 @@ pub fn process(
     ctx: &Context,
     msg: &Message,
 ) -> Result<Outcome> {
-    let pairs = || {
-        msg.headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice()))
-    };
+    let pairs = msg
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()));
     let me = Me {
         hostname: &ctx.hostname,
         zone_id: ctx.zone_id.as_deref(),
     };
-    if let Some(skip) = headers::recipient(msg.key.as_deref(), pairs(), me)? {
+    if let Some(skip) = headers::recipient(msg.key.as_deref(), pairs, me)? {
         let reason = match skip {
             Skip::NoRecipient(_) => SkipReason::NoRecipient,
             Skip::OtherHost(_) => SkipReason::OtherHost,
@@ -43,7 +43,48 @@ pub fn process(
             detail: skip.detail().to_owned(),
         }));
     }
-    let parsed = headers::parse(pairs())?;
+    let position = Position::of(&msg.topic, msg.partition, msg.offset);
+    let mut journal = Journal::read(files.root())?;
+    if let Some(at) = &position
+        && journal.applied(at)
+    {
+        return Ok(Outcome::Skipped(bindings::kres::kafka::types::Skip {
+            reason: SkipReason::Replayed,
+            detail: format!(
+                "replayed: offset {} of {} was done before",
+                at.offset, at.partition
+            ),
+        }));
+    }
+    let mut finished = Vec::new();
+    let result = handle(files, resolver, ctx, msg, &mut finished);
+    if matches!(result, Err(Error::Io { .. })) {
+        // Not an end: the host keeps the message and offers it again.
+        return result;
+    }
+    if let Some(at) = &position {
+        journal.record(files.root(), at, finished.clone())?;
+    }
+    for name in &finished {
+        files.discard_chunks(name)?;
+    }
+    result
+}
+
+/// A message for this resolver, to its outcome. Chunk sets whose transfer ends here are
+/// pushed on `finished`, for the caller to remove once the outcome is recorded.
+fn handle(
+    files: &Files,
+    resolver: &dyn Resolver,
+    ctx: &Context,
+    msg: &Message,
+    finished: &mut Vec<String>,
+) -> Result<Outcome> {
+    let pairs = msg
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_slice()));
+    let parsed = headers::parse(pairs)?;
     let name = name::check(parsed.file_name)?;
     let max_size = ctx.limits.max_file_size;
     if parsed.chunk.total > ctx.limits.max_chunks {
@@ -61,7 +102,17 @@ pub fn process(
     if parsed.chunk.is_whole() {
         commit_whole(files, resolver, name, &parsed, &msg.value)
     } else {
-        store_chunk(files, resolver, ctx, name, &parsed, &msg.value)
+        let position = Position::of(&msg.topic, msg.partition, msg.offset);
+        store_chunk(
+            files,
+            resolver,
+            ctx,
+            name,
+            &parsed,
+            &msg.value,
+            position.as_ref(),
+            finished,
+        )
     }
 }
 
@@ -86,8 +137,18 @@ fn commit_whole(
     };
     let changed = config_changed(files, name, doc.as_ref())?;
     files.write_temporary(name, value)?;
+    owe(resolver, name)?;
     files.commit(name)?;
     Ok(committed(name, value.len() as u64, &sha256, changed))
+}
+
+/// Have the host record, durably, the manager call the commit of `name` asks for, before the
+/// commit can be seen: a crash right after the rename must not lose the call.
+fn owe(resolver: &dyn Resolver, name: &str) -> Result<()> {
+    resolver.owe(action_for(name)).map_err(|why| Error::Io {
+        what: format!("recording the manager call {name:?} asks for"),
+        source: std::io::Error::other(why),
+    })
 }
 
 /// For a configuration about to replace the file in place: whether the manager's running
@@ -102,6 +163,7 @@ fn config_changed(files: &Files, name: &str, new: Option<&serde_json::Value>) ->
     Ok(judge::changes(old.as_ref(), new))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn store_chunk(
     files: &Files,
     resolver: &dyn Resolver,
@@ -109,6 +171,8 @@ fn store_chunk(
     name: &str,
     parsed: &Parsed,
     value: &[u8],
+    position: Option<&Position>,
+    finished: &mut Vec<String>,
 ) -> Result<Outcome> {
     let transfer = Transfer {
         total: parsed.chunk.total,
@@ -117,7 +181,8 @@ fn store_chunk(
     };
     let max_size = ctx.limits.max_file_size;
     let index = parsed.chunk.index;
-    let received = files.store_chunk(name, &transfer, index, value, max_size, ctx.now)?;
+    let ordered = position.is_some();
+    let received = files.store_chunk(name, &transfer, index, value, max_size, ctx.now, ordered)?;
     if received < transfer.total {
         return Ok(Outcome::Stored(ChunkStored {
             file: name.to_owned(),
@@ -155,7 +220,7 @@ fn store_chunk(
         Err(e) => {
             // The transfer is complete and wrong: waiting longer cannot mend it.
             files.discard_temporary(name)?;
-            files.discard_chunks(name)?;
+            finished.push(name.to_owned());
             return Err(e);
         }
     };
@@ -164,10 +229,11 @@ fn store_chunk(
         Outcome::Unchanged(name.to_owned())
     } else {
         let changed = config_changed(files, name, doc.as_ref())?;
+        owe(resolver, name)?;
         files.commit(name)?;
         committed(name, assembled.size, &assembled.sha256, changed)
     };
-    files.discard_chunks(name)?;
+    finished.push(name.to_owned());
     Ok(outcome)
 }
 
@@ -217,6 +283,7 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bindings::kres::kafka::types::{Header, Limits};
+    use crate::journal::{Journal, Position};
     use crate::judge::NoResolver;
     use std::fs;
     use std::path::Path;
@@ -246,10 +313,19 @@ mod tests {
                 })
                 .collect(),
             value: value.to_vec(),
-            topic: "t".into(),
-            partition: 0,
-            offset: 0,
+            // Injected by hand, as `apply` does: no position, never skipped as replayed.
+            topic: String::new(),
+            partition: -1,
+            offset: -1,
         }
+    }
+
+    /// `m` as it came from Kafka at `offset` of partition 0.
+    fn at(offset: i64, mut m: Message) -> Message {
+        m.topic = "t".into();
+        m.partition = 0;
+        m.offset = offset;
+        m
     }
 
     fn whole(name: &str, value: &[u8]) -> Message {
@@ -609,5 +685,143 @@ mod tests {
             assert!(matches!(err, Error::BadName(_)), "{name}: {err:?}");
         }
         assert!(tree(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_replay_after_a_commit_changes_nothing_and_the_next_version_arrives_whole() {
+        // The crash the issue measured: v1 chunks 1-8 committed, the daemon killed before
+        // their offsets reached Kafka, chunks 6-8 replayed, then v2 (no transfer-id, as
+        // upstream's publisher sends it) with the same number of chunks.
+        let (dir, files) = setup();
+        let v1: Vec<Vec<u8>> = (1..=8)
+            .map(|i| format!("v1 part {i}\n").into_bytes())
+            .collect();
+        let v2: Vec<Vec<u8>> = (1..=8)
+            .map(|i| format!("v2 part {i}\n").into_bytes())
+            .collect();
+        for (i, part) in v1.iter().enumerate() {
+            let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+            process(&files, &NoResolver, &ctx(), &m).unwrap();
+        }
+        assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v1.concat());
+        for (i, part) in v1.iter().enumerate().skip(5) {
+            let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+            let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
+            assert!(
+                matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed),
+                "{out:?}"
+            );
+        }
+        assert!(
+            !dir.path().join("a.rpz.chunks").exists(),
+            "no chunk set created"
+        );
+        for (i, part) in v2.iter().enumerate() {
+            let m = at(8 + i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+            let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
+            if i < 7 {
+                assert!(matches!(out, Outcome::Stored(_)), "{out:?}");
+            }
+        }
+        assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v2.concat());
+        assert_eq!(
+            fs::read(dir.path().join("a.rpz.backup")).unwrap(),
+            v1.concat()
+        );
+    }
+
+    #[test]
+    fn an_older_version_replayed_never_comes_back() {
+        let (dir, files) = setup();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &at(0, whole("c.yaml", b"workers: 1\n")),
+        )
+        .unwrap();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &at(1, whole("c.yaml", b"workers: 2\n")),
+        )
+        .unwrap();
+        let out = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &at(0, whole("c.yaml", b"workers: 1\n")),
+        )
+        .unwrap();
+        assert!(matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed));
+        assert_eq!(
+            fs::read(dir.path().join("c.yaml")).unwrap(),
+            b"workers: 2\n"
+        );
+    }
+
+    #[test]
+    fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
+        // A crash between the journal entry and the set's removal: the journal names it.
+        let (dir, files) = setup();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &at(0, chunk("a.rpz", 1, 2, b"a", &[])),
+        )
+        .unwrap();
+        let mut journal = Journal::read(dir.path()).unwrap();
+        journal
+            .record(
+                dir.path(),
+                &Position::of("t", 0, 0).unwrap(),
+                vec!["a.rpz".into()],
+            )
+            .unwrap();
+        assert!(dir.path().join("a.rpz.chunks").exists());
+        for name in Journal::read(dir.path()).unwrap().cleanup {
+            files.discard_chunks(&name).unwrap();
+        }
+        assert!(!dir.path().join("a.rpz.chunks").exists());
+    }
+
+    #[test]
+    fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
+        let (dir, files) = setup();
+        // A directory where the file should go: the commit's rename fails.
+        fs::create_dir_all(dir.path().join("a.rpz/x")).unwrap();
+        let err = process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(
+            !Journal::read(dir.path())
+                .unwrap()
+                .applied(&Position::of("t", 0, 3).unwrap())
+        );
+        fs::remove_dir_all(dir.path().join("a.rpz")).unwrap();
+        process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap();
+        assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_transfer_whose_first_chunks_were_lost_is_not_completed_by_the_next_one() {
+        // v1's chunks 1 and 2 never arrived (the broker's retention dropped them): its chunk 3
+        // alone sits in a set. v2, with the same number of chunks and no transfer-id, must
+        // arrive whole, not as v2's chunks 1-2 and v1's chunk 3.
+        let (dir, files) = setup();
+        process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &at(2, chunk("a.rpz", 3, 3, b"v1-3", &[])),
+        )
+        .unwrap();
+        for (i, part) in [&b"v2-1"[..], b"v2-2", b"v2-3"].iter().enumerate() {
+            let m = at(3 + i as i64, chunk("a.rpz", i as u32 + 1, 3, part, &[]));
+            process(&files, &NoResolver, &ctx(), &m).unwrap();
+        }
+        assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v2-1v2-2v2-3");
+        assert!(!dir.path().join("a.rpz.chunks").exists());
     }
 }

@@ -59,6 +59,21 @@ pub struct Assembled {
     pub sha256: [u8; 32],
 }
 
+/// The chunks of a set on disk.
+#[derive(Debug, Default)]
+struct Present {
+    count: u32,
+    size: u64,
+    highest: u32,
+    indices: Vec<u32>,
+}
+
+impl Present {
+    fn has(&self, index: u32) -> bool {
+        self.indices.contains(&index)
+    }
+}
+
 /// What [`Files::restore`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restored {
@@ -85,6 +100,11 @@ impl Files {
     /// The files directory at `root` (`/` inside the sandbox: the preopen).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Files { root: root.into() }
+    }
+
+    /// The files directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -224,6 +244,14 @@ impl Files {
     /// Store one chunk of a transfer durably and return how many distinct chunks of it are on
     /// disk. A set on disk for another transfer of the same name is discarded first. A chunk
     /// that would take the set over `max_size` bytes discards the set and is rejected.
+    ///
+    /// With `ordered` (the chunk came from Kafka, where a partition keeps a publisher's order
+    /// and the journal filters replays), chunks of one transfer arrive by increasing index, so a
+    /// chunk numbered below one already stored, or equal to one stored with other content,
+    /// starts a new transfer: the set is discarded first. Without a `transfer-id` (upstream's
+    /// publisher sends none) that is what keeps a transfer whose first chunks were lost from
+    /// being completed by the next one's.
+    #[allow(clippy::too_many_arguments)]
     pub fn store_chunk(
         &self,
         name: &str,
@@ -232,9 +260,28 @@ impl Files {
         value: &[u8],
         max_size: u64,
         now: u64,
+        ordered: bool,
     ) -> Result<u32> {
         let dir = self.sibling(name, ".chunks");
-        match self.read_meta(name)? {
+        let meta = match self.read_meta(name)? {
+            Some(meta) if meta.transfer == *transfer && ordered => {
+                let present = self.chunks_present(name, transfer.total, None)?;
+                let older = present.highest > index
+                    || (present.has(index)
+                        && fs::read(dir.join(index.to_string())).ok().as_deref() != Some(value));
+                if older {
+                    crate::log_info(format!(
+                        "discarding chunk set of {name:?}: chunk {index} starts a new transfer (chunks up to {} were stored)",
+                        present.highest
+                    ));
+                    None
+                } else {
+                    Some(meta)
+                }
+            }
+            found => found,
+        };
+        match meta {
             Some(meta) if meta.transfer == *transfer => {}
             found => {
                 if let Some(stale) = found {
@@ -256,7 +303,8 @@ impl Files {
             }
         }
 
-        let (others, others_size) = self.chunks_present(name, transfer.total, Some(index))?;
+        let present = self.chunks_present(name, transfer.total, Some(index))?;
+        let (others, others_size) = (present.count, present.size);
         let size = others_size + value.len() as u64;
         if size > max_size {
             self.discard_chunks(name)?;
@@ -270,11 +318,10 @@ impl Files {
         Ok(others + 1)
     }
 
-    /// Count the chunks of `name` on disk (indices `1..=total`, less `except`) and their size.
-    fn chunks_present(&self, name: &str, total: u32, except: Option<u32>) -> Result<(u32, u64)> {
+    /// The chunks of `name` on disk (indices `1..=total`, less `except`).
+    fn chunks_present(&self, name: &str, total: u32, except: Option<u32>) -> Result<Present> {
         let dir = self.sibling(name, ".chunks");
-        let mut count = 0;
-        let mut size = 0;
+        let mut present = Present::default();
         for entry in fs::read_dir(&dir).io(|| format!("listing {name}.chunks"))? {
             let entry = entry.io(|| format!("listing {name}.chunks"))?;
             let Some(index) = entry
@@ -285,14 +332,16 @@ impl Files {
                 continue;
             };
             if (1..=total).contains(&index) && Some(index) != except {
-                count += 1;
-                size += entry
+                present.count += 1;
+                present.highest = present.highest.max(index);
+                present.indices.push(index);
+                present.size += entry
                     .metadata()
                     .io(|| format!("reading chunk {index} of {name}"))?
                     .len();
             }
         }
-        Ok((count, size))
+        Ok(present)
     }
 
     /// Concatenate chunks `1..=total` of `name` into `<name>.tmp`, streaming through one buffer,

@@ -5,17 +5,24 @@
 //! Offsets are stored by hand (`enable.auto.offset.store=false`) once a message reached a
 //! durable end, and committed in the background by librdkafka; so a crash replays from the last
 //! stored offset and loses nothing.
+//!
+//! A restart must resume at once, so the group protocol is chosen with that in mind (see
+//! [`choose_protocol`]): the consumer protocol (KIP-848) where the broker offers it, since a
+//! member that leaves hands its partitions back at once; else the classic protocol with static
+//! membership, with which a broker gives a restarted daemon its partitions back at once even
+//! after a kill. [`close`] leaves the group at shutdown.
 
-use crate::config::{ClientCertificate, Config, Settings, StartFrom, Tls};
+use crate::config::{ClientCertificate, Config, GroupProtocol, Settings, StartFrom, Tls};
 use crate::outcome::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// A repeated broker error (the same text) is logged at most this often; in between it goes
 /// to `debug`. librdkafka retries on its own and would otherwise repeat itself every second.
@@ -152,12 +159,74 @@ impl rdkafka::producer::ProducerContext for LogContext {
 /// The daemon's consumer.
 pub type Consumer = StreamConsumer<LogContext>;
 
-/// Create the consumer of `config`'s topic, in the resolver's own group.
-pub fn consumer(config: &Config) -> Result<Consumer, KafkaError> {
+/// The consumer group protocol in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// KIP-848's `ConsumerGroupHeartbeat`: the broker assigns the partitions.
+    Consumer,
+    /// JoinGroup/SyncGroup, with static membership unless it is turned off.
+    Classic,
+}
+
+impl Protocol {
+    /// librdkafka's name for it (`group.protocol`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Consumer => "consumer",
+            Protocol::Classic => "classic",
+        }
+    }
+}
+
+/// The protocol chosen, and why, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub protocol: Protocol,
+    pub why: String,
+}
+
+/// The oldest `ConsumerGroupHeartbeat` version librdkafka speaks: Kafka 3.7 to 3.9 offer only
+/// v0 (early access), and a consumer on it would stop with a fatal error.
+const HEARTBEAT_VERSION: i16 = 1;
+
+/// How long one attempt to hear from a broker lasts: enough for a connection over a slow link
+/// (TCP, TLS, `ApiVersions`, metadata: four round trips), short enough not to hold up a stop
+/// that comes meanwhile (the attempt finishes on its own thread).
+const PROBE_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// Create the consumer of `config`'s topic, in the resolver's own group, after choosing its
+/// group protocol ([`choose_protocol`], which may wait for a broker to answer). Logs the choice.
+pub async fn consumer(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Consumer, KafkaError> {
     let kafka = &config.kafka;
-    let mut client = client_config(kafka, &format!("kres-kafka-{}", config.hostname));
+    let client_id = format!("kres-kafka-{}", config.hostname);
+    let choice = choose_protocol(kafka, &client_id, shutdown).await;
+    match choice.protocol {
+        Protocol::Consumer => tracing::info!(
+            protocol = choice.protocol.name(), why = %choice.why,
+            "group protocol: consumer (KIP-848)"
+        ),
+        Protocol::Classic => tracing::info!(
+            protocol = choice.protocol.name(), why = %choice.why,
+            group_instance_id = kafka.group_instance_id.as_deref().unwrap_or("none"),
+            session_timeout = ?kafka.session_timeout,
+            "group protocol: classic"
+        ),
+    }
+    let consumer: Consumer = consumer_config(kafka, &client_id, choice.protocol)
+        .create_with_context(LogContext::default())?;
+    consumer.subscribe(&[&kafka.topic])?;
+    Ok(consumer)
+}
+
+/// The consumer's options: the client's, the group's for `protocol`, then the operator's.
+pub fn consumer_config(kafka: &Settings, client_id: &str, protocol: Protocol) -> ClientConfig {
+    let mut client = client_config(kafka, client_id);
     client
         .set("group.id", &kafka.group_id)
+        .set("group.protocol", protocol.name())
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set(
@@ -167,11 +236,210 @@ pub fn consumer(config: &Config) -> Result<Consumer, KafkaError> {
                 StartFrom::Latest => "latest",
             },
         );
+    // The consumer protocol's session timeout is the broker's, and librdkafka refuses one set
+    // here; static membership with it would be refused after a kill (UNRELEASED_INSTANCE_ID,
+    // fatal to librdkafka) until the killed member timed out, and buys nothing after a clean
+    // stop, when the member has left.
+    if protocol == Protocol::Classic {
+        client.set(
+            "session.timeout.ms",
+            kafka.session_timeout.as_millis().to_string(),
+        );
+        if let Some(id) = &kafka.group_instance_id {
+            client.set("group.instance.id", id);
+        }
+    }
     apply_extra_options(&mut client, kafka);
-    let consumer: Consumer = client.create_with_context(LogContext::default())?;
-    consumer.subscribe(&[&kafka.topic])?;
-    Ok(consumer)
+    client
 }
+
+/// Choose the group protocol: as configured, or with `auto` by asking the brokers which APIs
+/// they offer. The consumer protocol when every broker that answered offers
+/// `ConsumerGroupHeartbeat` v1 or later, the classic one otherwise. Waits for an answer as
+/// long as it takes (the consumer could do nothing sooner), or until `shutdown`.
+///
+/// librdkafka has no API for a broker's versions, but it asks every broker on connecting
+/// (`ApiVersions`) and, with `debug=feature`, logs each API and its versions; so a short-lived
+/// client with the daemon's own options (TLS, SASL, the operator's) connects, fetches metadata,
+/// and its log is read. It joins no group, so it changes nothing on the broker. The format
+/// read is pinned by the tests below against librdkafka's mock broker.
+pub async fn choose_protocol(
+    kafka: &Settings,
+    client_id: &str,
+    shutdown: &CancellationToken,
+) -> Choice {
+    let configured = |protocol| Choice {
+        protocol,
+        why: format!("kafka.group-protocol is {}", protocol.name()),
+    };
+    match kafka.group_protocol {
+        GroupProtocol::Consumer => return configured(Protocol::Consumer),
+        GroupProtocol::Classic => return configured(Protocol::Classic),
+        GroupProtocol::Auto => {}
+    }
+    let probe = match Probe::new(kafka, client_id) {
+        Ok(probe) => Arc::new(probe),
+        Err(e) => {
+            return Choice {
+                protocol: Protocol::Classic,
+                why: format!("kafka.group-protocol is auto, and asking the broker failed: {e}"),
+            };
+        }
+    };
+    let mut told = false;
+    loop {
+        let attempt = tokio::task::spawn_blocking({
+            let probe = Arc::clone(&probe);
+            move || probe.attempt()
+        });
+        tokio::select! {
+            // Shutdown first: the choice no longer matters, the daemon stops before consuming.
+            biased;
+            () = shutdown.cancelled() => {
+                return Choice {
+                    protocol: Protocol::Classic,
+                    why: "stopped before a broker answered".into(),
+                };
+            }
+            answer = attempt => {
+                if let Ok(Some(choice)) = answer {
+                    return choice;
+                }
+            }
+        }
+        if !told {
+            tracing::info!(
+                "waiting for a broker to answer, to choose the group protocol (kafka.group-protocol: auto)"
+            );
+            told = true;
+        }
+    }
+}
+
+/// A client that joins no group, connects, and reads what the brokers said they offer.
+struct Probe {
+    client: BaseConsumer<ProbeContext>,
+    topic: String,
+}
+
+impl Probe {
+    fn new(kafka: &Settings, client_id: &str) -> Result<Probe, KafkaError> {
+        let mut config = client_config(kafka, client_id);
+        apply_extra_options(&mut config, kafka);
+        config
+            .set("debug", "feature")
+            .set_log_level(RDKafkaLogLevel::Debug);
+        Ok(Probe {
+            client: config.create_with_context(ProbeContext::default())?,
+            topic: kafka.topic.clone(),
+        })
+    }
+
+    /// Wait up to [`PROBE_ATTEMPT`] for a broker; `None` if none answered. Blocks.
+    fn attempt(&self) -> Option<Choice> {
+        let connected = std::thread::scope(|scope| {
+            let fetch = scope.spawn(|| {
+                self.client
+                    .fetch_metadata(Some(&self.topic), PROBE_ATTEMPT)
+                    .is_ok()
+            });
+            // librdkafka queues its log lines for the client's poll: meanwhile, log them (a
+            // refused TLS handshake, say) as they come.
+            while !fetch.is_finished() {
+                self.client.poll(Duration::from_millis(50));
+            }
+            fetch.join().unwrap_or(false)
+        });
+        // Those of the `ApiVersions` answer were queued before the connection could carry the
+        // metadata request. A poll handles log lines until its time is up, and returns early
+        // with an error.
+        while self.client.poll(Duration::from_millis(20)).is_some() {}
+        connected.then(|| self.client.context().heard.choice())
+    }
+}
+
+/// What each broker said about `ConsumerGroupHeartbeat`, read from librdkafka's log.
+#[derive(Debug, Default)]
+struct Heard {
+    /// Broker (as librdkafka names it in its log) → highest `ConsumerGroupHeartbeat` version
+    /// offered, `None` if not offered; only brokers whose `ApiVersions` answer was seen.
+    brokers: Mutex<BTreeMap<String, Option<i16>>>,
+}
+
+impl Heard {
+    /// Read one of librdkafka's `APIVERSION` log lines.
+    fn read(&self, line: &str) {
+        const ANSWER: &str = "Broker API support:";
+        const HEARTBEAT: &str = "ApiKey ConsumerGroupHeartbeat (68) Versions ";
+        let mut brokers = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = line.find(ANSWER) {
+            brokers.insert(line[..at].trim().to_owned(), None);
+        } else if let Some(at) = line.find(HEARTBEAT) {
+            let max = line[at + HEARTBEAT.len()..]
+                .split("..")
+                .nth(1)
+                .and_then(|v| v.trim().parse().ok());
+            brokers.insert(line[..at].trim().to_owned(), max);
+        }
+    }
+
+    /// The protocol to use given what was heard.
+    fn choice(&self) -> Choice {
+        let brokers = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        let (protocol, why) = if brokers.is_empty() {
+            (
+                Protocol::Classic,
+                "kafka.group-protocol is auto, and the broker did not say which APIs it offers"
+                    .to_owned(),
+            )
+        } else if brokers
+            .values()
+            .all(|v| v.is_some_and(|v| v >= HEARTBEAT_VERSION))
+        {
+            (
+                Protocol::Consumer,
+                "kafka.group-protocol is auto, and the broker offers ConsumerGroupHeartbeat (KIP-848)"
+                    .to_owned(),
+            )
+        } else if brokers.values().any(Option::is_some) {
+            (
+                Protocol::Classic,
+                format!(
+                    "kafka.group-protocol is auto, and the broker offers ConsumerGroupHeartbeat only below v{HEARTBEAT_VERSION} (early access), which librdkafka does not speak"
+                ),
+            )
+        } else {
+            (
+                Protocol::Classic,
+                "kafka.group-protocol is auto, and the broker does not offer ConsumerGroupHeartbeat (KIP-848)"
+                    .to_owned(),
+            )
+        };
+        Choice { protocol, why }
+    }
+}
+
+/// The probe's context: reads the `APIVERSION` lines, logs the rest as [`LogContext`] does.
+#[derive(Default)]
+struct ProbeContext {
+    log: LogContext,
+    heard: Heard,
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if facility == "APIVERSION" {
+            self.heard.read(message);
+        }
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
 
 /// Commit the offsets stored so far, synchronously (at shutdown).
 pub fn commit_stored(consumer: &Consumer) -> Result<(), KafkaError> {
@@ -180,6 +448,18 @@ pub fn commit_stored(consumer: &Consumer) -> Result<(), KafkaError> {
         Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
         other => other,
     }
+}
+
+/// Leave the group and stop the consumer; blocks until librdkafka is done. With the consumer
+/// protocol the member leaves (a last heartbeat), so a restart gets the partitions at once;
+/// with the classic protocol a static member deliberately does not (its partitions wait for
+/// it, without a rebalance), a dynamic one sends LeaveGroup. Offsets stored and not yet
+/// committed are committed on the way (`enable.auto.commit`), though [`commit_stored`] has
+/// done so already.
+pub fn close(consumer: Consumer) {
+    // Dropping the last handle is rdkafka's close: `rd_kafka_consumer_close_queue`, then
+    // polling until librdkafka says it is closed.
+    drop(consumer);
 }
 
 /// Where a record came from: enough to store its offset once it is done.
@@ -230,6 +510,163 @@ pub fn store(consumer: &Consumer, position: &Position) -> Result<(), KafkaError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Section;
+
+    /// The `kafka` section `yaml`, resolved for the resolver `r1`.
+    fn settings(yaml: &str) -> Result<Settings, String> {
+        serde_yaml_ng::from_str::<Section>(yaml)
+            .map_err(|e| e.to_string())?
+            .resolve("r1")
+            .map_err(|e| e.to_string())
+    }
+
+    /// A mock broker offering `ConsumerGroupHeartbeat` in `versions` (`None`: not at all),
+    /// owned by the client returned, and the settings to reach it.
+    fn broker(versions: Option<(i16, i16)>) -> (rdkafka::producer::BaseProducer, Settings) {
+        use rdkafka::producer::Producer as _;
+        let owner: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .unwrap();
+        let (min, max) = versions.unwrap_or((-1, -1));
+        // rdkafka's `MockCluster::apiversion` knows no API key past 53; this one is 68.
+        // SAFETY: the mock cluster belongs to `owner`, alive here.
+        let set = unsafe {
+            let mock = rdkafka_sys::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+            assert!(!mock.is_null());
+            rdkafka_sys::rd_kafka_mock_set_apiversion(mock, 68, min, max)
+        };
+        assert_eq!(
+            set,
+            rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+        let servers = owner.client().mock_cluster().unwrap().bootstrap_servers();
+        let kafka = settings(&format!("server: {}\n", servers.replacen(':', "@", 1))).unwrap();
+        (owner, kafka)
+    }
+
+    #[tokio::test]
+    async fn auto_uses_the_consumer_protocol_where_the_broker_offers_it() {
+        let (_cluster, kafka) = broker(Some((1, 1)));
+        let choice = choose_protocol(&kafka, "test", &CancellationToken::new()).await;
+        assert_eq!(choice.protocol, Protocol::Consumer, "{}", choice.why);
+        assert!(
+            choice.why.contains("offers ConsumerGroupHeartbeat"),
+            "{}",
+            choice.why
+        );
+    }
+
+    #[tokio::test]
+    async fn auto_uses_the_classic_protocol_where_the_broker_lacks_consumer_group_heartbeat() {
+        let (_cluster, kafka) = broker(None);
+        let choice = choose_protocol(&kafka, "test", &CancellationToken::new()).await;
+        assert_eq!(choice.protocol, Protocol::Classic, "{}", choice.why);
+        assert!(choice.why.contains("does not offer"), "{}", choice.why);
+    }
+
+    #[tokio::test]
+    async fn auto_uses_the_classic_protocol_where_the_broker_offers_only_early_access_v0() {
+        let (_cluster, kafka) = broker(Some((0, 0)));
+        let choice = choose_protocol(&kafka, "test", &CancellationToken::new()).await;
+        assert_eq!(choice.protocol, Protocol::Classic, "{}", choice.why);
+        assert!(choice.why.contains("only below v1"), "{}", choice.why);
+    }
+
+    #[tokio::test]
+    async fn a_configured_protocol_is_used_without_asking_and_shutdown_ends_the_wait() {
+        // Nothing listens on port 1: asking would never end.
+        let nowhere = |protocol: &str| {
+            settings(&format!(
+                "server: 127.0.0.1@1\ngroup-protocol: {protocol}\n"
+            ))
+            .unwrap()
+        };
+        let never = CancellationToken::new();
+        for (name, protocol) in [
+            ("consumer", Protocol::Consumer),
+            ("classic", Protocol::Classic),
+        ] {
+            let choice = tokio::time::timeout(
+                Duration::from_secs(5),
+                choose_protocol(&nowhere(name), "test", &never),
+            )
+            .await
+            .expect("no broker is asked");
+            assert_eq!(choice.protocol, protocol);
+            assert_eq!(choice.why, format!("kafka.group-protocol is {name}"));
+        }
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+        });
+        let choice = tokio::time::timeout(
+            Duration::from_secs(5),
+            choose_protocol(&nowhere("auto"), "test", &shutdown),
+        )
+        .await
+        .expect("shutdown ends the wait for a broker");
+        assert_eq!(choice.why, "stopped before a broker answered");
+    }
+
+    #[test]
+    fn the_classic_protocol_gets_static_membership_and_a_bounded_session_timeout() {
+        let kafka = settings("enable: true\n").unwrap();
+        let classic = consumer_config(&kafka, "c", Protocol::Classic);
+        assert_eq!(classic.get("group.protocol"), Some("classic"));
+        assert_eq!(classic.get("group.instance.id"), Some("kres-kafka-r1"));
+        assert_eq!(classic.get("session.timeout.ms"), Some("10000"));
+        // The consumer protocol's session timeout is the broker's; static membership would be
+        // refused after a kill.
+        let consumer = consumer_config(&kafka, "c", Protocol::Consumer);
+        assert_eq!(consumer.get("group.protocol"), Some("consumer"));
+        assert_eq!(consumer.get("group.instance.id"), None);
+        assert_eq!(consumer.get("session.timeout.ms"), None);
+
+        for off in ["group-instance-id: null\n", "group-instance-id: ''\n"] {
+            let kafka = settings(off).unwrap();
+            assert_eq!(kafka.group_instance_id, None, "{off}");
+            let classic = consumer_config(&kafka, "c", Protocol::Classic);
+            assert_eq!(classic.get("group.instance.id"), None, "{off}");
+        }
+        let kafka = settings("group-instance-id: rack7-r1\nsession-timeout: 30s\n").unwrap();
+        let classic = consumer_config(&kafka, "c", Protocol::Classic);
+        assert_eq!(classic.get("group.instance.id"), Some("rack7-r1"));
+        assert_eq!(classic.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn group_options_that_cannot_work_are_refused_naming_the_key() {
+        let refused = |yaml: &str| settings(yaml).unwrap_err();
+        for (option, key) in [
+            ("group.protocol", "kafka.group-protocol"),
+            ("group.instance.id", "kafka.group-instance-id"),
+            ("session.timeout.ms", "kafka.session-timeout"),
+        ] {
+            let error = refused(&format!("librdkafka:\n  {option}: x\n"));
+            assert!(
+                error.contains(&format!("kafka.librdkafka.{option} is refused")),
+                "{error}"
+            );
+            assert!(error.contains(key), "{error}");
+        }
+        let error = refused("librdkafka:\n  heartbeat.interval.ms: 1000\n");
+        assert!(error.contains("kafka.group-protocol: classic"), "{error}");
+        settings("group-protocol: classic\nlibrdkafka:\n  heartbeat.interval.ms: 1000\n").unwrap();
+        let error = refused("group-protocol: consumer\nsession-timeout: 20s\n");
+        assert!(error.contains("kafka.session-timeout is set"), "{error}");
+        let error = refused("group-protocol: consumer\ngroup-instance-id: r1\n");
+        assert!(error.contains("kafka.group-instance-id is set"), "{error}");
+        let error = refused("session-timeout: 2s\n");
+        assert!(
+            error.contains("kafka.session-timeout (2s) is below"),
+            "{error}"
+        );
+        let error = refused("group-protocol: kip-848\n");
+        assert!(error.contains("unknown variant `kip-848`"), "{error}");
+    }
 
     #[test]
     fn a_repeated_broker_error_is_logged_once_and_remembered() {

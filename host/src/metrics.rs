@@ -39,6 +39,7 @@ struct Inner {
     committed_bytes: Counter,
     swaps: Counter,
     swap_refusals: Counter,
+    io_retries: Counter,
     guest: Family<Labels, Gauge>,
 }
 
@@ -62,6 +63,7 @@ impl Default for Metrics {
             committed_bytes: Counter::default(),
             swaps: Counter::default(),
             swap_refusals: Counter::default(),
+            io_retries: Counter::default(),
             guest: Family::default(),
             registry: Registry::default(),
         };
@@ -111,6 +113,11 @@ impl Default for Metrics {
             inner.swap_refusals.clone(),
         );
         registry.register(
+            "io_retries",
+            "Messages offered again because the files directory could not be written",
+            inner.io_retries.clone(),
+        );
+        registry.register(
             "guest_info",
             "The guest in use (value 1), by version and SHA-256",
             inner.guest.clone(),
@@ -124,6 +131,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Count what happened to one message.
     pub fn record(&self, outcome: &Outcome) {
+        if !outcome.is_durable() {
+            self.inner.io_retries.inc();
+            return;
+        }
         self.message(outcome.name());
         match outcome {
             Outcome::Committed { size, .. } => {

@@ -110,6 +110,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the message reached a durable end, so that its offset may be stored. A failure
+    /// to write the files directory (the guest's `io` error) or to start the guest over it is
+    /// not one: the message must be offered again.
+    pub fn is_durable(&self) -> bool {
+        !matches!(
+            self,
+            Outcome::Rejected(Rejection {
+                kind: RejectKind::Io,
+                ..
+            }) | Outcome::Failed(GuestFailure::Start(_))
+        )
+    }
+
     /// The outcome's name in logs, metrics and JSON: `skipped`, `stored`, `committed`,
     /// `unchanged`, `rejected` or `failed`.
     pub fn name(&self) -> &'static str {
@@ -204,6 +217,8 @@ pub enum SkipReason {
     NoRecipient,
     OtherHost,
     OtherZone,
+    /// Done before: redelivered by Kafka after a restart.
+    Replayed,
 }
 
 impl SkipReason {
@@ -213,6 +228,7 @@ impl SkipReason {
             SkipReason::NoRecipient => "no-recipient",
             SkipReason::OtherHost => "other-host",
             SkipReason::OtherZone => "other-zone",
+            SkipReason::Replayed => "replayed",
         }
     }
 }

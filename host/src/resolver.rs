@@ -8,17 +8,22 @@
 //! in a scratch directory of the state directory, never the files directory itself.
 
 use crate::manager::Manager;
+use crate::outcome::Action;
 use crate::sandbox::{Resolver, ValidateError};
+use crate::scheduler::Ledger;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// The resolver's schema and validator, shared by every guest call.
 pub struct ResolverAccess {
     schema: RwLock<Option<Arc<[u8]>>>,
     validator: Option<Validator>,
+    /// Where the guest records the manager calls its commits ask for; set once the scheduler
+    /// exists (before the first message).
+    ledger: OnceLock<Arc<Ledger>>,
 }
 
 impl ResolverAccess {
@@ -26,7 +31,13 @@ impl ResolverAccess {
         ResolverAccess {
             schema: RwLock::new(schema),
             validator,
+            ledger: OnceLock::new(),
         }
+    }
+
+    /// Record the guest's owed calls in `ledger` from now on.
+    pub fn set_ledger(&self, ledger: Arc<Ledger>) {
+        let _ = self.ledger.set(ledger);
     }
 
     /// Use `schema` from now on (the manager served a new one).
@@ -46,6 +57,16 @@ impl Resolver for ResolverAccess {
     fn validate(&self, name: &str, content: &[u8]) -> Result<(), ValidateError> {
         match &self.validator {
             Some(validator) => validator.run(name, content),
+            None => Ok(()),
+        }
+    }
+
+    fn owe(&self, call: Action) -> Result<(), String> {
+        match self.ledger.get() {
+            Some(ledger) => ledger
+                .owe(call)
+                .map_err(|e| format!("writing the owed-call marker: {e}")),
+            // No scheduler (`validate`, tools): nothing will be called.
             None => Ok(()),
         }
     }

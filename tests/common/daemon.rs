@@ -5,7 +5,7 @@ use kres_kafka::demo::standin::{Recorder, StandIn};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -128,6 +128,40 @@ impl Broker {
     }
 }
 
+/// A mock broker whose consumer-protocol groups time a member out after `session` without a
+/// heartbeat, asking for one every `heartbeat`. rdkafka's `MockCluster` does not expose these
+/// settings, so the cluster is owned by a client (`test.mock.num.brokers`), leaked to live as
+/// long as the test process.
+pub fn broker_with_session_timeout(session: Duration, heartbeat: Duration) -> Broker {
+    let owner: &'static BaseProducer = Box::leak(Box::new(
+        ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .unwrap(),
+    ));
+    // SAFETY: the mock cluster belongs to `owner`, which is never dropped.
+    unsafe {
+        let mock = rdkafka_sys::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+        assert!(!mock.is_null());
+        rdkafka_sys::rd_kafka_mock_set_group_consumer_session_timeout_ms(
+            mock,
+            session.as_millis() as i32,
+        );
+        rdkafka_sys::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
+            mock,
+            heartbeat.as_millis() as i32,
+        );
+    }
+    let cluster = owner.client().mock_cluster().unwrap();
+    cluster.create_topic(TOPIC, 1, 1).unwrap();
+    let producer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    Broker { cluster, producer }
+}
+
 /// A resolver host: files directory, config, stand-in manager, and the daemon when running.
 pub struct Host {
     pub dir: tempfile::TempDir,
@@ -169,7 +203,7 @@ impl Host {
             "kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {files}\n{debounce}\
              \x20 resolver-config: [{resolver}, {delivered}]\n\
              {kafka}\
-             \x20 librdkafka:\n    group.protocol: consumer\n{librdkafka}",
+             {librdkafka}",
             // A test may set its own debounce; 1 s keeps the others quick.
             debounce = if kafka.contains("debounce:") {
                 ""
@@ -184,10 +218,16 @@ impl Host {
             files = dir.path().join("files").display(),
             resolver = resolver_config.display(),
             delivered = delivered.display(),
-            librdkafka = librdkafka
-                .iter()
-                .map(|(k, v)| format!("    {k}: '{v}'\n"))
-                .collect::<String>(),
+            // The defaults otherwise: the group protocol and its settings are kres-kafka's.
+            librdkafka = if librdkafka.is_empty() {
+                String::new()
+            } else {
+                "  librdkafka:\n".to_owned()
+                    + &librdkafka
+                        .iter()
+                        .map(|(k, v)| format!("    {k}: '{v}'\n"))
+                        .collect::<String>()
+            },
         );
         std::fs::write(dir.path().join("kres-kafka.yaml"), config).unwrap();
         let manager = Recorder::manager(vec![resolver_config, delivered]);

@@ -117,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: args.limits.limits(),
         now: crate::system::unix_now(),
     };
+    let (topic, partition, offset) = args.position.unwrap_or((String::new(), -1, -1));
     let msg = Message {
         key: args.key.map(String::into_bytes),
         headers: args
@@ -125,9 +126,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|(n, v)| (n, v.into_bytes()))
             .collect(),
         value,
-        topic: String::new(),
-        partition: -1,
-        offset: -1,
+        topic,
+        partition,
+        offset,
     };
     let named = msg.header(FILE_NAME);
     let report = Report::of(&guest.process(&ctx, msg), named);
@@ -153,6 +154,12 @@ pub struct Args {
     /// The message key.
     #[arg(long, value_name = "KEY")]
     pub key: Option<String>,
+
+    /// The message's position, as if Kafka delivered it: `TOPIC/PARTITION@OFFSET`. With it the
+    /// guest records the message as done and skips it as replayed when it comes again; without
+    /// it the message is injected by hand and never recorded.
+    #[arg(long, value_name = "TOPIC/PARTITION@OFFSET", value_parser = parse_position)]
+    pub position: Option<(String, i32, i64)>,
 
     /// This resolver's zone-id: a message whose key equals it is for this resolver.
     #[arg(long, value_name = "ZONE")]
@@ -192,6 +199,18 @@ pub struct LimitArgs {
     /// Time limit for one message in the guest (e.g. 500ms, 30s).
     #[arg(long, value_name = "DURATION", default_value_t = DEFAULT_GUEST_TIME_LIMIT.into())]
     pub guest_time_limit: humantime::Duration,
+}
+
+fn parse_position(s: &str) -> Result<(String, i32, i64), String> {
+    let bad = || format!("position {s:?} is not TOPIC/PARTITION@OFFSET");
+    let (topic, rest) = s.rsplit_once('/').ok_or_else(bad)?;
+    let (partition, offset) = rest.split_once('@').ok_or_else(bad)?;
+    let partition: i32 = partition.parse().map_err(|_| bad())?;
+    let offset: i64 = offset.parse().map_err(|_| bad())?;
+    if topic.is_empty() || partition < 0 || offset < 0 {
+        return Err(bad());
+    }
+    Ok((topic.to_owned(), partition, offset))
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {

@@ -65,9 +65,41 @@ pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
 /// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
 pub const DELIVERED_CONFIG_NAME: &str = "config.json";
 
+/// Which consumer group protocol to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The consumer protocol where the broker offers it (it answers `ConsumerGroupHeartbeat`
+    /// v1, as Kafka 4 does), else the classic one; asked at every start.
+    #[default]
+    Auto,
+    /// KIP-848: the broker assigns partitions; a member that leaves hands them back at once.
+    Consumer,
+    /// JoinGroup/SyncGroup, with static membership ([`Section::group_instance_id`]).
+    Classic,
+}
+
+/// Session timeout of the classic protocol: 10 s, Kafka's default before 3.0 (KIP-735 raised
+/// it to librdkafka's 45 s). It is how long a broker that does not honour static membership
+/// keeps a killed daemon's partitions; a resolver's group has one member, so a shorter
+/// timeout costs nothing but tolerance of a stalled network, and 10 s still rides out a few
+/// lost heartbeats (one every 3 s).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest session timeout accepted: Kafka brokers refuse less by default
+/// (`group.min.session.timeout.ms`).
+pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// librdkafka options that only the classic group protocol takes: librdkafka refuses a
+/// consumer that sets them with the consumer protocol.
+pub const CLASSIC_ONLY_OPTIONS: [&str; 3] = [
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
 /// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
 /// refuses them, naming the config key to use instead.
-pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
+pub const RESERVED_OPTIONS: [(&str, &str); 9] = [
     ("bootstrap.servers", "kafka.server"),
     ("group.id", "kafka.group-id"),
     (
@@ -83,6 +115,9 @@ pub const RESERVED_OPTIONS: [(&str, &str); 6] = [
         "enable.idempotence",
         "nothing: the publisher must not reorder or duplicate chunks",
     ),
+    ("group.protocol", "kafka.group-protocol"),
+    ("group.instance.id", "kafka.group-instance-id"),
+    ("session.timeout.ms", "kafka.session-timeout"),
 ];
 
 /// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
@@ -214,6 +249,19 @@ pub struct Section {
     /// validator checks a delivered configuration with. Default: [`RESOLVER_CONFIG_FILE`] and
     /// `<files-dir>/`[`DELIVERED_CONFIG_NAME`].
     pub resolver_config: Option<Vec<PathBuf>>,
+    /// Consumer group protocol: `auto` (default), `consumer` or `classic`.
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
+    /// Static membership with the classic protocol (librdkafka's `group.instance.id`), so that
+    /// a restarted daemon takes its partitions back at once, even after a kill. Default:
+    /// `kres-kafka-<hostname>`; `null` or `""` turns it off. Absent and `null` differ, hence
+    /// the two layers of `Option`.
+    #[serde(default, deserialize_with = "present")]
+    pub group_instance_id: Option<Option<String>>,
+    /// Session timeout of the classic protocol: [`DEFAULT_SESSION_TIMEOUT`]. The consumer
+    /// protocol's is the broker's (`group.consumer.session.timeout.ms`).
+    #[serde(default, with = "humantime_serde")]
+    pub session_timeout: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -314,6 +362,12 @@ pub struct Settings {
     pub validate_timeout: Duration,
     /// The manager's `--config` files, in order.
     pub resolver_config: Vec<PathBuf>,
+    /// `group-protocol`: as configured, or `auto` to be decided at start-up.
+    pub group_protocol: GroupProtocol,
+    /// `group.instance.id` when the classic protocol is used; `None`: no static membership.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms` when the classic protocol is used.
+    pub session_timeout: Duration,
 }
 
 impl Settings {
@@ -390,6 +444,29 @@ impl Section {
                 "kres-kafka's delivery guarantees rest on it",
             ),
         ];
+        if self.group_protocol == GroupProtocol::Consumer {
+            if self.session_timeout.is_some() {
+                return invalid("kafka.session-timeout is set but kafka.group-protocol is consumer, whose session timeout is the broker's (group.consumer.session.timeout.ms): remove it, or use classic".into());
+            }
+            if matches!(&self.group_instance_id, Some(Some(id)) if !id.is_empty()) {
+                return invalid("kafka.group-instance-id is set but kafka.group-protocol is consumer: with that protocol a restarted static member is refused (UNRELEASED_INSTANCE_ID, fatal in librdkafka) until the killed one times out; remove it, or use classic".into());
+            }
+        }
+        let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        if session_timeout < MIN_SESSION_TIMEOUT {
+            return invalid(format!(
+                "kafka.session-timeout ({session_timeout:?}) is below {MIN_SESSION_TIMEOUT:?}, which brokers refuse by default (group.min.session.timeout.ms)"
+            ));
+        }
+        if self.group_protocol != GroupProtocol::Classic
+            && let Some(option) = CLASSIC_ONLY_OPTIONS
+                .iter()
+                .find(|o| self.librdkafka.contains_key(**o))
+        {
+            return invalid(format!(
+                "kafka.librdkafka.{option} applies only to the classic group protocol, and librdkafka refuses it with the consumer protocol: set kafka.group-protocol: classic to use it"
+            ));
+        }
         for option in self.librdkafka.keys() {
             for (options, why) in guarded {
                 if let Some((_, instead)) = options.iter().find(|(name, _)| name == option) {
@@ -433,6 +510,12 @@ impl Section {
                     self.files_dir.join(DELIVERED_CONFIG_NAME),
                 ]
             }),
+            group_protocol: self.group_protocol,
+            group_instance_id: match self.group_instance_id {
+                None => Some(format!("kres-kafka-{hostname}")),
+                Some(id) => id.filter(|id| !id.is_empty()),
+            },
+            session_timeout,
         })
     }
 
@@ -504,6 +587,11 @@ fn optional_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Serv
     Server::parse(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+/// A key that is present: `Some(None)` for `null`, so that it differs from an absent key.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 fn scalar_map<'de, D: serde::Deserializer<'de>>(

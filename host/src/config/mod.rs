@@ -12,7 +12,8 @@ mod merge;
 
 pub use kafka::{
     ClientCertificate, DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT,
-    GUARDED_TLS_OPTIONS, RESERVED_OPTIONS, Section, SecurityProtocol, Settings, StartFrom, Tls,
+    GUARDED_TLS_OPTIONS, GroupProtocol, RESERVED_OPTIONS, Section, SecurityProtocol, Settings,
+    StartFrom, Tls,
 };
 
 use serde::Deserialize;
@@ -272,11 +273,11 @@ mod tests {
 
     #[test]
     fn durations_and_sizes_read_as_operators_write_them() {
-        let c = parse("kafka:\n  debounce: 500ms\n  max-file-size: 10MiB\n  chunk-expiry: 2h\n  librdkafka:\n    session.timeout.ms: 6000\n    enable.partition.eof: false\n").unwrap();
+        let c = parse("kafka:\n  debounce: 500ms\n  max-file-size: 10MiB\n  chunk-expiry: 2h\n  librdkafka:\n    fetch.wait.max.ms: 100\n    enable.partition.eof: false\n").unwrap();
         assert_eq!(c.kafka.debounce, Duration::from_millis(500));
         assert_eq!(c.kafka.limits.max_file_size, 10 * 1024 * 1024);
         assert_eq!(c.kafka.chunk_expiry, Duration::from_secs(7200));
-        assert_eq!(c.kafka.librdkafka["session.timeout.ms"], "6000");
+        assert_eq!(c.kafka.librdkafka["fetch.wait.max.ms"], "100");
         assert_eq!(c.kafka.librdkafka["enable.partition.eof"], "false");
     }
 

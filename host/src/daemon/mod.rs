@@ -23,7 +23,7 @@ use crate::manager::Manager;
 use crate::metrics::{self, Metrics};
 use crate::resolver::{self, ResolverAccess, Validator};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::scheduler::{PendingMarker, Scheduler};
+use crate::scheduler::{Ledger, PendingMarker, Scheduler};
 use crate::swap;
 use anyhow::Context as _;
 use executor::ManagerExecutor;
@@ -38,6 +38,41 @@ use worker::{Runner, Worker};
 /// How often incomplete chunk sets are checked for expiry (and crash leftovers removed) after
 /// the start-up pass.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// First wait before offering a message again after the files directory could not be written;
+/// doubles up to [`IO_RETRY_MAX`].
+const IO_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries: a disk freed by an operator is used within this.
+const IO_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Process `message` until its outcome is a durable end. A failure to write the files
+/// directory (a full disk, a read-only remount) is not one: delivery pauses, and the message is
+/// offered again with backoff, its offset not stored, until it goes through. `None` when
+/// `shutdown` came first.
+async fn until_durable(
+    worker: &Worker,
+    message: crate::outcome::Message,
+    shutdown: &CancellationToken,
+) -> Option<crate::outcome::Outcome> {
+    let mut wait = IO_RETRY_FIRST;
+    loop {
+        let outcome = worker.process(message.clone()).await;
+        if outcome.is_durable() {
+            return Some(outcome);
+        }
+        tracing::error!(
+            partition = message.partition,
+            offset = message.offset,
+            reason = outcome.reason().unwrap_or_default(),
+            "delivery paused: the files directory cannot be written; trying again in {wait:?}"
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(IO_RETRY_MAX);
+    }
+}
 
 /// The manager's schema as last fetched, in the state directory.
 pub const SCHEMA_CACHE: &str = "resolver-schema.json";
@@ -132,14 +167,16 @@ pub async fn run(
     let executor = ManagerExecutor {
         manager,
         runner,
-        resolver,
+        resolver: Arc::clone(&resolver),
         schema_cache,
         shutdown: shutdown.clone(),
         metrics,
     };
     let marker = PendingMarker::new(kafka.state_dir.join("pending-action"));
     let owed = marker.read();
-    let (scheduler, _) = Scheduler::spawn(kafka.debounce, executor, Some(marker), &tasks);
+    let ledger = Ledger::new(Some(marker));
+    resolver.set_ledger(Arc::clone(&ledger));
+    let (scheduler, _) = Scheduler::spawn_with(kafka.debounce, executor, ledger, &tasks);
     if owed != crate::outcome::Action::None {
         tracing::warn!(
             action = ?owed,
@@ -148,7 +185,9 @@ pub async fn run(
         scheduler.request(owed, None);
     }
 
-    let consumer = kafka::consumer(&config).context("creating the Kafka consumer")?;
+    let consumer = kafka::consumer(&config, &shutdown)
+        .await
+        .context("creating the Kafka consumer")?;
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(), "consuming"
@@ -178,7 +217,11 @@ pub async fn run(
                 };
                 let (message, position) = kafka::to_message(&record);
                 drop(record);
-                let outcome = worker.process(message).await;
+                let Some(outcome) = until_durable(&worker, message, &shutdown).await else {
+                    // Shut down while the files directory could not be written: the offset
+                    // stays unstored and the message comes again after the restart.
+                    break;
+                };
                 scheduler.request_for(&outcome);
                 if let Err(e) = kafka::store(&consumer, &position) {
                     tracing::warn!(partition = position.partition, offset = position.offset, "storing the offset: {e}");
@@ -191,7 +234,13 @@ pub async fn run(
     if let Err(e) = kafka::commit_stored(&consumer) {
         tracing::warn!("committing offsets at shutdown: {e}");
     }
-    drop(consumer);
+    // Leaving the group cleanly is what lets a restart take the partitions back at once.
+    // librdkafka's close blocks until it is done: off the async threads.
+    let leaving = std::time::Instant::now();
+    match tokio::task::spawn_blocking(move || kafka::close(consumer)).await {
+        Ok(()) => tracing::info!(took = ?leaving.elapsed(), "left the consumer group"),
+        Err(e) => tracing::warn!("closing the Kafka consumer: {e}"),
+    }
     // The scheduler serves what is pending once its last handle is gone; the metrics server
     // and the swap watcher end at `shutdown`.
     drop(scheduler);

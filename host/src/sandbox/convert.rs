@@ -32,6 +32,7 @@ pub(super) fn outcome(o: wit::Outcome) -> Outcome {
                 wit::SkipReason::NoRecipient => SkipReason::NoRecipient,
                 wit::SkipReason::OtherHost => SkipReason::OtherHost,
                 wit::SkipReason::OtherZone => SkipReason::OtherZone,
+                wit::SkipReason::Replayed => SkipReason::Replayed,
             },
             reason: skip.detail,
         },
@@ -43,11 +44,7 @@ pub(super) fn outcome(o: wit::Outcome) -> Outcome {
         },
         wit::Outcome::Committed(c) => Outcome::Committed {
             file: c.file,
-            action: match c.action {
-                wit::Action::None => Action::None,
-                wit::Action::Renew => Action::Renew,
-                wit::Action::Reload => Action::Reload,
-            },
+            action: action(c.action),
             size: c.size,
             sha256: c.sha256,
             config_changed: c.config_changed,
@@ -100,5 +97,14 @@ pub(super) fn restored(r: wit::Restored) -> Restored {
         wit::Restored::FromBackup => Restored::FromBackup,
         wit::Restored::Removed => Restored::Removed,
         wit::Restored::Absent => Restored::Absent,
+    }
+}
+
+/// A manager call.
+pub(super) fn action(a: wit::Action) -> Action {
+    match a {
+        wit::Action::None => Action::None,
+        wit::Action::Renew => Action::Renew,
+        wit::Action::Reload => Action::Reload,
     }
 }

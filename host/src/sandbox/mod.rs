@@ -33,7 +33,7 @@
 //! runtime internally, so async callers must use `spawn_blocking` (or a thread of their own),
 //! never call in from an async worker.
 
-use crate::outcome::GuestFailure;
+use crate::outcome::{Action, GuestFailure};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +80,8 @@ pub trait Resolver: Send + Sync {
     fn schema(&self) -> Option<Arc<[u8]>>;
     /// Run the resolver's own validator with `content` as the configuration `name`.
     fn validate(&self, name: &str, content: &[u8]) -> Result<(), ValidateError>;
+    /// Record durably that the manager must be asked for `call`.
+    fn owe(&self, call: Action) -> Result<(), String>;
 }
 
 /// Why the resolver's validator did not accept a configuration.
@@ -102,6 +104,9 @@ impl Resolver for NoResolver {
         None
     }
     fn validate(&self, _: &str, _: &[u8]) -> Result<(), ValidateError> {
+        Ok(())
+    }
+    fn owe(&self, _: Action) -> Result<(), String> {
         Ok(())
     }
 }

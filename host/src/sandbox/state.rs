@@ -72,6 +72,10 @@ impl WasiView for State {
 impl bindings::kres::kafka::types::Host for State {}
 
 impl bindings::kres::kafka::resolver::Host for State {
+    fn owe(&mut self, call: bindings::kres::kafka::types::Action) -> Result<(), String> {
+        self.resolver.owe(super::convert::action(call))
+    }
+
     fn schema(&mut self) -> Option<Vec<u8>> {
         self.resolver.schema().map(|s| s.to_vec())
     }

@@ -77,18 +77,65 @@ pub trait Executor: Send + 'static {
     fn execute(&mut self, batch: Batch) -> impl Future<Output = bool> + Send;
 }
 
-/// What `request` and the task share: the marker and the action it records. Requests are sent
-/// under this lock, so the task's "nothing left, clear the marker" cannot race a new request.
+/// What is owed to the manager, recorded durably: shared by [`Scheduler::request`], the
+/// scheduler's task (which clears it once every request has been served) and the guest, which
+/// raises it before a commit becomes visible ([`Ledger::owe`]). Requests are sent under its
+/// lock, so the task's "nothing left, clear the marker" cannot race a new request.
+pub struct Ledger {
+    state: Mutex<Owed>,
+}
+
 struct Owed {
     marker: Option<PendingMarker>,
     recorded: Action,
+    /// Raised by `owe` since the last request was sent: the commit it announced has not
+    /// reached the scheduler yet, so the marker must stay.
+    announced: bool,
+}
+
+impl Ledger {
+    pub fn new(marker: Option<PendingMarker>) -> Arc<Ledger> {
+        let recorded = marker.as_ref().map_or(Action::None, PendingMarker::read);
+        Arc::new(Ledger {
+            state: Mutex::new(Owed {
+                marker,
+                recorded,
+                announced: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owed> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record durably that `action` is owed, never weakening what is already owed. The guest
+    /// calls it before a commit becomes visible.
+    pub fn owe(&self, action: Action) -> std::io::Result<()> {
+        let mut owed = self.lock();
+        owed.raise(action)?;
+        owed.announced = true;
+        Ok(())
+    }
+}
+
+impl Owed {
+    fn raise(&mut self, action: Action) -> std::io::Result<()> {
+        if self.recorded < action {
+            if let Some(marker) = &self.marker {
+                marker.write(action)?;
+            }
+            self.recorded = action;
+        }
+        Ok(())
+    }
 }
 
 /// The sending side: cheap to clone, never blocks on the scheduler (it may write the marker).
 #[derive(Clone)]
 pub struct Scheduler {
     tx: mpsc::UnboundedSender<Request>,
-    owed: Arc<Mutex<Owed>>,
+    ledger: Arc<Ledger>,
 }
 
 impl Scheduler {
@@ -100,11 +147,19 @@ impl Scheduler {
         marker: Option<PendingMarker>,
         tasks: &TaskTracker,
     ) -> (Scheduler, JoinHandle<()>) {
+        Self::spawn_with(delay, executor, Ledger::new(marker), tasks)
+    }
+
+    /// [`Scheduler::spawn`] with a ledger the guest shares.
+    pub fn spawn_with(
+        delay: Duration,
+        executor: impl Executor,
+        ledger: Arc<Ledger>,
+        tasks: &TaskTracker,
+    ) -> (Scheduler, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorded = marker.as_ref().map_or(Action::None, PendingMarker::read);
-        let owed = Arc::new(Mutex::new(Owed { marker, recorded }));
-        let task = tasks.spawn(run(rx, delay, executor, Arc::clone(&owed)));
-        (Scheduler { tx, owed }, task)
+        let task = tasks.spawn(run(rx, delay, executor, Arc::clone(&ledger)));
+        (Scheduler { tx, ledger }, task)
     }
 
     /// Ask for what `outcome` needs: nothing, a renew, or a reload of the configuration file it
@@ -144,15 +199,11 @@ impl Scheduler {
         if action == Action::None {
             return;
         }
-        let mut owed = self.owed.lock().unwrap_or_else(|e| e.into_inner());
-        if owed.recorded < action {
-            if let Some(marker) = &owed.marker
-                && let Err(e) = marker.write(action)
-            {
-                tracing::error!("recording the owed manager call: {e}; a crash now would lose it");
-            }
-            owed.recorded = action;
+        let mut owed = self.ledger.lock();
+        if let Err(e) = owed.raise(action) {
+            tracing::error!("recording the owed manager call: {e}; a crash now would lose it");
         }
+        owed.announced = false;
         // The task runs as long as a handle exists.
         let _ = self.tx.send(request);
     }
@@ -162,7 +213,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Request>,
     delay: Duration,
     mut executor: impl Executor,
-    owed: Arc<Mutex<Owed>>,
+    ledger: Arc<Ledger>,
 ) {
     let mut batch = Batch::default();
     let mut open = true;
@@ -216,9 +267,10 @@ async fn run(
         }
         batch = next;
         if served && batch.is_empty() {
-            let mut owed = owed.lock().unwrap_or_else(|e| e.into_inner());
-            // Under the lock no request is being sent: an empty channel means nothing is owed.
-            if rx.is_empty() {
+            let mut owed = ledger.lock();
+            // Under the lock no request is being sent: an empty channel, and no commit
+            // announced by the guest since the last request, means nothing is owed.
+            if rx.is_empty() && !owed.announced {
                 if let Some(marker) = &owed.marker
                     && let Err(e) = marker.clear()
                 {

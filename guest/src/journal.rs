@@ -1,0 +1,127 @@
+//! The guest's journal: for each partition, the offset of the last message whose outcome is
+//! durable, and the chunk sets that transfer left to remove. It is what makes replay a no-op:
+//! after a crash Kafka redelivers everything since the last committed offset, and every message
+//! at or below the recorded offset is skipped as `replayed`, changing nothing (no older version
+//! of a file comes back, no chunk set is created, no manager call is asked for).
+//!
+//! It is written after the effect of each message is durable, and before the cleanup the effect
+//! allows, so a crash at any point leaves one of:
+//!
+//! - the effect not durable, the offset not recorded: the message comes again and is done;
+//! - the effect durable, the offset not recorded: the message comes again and finds its work
+//!   done (a file already in place is `unchanged`; a chunk stored again is the same chunk; a
+//!   complete chunk set assembles to the file in place);
+//! - both recorded, cleanup pending: the next maintenance removes the sets named in `cleanup`.
+//!
+//! The journal lives in the files directory (the guest's only view) under a name no publisher
+//! may use ([`STATE_FILE`], refused by `name`). Like a Kafka Connect sink's stored offsets, it
+//! trusts offsets to grow: a topic deleted and created again starts from 0, and the journal
+//! must then be removed by hand (the README says so).
+
+use crate::durable;
+use crate::error::{IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+/// The journal's name at the top of the files directory.
+pub const STATE_FILE: &str = ".kres-kafka-state";
+
+/// What the journal holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Journal {
+    /// `topic/partition` to the offset of the last message whose outcome is durable.
+    #[serde(default)]
+    pub applied: BTreeMap<String, i64>,
+    /// Chunk sets whose transfer is over (committed, unchanged or rejected), to remove.
+    #[serde(default)]
+    pub cleanup: Vec<String>,
+}
+
+/// Where a message came from, when it came from Kafka (not injected by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub partition: String,
+    pub offset: i64,
+}
+
+impl Position {
+    /// The position of a message from `topic`, `partition`, `offset`; `None` for a message
+    /// injected by hand (`partition` -1), which is never recorded nor skipped.
+    pub fn of(topic: &str, partition: i32, offset: i64) -> Option<Position> {
+        (partition >= 0 && offset >= 0).then(|| Position {
+            partition: format!("{topic}/{partition}"),
+            offset,
+        })
+    }
+}
+
+impl Journal {
+    /// Read the journal in `root`; none yet is an empty one. An unreadable journal (damage) is
+    /// an I/O error: guessing would replay or skip the wrong messages.
+    pub fn read(root: &Path) -> Result<Journal> {
+        let path = root.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(io::Error::other)
+                .io(|| format!("reading {STATE_FILE}")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Journal::default()),
+            Err(e) => Err(e).io(|| format!("reading {STATE_FILE}")),
+        }
+    }
+
+    /// Whether the message at `position` had its outcome made durable already.
+    pub fn applied(&self, position: &Position) -> bool {
+        self.applied
+            .get(&position.partition)
+            .is_some_and(|done| *done >= position.offset)
+    }
+
+    /// Record `position` as done, with the chunk sets its transfer left, durably.
+    pub fn record(&mut self, root: &Path, position: &Position, cleanup: Vec<String>) -> Result<()> {
+        self.applied
+            .insert(position.partition.clone(), position.offset);
+        self.cleanup = cleanup;
+        let bytes = serde_json::to_vec(self).expect("the journal serializes");
+        durable::write_atomically(
+            &root.join(STATE_FILE),
+            &root.join(format!("{STATE_FILE}.tmp")),
+            &bytes,
+            None,
+        )
+        .io(|| format!("writing {STATE_FILE}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_position_and_every_earlier_one_of_its_partition_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::read(dir.path()).unwrap();
+        let at = |o| Position::of("t", 0, o).unwrap();
+        assert!(!journal.applied(&at(0)));
+        journal
+            .record(dir.path(), &at(7), vec!["a.rpz".into()])
+            .unwrap();
+        let again = Journal::read(dir.path()).unwrap();
+        assert_eq!(again, journal);
+        assert!(again.applied(&at(7)) && again.applied(&at(3)) && !again.applied(&at(8)));
+        assert!(
+            !again.applied(&Position::of("t", 1, 3).unwrap()),
+            "another partition"
+        );
+        assert_eq!(Position::of("t", -1, -1), None, "injected by hand");
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        assert!(Journal::read(dir.path()).is_err());
+    }
+}
