@@ -481,3 +481,54 @@ fn demo_runs_with_nothing_installed() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_going_down_mid_transfer_loses_nothing() {
+    // 1. The first chunk of a file is stored.
+    // 2. The broker goes down for a few seconds (the daemon logs it and keeps trying).
+    // 3. Back up, the rest of the transfer arrives: the file is whole, committed once.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    let data = content(8, 1_200_000);
+    let chunks: Vec<&[u8]> = data.chunks(512 * 1024).collect();
+    let publish = |i: usize| {
+        let index = (i + 1).to_string();
+        let broker = &broker;
+        let chunk = chunks[i];
+        async move {
+            broker
+                .publish(
+                    "big.rpz",
+                    &[
+                        ("hostname", ME),
+                        ("file-name", "big.rpz"),
+                        ("total-chunks", "3"),
+                        ("chunk-index", &index),
+                    ],
+                    chunk,
+                    None,
+                )
+                .await
+        }
+    };
+    publish(0).await;
+    host.wait_for("the first chunk", |h| {
+        h.logs().contains("outcome=\"stored\" file=big.rpz index=1")
+    })
+    .await;
+    broker.cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.cluster.broker_up(1).unwrap();
+    publish(1).await;
+    publish(2).await;
+    host.wait_for("the whole file", |h| h.holds("big.rpz", &data))
+        .await;
+    let logs = host.logs();
+    assert_eq!(
+        logs.matches("outcome=\"committed\" file=big.rpz").count(),
+        1,
+        "{logs}"
+    );
+    assert!(host.stop(SIGTERM).await.success());
+}
