@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, SIGKILL, SIGTERM, content};
+use common::daemon::{Broker, Host, SIGKILL, SIGTERM, content, free_port, scrape};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
@@ -47,11 +47,7 @@ async fn a_full_disk_pauses_delivery_and_it_resumes_once_there_is_room() {
     //    failure is logged and counted, and nothing is lost.
     // 3. The operator frees room: the same message goes through by itself.
     let broker = Broker::start(1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut host = Host::with(
         &broker.server(),
         ME,
@@ -69,7 +65,7 @@ async fn a_full_disk_pauses_delivery_and_it_resumes_once_there_is_room() {
     })
     .await;
     assert!(!host.path("big.rpz").exists());
-    let metrics = reqwest_metrics(port);
+    let metrics = scrape(port);
     assert!(
         metrics
             .lines()
@@ -305,16 +301,4 @@ async fn many_crash_runs() {
         eprintln!("crash run {run}: CRASH_SEED={seed}");
         crash_run(seed, 4, 10).await;
     }
-}
-
-/// `GET /metrics` on `port`, by hand: the tests have no HTTP client.
-fn reqwest_metrics(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
 }

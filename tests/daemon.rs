@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, SIGKILL, SIGTERM, content};
+use common::daemon::{Broker, Host, SIGKILL, SIGTERM, content, free_port, scrape};
 use common::tree;
 use std::time::Duration;
 
@@ -28,11 +28,7 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
     // 2. Both files arrive byte-identical.
     // 3. One call: the reload covers the renew the RPZ file asked for.
     let broker = Broker::start(1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut host = Host::with(
         &broker.server(),
         ME,
@@ -70,25 +66,6 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
         assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
     }
     assert!(host.stop(SIGTERM).await.success());
-}
-
-/// `GET /metrics` on 127.0.0.1:`port`: the body.
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,14 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(partitions: i32) -> Broker {
-        let cluster = MockCluster::new(1).unwrap();
+        Broker::on(MockCluster::new(1).unwrap(), partitions)
+    }
+
+    /// A broker on `cluster`, with the topic and a producer.
+    fn on(
+        cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        partitions: i32,
+    ) -> Broker {
         cluster.create_topic(TOPIC, partitions, 1).unwrap();
         let producer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -152,14 +159,7 @@ pub fn broker_with_session_timeout(session: Duration, heartbeat: Duration) -> Br
             heartbeat.as_millis() as i32,
         );
     }
-    let cluster = owner.client().mock_cluster().unwrap();
-    cluster.create_topic(TOPIC, 1, 1).unwrap();
-    let producer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("linger.ms", "1")
-        .create()
-        .unwrap();
-    Broker { cluster, producer }
+    Broker::on(owner.client().mock_cluster().unwrap(), 1)
 }
 
 /// A resolver host: files directory, config, stand-in manager, and the daemon when running.
@@ -379,4 +379,32 @@ pub fn content(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
         .collect()
+}
+
+/// A TCP port free on 127.0.0.1 now (for `metrics-address`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the body.
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
