@@ -465,4 +465,33 @@ mod tests {
         task.await.unwrap();
         assert_eq!(PendingMarker::new(path.clone()).read(), Action::Renew);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_guest_owed_survives_a_batch_served_before_its_request() {
+        // The guest raises the marker before its commit shows; the batch in flight is served
+        // before the commit's request reaches the scheduler: the marker must stay, and weaker
+        // requests never lower it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pending-action");
+        let rec = recorder(Duration::from_secs(1));
+        let ledger = Ledger::new(Some(PendingMarker::new(path.clone())));
+        let (scheduler, _task) =
+            Scheduler::spawn_with(DELAY, rec.clone(), Arc::clone(&ledger), &TaskTracker::new());
+        scheduler.request(Action::Renew, None);
+        tokio::time::sleep(DELAY + Duration::from_millis(500)).await;
+        // The renew's call is in flight; the guest owes a reload meanwhile.
+        ledger.owe(Action::Reload).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(calls(&rec).len(), 1, "the renew was served");
+        assert_eq!(
+            PendingMarker::new(path.clone()).read(),
+            Action::Reload,
+            "the reload the guest owed is still recorded"
+        );
+        scheduler.request(Action::Renew, None);
+        assert_eq!(PendingMarker::new(path.clone()).read(), Action::Reload);
+        scheduler.request(Action::Reload, Some("c.yaml".into()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!path.exists(), "served: nothing is owed");
+    }
 }
