@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - `parse`: JSON, then YAML, into a mapping; repeated keys and YAML merge keys refused.
-//! - `yaml11`: YAML read as the manager's PyYAML reads it (YAML 1.1 typing of plain scalars).
+//! - `yaml11`: YAML read as the manager's PyYAML reads it (YAML 1.1 typing of plain scalars,
+//!   in `yaml11::scalar`).
 //! - `schema`: the resolver's JSON Schema, closed (unknown keys refused), compiled.
 //! - `explain`: a schema error said for an operator: where and what.
 //!

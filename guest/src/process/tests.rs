@@ -1,0 +1,543 @@
+//! One message, start to end, on a real directory: every rule of SPEC section 2 natively.
+use super::*;
+use crate::bindings::kres::kafka::types::{Header, Limits};
+use crate::journal::{Journal, Position};
+use crate::judge::NoResolver;
+use std::fs;
+use std::path::Path;
+
+const HOST: &str = "res1";
+
+fn ctx() -> Context {
+    Context {
+        hostname: HOST.into(),
+        zone_id: None,
+        limits: Limits {
+            max_file_size: 1 << 20,
+            max_chunks: 16,
+        },
+        now: 1_000,
+    }
+}
+
+fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
+    Message {
+        key: None,
+        headers: headers
+            .iter()
+            .map(|(n, v)| Header {
+                name: (*n).into(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect(),
+        value: value.to_vec(),
+        // Injected by hand, as `apply` does: no position, never skipped as replayed.
+        topic: String::new(),
+        partition: -1,
+        offset: -1,
+    }
+}
+
+/// `m` as it came from Kafka at `offset` of partition 0.
+fn at(offset: i64, mut m: Message) -> Message {
+    m.topic = "t".into();
+    m.partition = 0;
+    m.offset = offset;
+    m
+}
+
+fn whole(name: &str, value: &[u8]) -> Message {
+    msg(&[("hostname", HOST), ("file-name", name)], value)
+}
+
+fn chunk(name: &str, index: u32, total: u32, value: &[u8], extra: &[(&str, &str)]) -> Message {
+    let (i, t) = (index.to_string(), total.to_string());
+    let mut h = vec![
+        ("hostname", HOST),
+        ("file-name", name),
+        ("chunk-index", &*i),
+        ("total-chunks", &*t),
+    ];
+    h.extend_from_slice(extra);
+    msg(&h, value)
+}
+
+/// Every path under `root`, relative, sorted: what an operator would see with `find`.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn setup() -> (tempfile::TempDir, Files) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    (dir, files)
+}
+
+#[test]
+fn whole_file_is_committed_with_renew_and_config_with_reload() {
+    let (dir, files) = setup();
+    let out = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &whole("zones/block.rpz", b"rpz"),
+    )
+    .unwrap();
+    let Outcome::Committed(c) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (c.file.as_str(), c.action, c.size),
+        ("zones/block.rpz", Action::Renew, 3)
+    );
+    assert_eq!(c.sha256, hex(&Sha256::digest(b"rpz")));
+    assert_eq!(
+        fs::read(dir.path().join("zones/block.rpz")).unwrap(),
+        b"rpz"
+    );
+
+    let out = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &whole("config.yaml", b"workers: 2\n"),
+    )
+    .unwrap();
+    assert!(matches!(
+        out,
+        Outcome::Committed(FileCommitted {
+            action: Action::Reload,
+            ..
+        })
+    ));
+    assert_eq!(
+        tree(dir.path()),
+        ["config.yaml", "zones", "zones/block.rpz"]
+    );
+}
+
+#[test]
+fn identical_content_is_unchanged_and_new_content_keeps_one_backup() {
+    let (dir, files) = setup();
+    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+    let again = process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
+    assert!(matches!(again, Outcome::Unchanged(ref n) if n == "a.rpz"));
+    assert!(!dir.path().join("a.rpz.backup").exists());
+
+    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v2")).unwrap();
+    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v3")).unwrap();
+    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v3");
+    assert_eq!(fs::read(dir.path().join("a.rpz.backup")).unwrap(), b"v2");
+    assert_eq!(tree(dir.path()), ["a.rpz", "a.rpz.backup"]);
+}
+
+#[test]
+fn messages_for_other_resolvers_touch_nothing() {
+    let (dir, files) = setup();
+    let m = msg(
+        &[("hostname", "res2"), ("file-name", "../../etc/passwd")],
+        b"x",
+    );
+    assert!(matches!(
+        process(&files, &NoResolver, &ctx(), &m).unwrap(),
+        Outcome::Skipped(_)
+    ));
+    let m = msg(&[("file-name", "a")], b"x");
+    assert!(matches!(
+        process(&files, &NoResolver, &ctx(), &m).unwrap(),
+        Outcome::Skipped(_)
+    ));
+    assert!(tree(dir.path()).is_empty());
+}
+
+#[test]
+fn chunks_assemble_in_any_order_with_duplicates() {
+    let (dir, files) = setup();
+    let parts: [&[u8]; 3] = [b"one-", b"two-", b"three"];
+    for (i, expected_received) in [(3, 1), (1, 2), (3, 2), (2, 3)] {
+        let out = process(
+            &files,
+            &NoResolver,
+            &ctx(),
+            &chunk("f.rpz", i, 3, parts[i as usize - 1], &[]),
+        )
+        .unwrap();
+        if expected_received < 3 {
+            let Outcome::Stored(s) = out else {
+                panic!("{out:?}")
+            };
+            assert_eq!((s.index, s.total, s.received), (i, 3, expected_received));
+        } else {
+            assert!(
+                matches!(out, Outcome::Committed(ref c) if c.size == 13),
+                "{out:?}"
+            );
+        }
+    }
+    assert_eq!(
+        fs::read(dir.path().join("f.rpz")).unwrap(),
+        b"one-two-three"
+    );
+    assert_eq!(
+        tree(dir.path()),
+        ["f.rpz"],
+        "chunk set removed after commit"
+    );
+}
+
+#[test]
+fn chunks_of_two_transfers_never_mix() {
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 1, 2, b"A1", &[("transfer-id", "a")]),
+    )
+    .unwrap();
+    // Transfer b starts: a's chunk must not be used to complete it.
+    let out = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 2, 2, b"B2", &[("transfer-id", "b")]),
+    )
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::Stored(ChunkStored { received: 1, .. })),
+        "{out:?}"
+    );
+    // A change of total-chunks alone also starts over.
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 1, 3, b"C1", &[("transfer-id", "b")]),
+    )
+    .unwrap();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 2, 3, b"C2", &[("transfer-id", "b")]),
+    )
+    .unwrap();
+    let out = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 3, 3, b"C3", &[("transfer-id", "b")]),
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
+    assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"C1C2C3");
+}
+
+#[test]
+fn chunked_config_is_validated_whole_not_by_its_last_chunk() {
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &whole("c.yaml", b"workers: 1\n"),
+    )
+    .unwrap();
+    // The last chunk alone is valid YAML; the whole file is not.
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("c.yaml", 1, 2, b"a: [1,\n", &[]),
+    )
+    .unwrap();
+    let err = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("c.yaml", 2, 2, b"b: 2\n", &[]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig(ref m) if m.contains("c.yaml")),
+        "{err:?}"
+    );
+    assert_eq!(
+        fs::read(dir.path().join("c.yaml")).unwrap(),
+        b"workers: 1\n"
+    );
+    assert_eq!(
+        tree(dir.path()),
+        ["c.yaml"],
+        "no temporary, no chunk set, no backup left"
+    );
+}
+
+#[test]
+fn checksum_is_checked_after_assembly() {
+    let (dir, files) = setup();
+    let good = hex(&Sha256::digest(b"ab"));
+    let bad = "0".repeat(64);
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 1, 2, b"a", &[("sha256", &bad)]),
+    )
+    .unwrap();
+    let err = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &chunk("f", 2, 2, b"b", &[("sha256", &bad)]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::ChecksumMismatch(ref m) if m.contains(&good)),
+        "{err:?}"
+    );
+    assert!(tree(dir.path()).is_empty());
+    let err = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &msg(
+            &[("hostname", HOST), ("file-name", "g"), ("sha256", &bad)],
+            b"ab",
+        ),
+    );
+    assert!(matches!(err, Err(Error::ChecksumMismatch(_))));
+    let ok = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &msg(
+            &[("hostname", HOST), ("file-name", "g"), ("sha256", &good)],
+            b"ab",
+        ),
+    );
+    assert!(matches!(ok, Ok(Outcome::Committed(_))));
+}
+
+#[test]
+fn limits_reject_before_anything_large_is_written() {
+    let (dir, files) = setup();
+    let mut small = ctx();
+    small.limits = Limits {
+        max_file_size: 10,
+        max_chunks: 4,
+    };
+    let err = process(&files, &NoResolver, &small, &whole("a", &[0; 11])).unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge(ref m) if m.contains("11 bytes")),
+        "{err:?}"
+    );
+    let err = process(&files, &NoResolver, &small, &chunk("a", 1, 5, b"x", &[])).unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge(ref m) if m.contains("5 chunks")),
+        "{err:?}"
+    );
+    assert!(tree(dir.path()).is_empty());
+    // The sum of the chunks counts too: the third chunk would make 12 bytes.
+    process(&files, &NoResolver, &small, &chunk("a", 1, 3, &[1; 4], &[])).unwrap();
+    process(&files, &NoResolver, &small, &chunk("a", 2, 3, &[2; 4], &[])).unwrap();
+    let err = process(&files, &NoResolver, &small, &chunk("a", 3, 3, &[3; 4], &[])).unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    assert!(
+        tree(dir.path()).is_empty(),
+        "the set that cannot fit is discarded"
+    );
+}
+
+#[test]
+fn maintenance_removes_temporaries_and_expires_old_sets() {
+    let (dir, files) = setup();
+    process(&files, &NoResolver, &ctx(), &chunk("old", 1, 2, b"x", &[])).unwrap();
+    let mut later = ctx();
+    later.now += 500;
+    process(
+        &files,
+        &NoResolver,
+        &later,
+        &chunk("sub/new", 1, 2, b"y", &[]),
+    )
+    .unwrap();
+    fs::write(dir.path().join("crashed.tmp"), b"half").unwrap();
+    fs::write(dir.path().join("sub/new.chunks/2.part"), b"half").unwrap();
+    fs::write(dir.path().join("keep.rpz"), b"k").unwrap();
+
+    let report = files.maintain(1_000 + 600, 300).unwrap();
+    assert_eq!(report.temporaries_removed, 2);
+    assert_eq!(report.chunk_sets_expired, 1);
+    assert_eq!(report.chunk_sets_kept, 1);
+    assert_eq!(
+        tree(dir.path()),
+        [
+            "keep.rpz",
+            "sub",
+            "sub/new.chunks",
+            "sub/new.chunks/1",
+            "sub/new.chunks/meta"
+        ]
+    );
+}
+
+#[test]
+fn bad_names_are_rejected_before_any_write() {
+    let (dir, files) = setup();
+    for name in ["/abs", "../up", "a/../../b", "x.tmp", "a.chunks/1"] {
+        let err = process(&files, &NoResolver, &ctx(), &whole(name, b"x")).unwrap_err();
+        assert!(matches!(err, Error::BadName(_)), "{name}: {err:?}");
+    }
+    assert!(tree(dir.path()).is_empty());
+}
+
+#[test]
+fn a_replay_after_a_commit_changes_nothing_and_the_next_version_arrives_whole() {
+    // The crash the issue measured: v1 chunks 1-8 committed, the daemon killed before
+    // their offsets reached Kafka, chunks 6-8 replayed, then v2 (no transfer-id, as
+    // upstream's publisher sends it) with the same number of chunks.
+    let (dir, files) = setup();
+    let v1: Vec<Vec<u8>> = (1..=8)
+        .map(|i| format!("v1 part {i}\n").into_bytes())
+        .collect();
+    let v2: Vec<Vec<u8>> = (1..=8)
+        .map(|i| format!("v2 part {i}\n").into_bytes())
+        .collect();
+    for (i, part) in v1.iter().enumerate() {
+        let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        process(&files, &NoResolver, &ctx(), &m).unwrap();
+    }
+    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v1.concat());
+    for (i, part) in v1.iter().enumerate().skip(5) {
+        let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
+        assert!(
+            matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed),
+            "{out:?}"
+        );
+    }
+    assert!(
+        !dir.path().join("a.rpz.chunks").exists(),
+        "no chunk set created"
+    );
+    for (i, part) in v2.iter().enumerate() {
+        let m = at(8 + i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
+        if i < 7 {
+            assert!(matches!(out, Outcome::Stored(_)), "{out:?}");
+        }
+    }
+    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v2.concat());
+    assert_eq!(
+        fs::read(dir.path().join("a.rpz.backup")).unwrap(),
+        v1.concat()
+    );
+}
+
+#[test]
+fn an_older_version_replayed_never_comes_back() {
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(0, whole("c.yaml", b"workers: 1\n")),
+    )
+    .unwrap();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(1, whole("c.yaml", b"workers: 2\n")),
+    )
+    .unwrap();
+    let out = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(0, whole("c.yaml", b"workers: 1\n")),
+    )
+    .unwrap();
+    assert!(matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed));
+    assert_eq!(
+        fs::read(dir.path().join("c.yaml")).unwrap(),
+        b"workers: 2\n"
+    );
+}
+
+#[test]
+fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
+    // A crash between the journal entry and the set's removal: the journal names it.
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(0, chunk("a.rpz", 1, 2, b"a", &[])),
+    )
+    .unwrap();
+    let mut journal = Journal::read(dir.path()).unwrap();
+    journal
+        .record(
+            dir.path(),
+            &Position::of("t", 0, 0).unwrap(),
+            vec!["a.rpz".into()],
+        )
+        .unwrap();
+    assert!(dir.path().join("a.rpz.chunks").exists());
+    for name in Journal::read(dir.path()).unwrap().cleanup {
+        files.discard_chunks(&name).unwrap();
+    }
+    assert!(!dir.path().join("a.rpz.chunks").exists());
+}
+
+#[test]
+fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
+    let (dir, files) = setup();
+    // A directory where the file should go: the commit's rename fails.
+    fs::create_dir_all(dir.path().join("a.rpz/x")).unwrap();
+    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(
+        !Journal::read(dir.path())
+            .unwrap()
+            .applied(&Position::of("t", 0, 3).unwrap())
+    );
+    fs::remove_dir_all(dir.path().join("a.rpz")).unwrap();
+    process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap();
+    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"x");
+}
+
+#[test]
+fn a_transfer_whose_first_chunks_were_lost_is_not_completed_by_the_next_one() {
+    // v1's chunks 1 and 2 never arrived (the broker's retention dropped them): its chunk 3
+    // alone sits in a set. v2, with the same number of chunks and no transfer-id, must
+    // arrive whole, not as v2's chunks 1-2 and v1's chunk 3.
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(2, chunk("a.rpz", 3, 3, b"v1-3", &[])),
+    )
+    .unwrap();
+    for (i, part) in [&b"v2-1"[..], b"v2-2", b"v2-3"].iter().enumerate() {
+        let m = at(3 + i as i64, chunk("a.rpz", i as u32 + 1, 3, part, &[]));
+        process(&files, &NoResolver, &ctx(), &m).unwrap();
+    }
+    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v2-1v2-2v2-3");
+    assert!(!dir.path().join("a.rpz.chunks").exists());
+}
