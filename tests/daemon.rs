@@ -499,8 +499,11 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
     broker.cluster.broker_up(1).unwrap();
     publish(1).await;
     publish(2).await;
-    host.wait_for("the whole file", |h| h.holds("big.rpz", &data))
-        .await;
+    host.wait_for("the whole file, logged", |h| {
+        h.holds("big.rpz", &data) && h.logs().contains("outcome=\"committed\" file=big.rpz")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let logs = host.logs();
     assert_eq!(
         logs.matches("outcome=\"committed\" file=big.rpz").count(),

@@ -23,6 +23,8 @@
 //! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
 //! - `swap`: hot swap: watches the guest file, loads and checks new guests off-thread.
 //! - `publish`: the publisher (producer, chunking, progress).
+//! - `status`: the status topic: the daemon's reports (never blocking delivery), and reading
+//!   them back for `send --wait` and `status`.
 //!
 //! Wiring:
 //! - `daemon`: `run`: consumer to guest to scheduler, offsets stored after durable ends; every
@@ -46,6 +48,7 @@ pub mod publish;
 pub mod resolver;
 pub mod sandbox;
 pub mod scheduler;
+pub mod status;
 pub mod swap;
 pub mod system;
 pub mod tls;

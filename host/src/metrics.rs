@@ -40,6 +40,7 @@ struct Inner {
     swaps: Counter,
     swap_refusals: Counter,
     io_retries: Counter,
+    status_failures: Counter,
     guest: Family<Labels, Gauge>,
 }
 
@@ -64,6 +65,7 @@ impl Default for Metrics {
             swaps: Counter::default(),
             swap_refusals: Counter::default(),
             io_retries: Counter::default(),
+            status_failures: Counter::default(),
             guest: Family::default(),
             registry: Registry::default(),
         };
@@ -116,6 +118,11 @@ impl Default for Metrics {
             "io_retries",
             "Messages offered again because the files directory could not be written",
             inner.io_retries.clone(),
+        );
+        registry.register(
+            "status_failures",
+            "Status records that could not be queued or delivered to the status topic",
+            inner.status_failures.clone(),
         );
         registry.register(
             "guest_info",
@@ -177,6 +184,9 @@ impl Metrics {
     }
     pub fn rollback(&self) {
         self.inner.rollbacks.inc();
+    }
+    pub fn status_failure(&self) {
+        self.inner.status_failures.inc();
     }
     pub fn swap_refused(&self) {
         self.inner.swap_refusals.inc();
@@ -277,6 +287,7 @@ mod tests {
             reason: "x".into(),
         }));
         m.manager_call("/reload", "ok");
+        m.status_failure();
         m.guest("kres-kafka-guest 0.1.0", "abc", false);
         m.guest("kres-kafka-guest 0.2.0", "def", true);
         let text = m.render();
@@ -297,6 +308,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kres_kafka_guest_swaps_total 1"), "{text}");
+        assert!(
+            text.contains("kres_kafka_status_failures_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "kres_kafka_guest_info{version=\"kres-kafka-guest 0.2.0\",sha256=\"def\"} 1"

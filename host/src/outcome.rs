@@ -70,7 +70,7 @@ pub struct Context {
 
 /// What the resolver's manager must be asked to do after a commit. `None` is the absence of a
 /// call: there is no other encoding of "nothing to do".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     #[default]

@@ -54,11 +54,21 @@ pub struct Outgoing {
     pub name: String,
 }
 
+/// A file the broker took.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub name: String,
+    pub size: u64,
+    pub chunks: u32,
+    /// Its `transfer-id` header, by which resolvers' status records name it.
+    pub transfer_id: String,
+}
+
 /// What was sent.
 #[derive(Debug, Default, Clone)]
 pub struct Sent {
-    /// `(name, size, chunks)` of each file delivered, in sending order.
-    pub delivered: Vec<(String, u64, u32)>,
+    /// Each file delivered, in sending order.
+    pub delivered: Vec<Delivered>,
     /// Files not delivered, with the reason.
     pub failed: Vec<(String, String)>,
 }
@@ -107,7 +117,12 @@ pub async fn send(
     let mut sent = Sent::default();
     for file in ordered {
         match send_file(&publisher.producer, topic, to, file, chunk_size, progress).await {
-            Ok((size, chunks)) => sent.delivered.push((file.name.clone(), size, chunks)),
+            Ok((size, chunks, transfer_id)) => sent.delivered.push(Delivered {
+                name: file.name.clone(),
+                size,
+                chunks,
+                transfer_id,
+            }),
             Err(mut reason) => {
                 if let Some(broker) = publisher.log.last_error() {
                     reason = format!("{reason} (last broker error: {broker})");
@@ -144,7 +159,7 @@ async fn send_file(
     file: &Outgoing,
     chunk_size: u64,
     progress: &ProgressBar,
-) -> Result<(u64, u32), String> {
+) -> Result<(u64, u32, String), String> {
     let read_error = |e: io::Error| format!("reading {}: {e}", file.path.display());
     progress.set_message(file.name.clone());
 
@@ -213,7 +228,7 @@ async fn send_file(
     while let Some(next) = pending.pop_front() {
         wait(Some(next), total, progress).await?;
     }
-    Ok((size, total))
+    Ok((size, total, transfer_id))
 }
 
 async fn wait(

@@ -8,6 +8,7 @@
 
 use crate::metrics::Metrics;
 use crate::sandbox::{self, Guest, Sandbox};
+use crate::status::Status;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,14 +29,20 @@ pub struct Swapped {
     pub loaded_in: Duration,
 }
 
+/// Where a refused guest is told: counted, and reported on the status topic.
+pub struct Refusals {
+    pub metrics: Metrics,
+    pub status: Status,
+}
+
 /// Watch `path` (when a guest path is configured) and `recheck` (the daemon's SIGHUP); send
-/// each new guest that passes its checks. `current` is the digest of the guest in use. The
+/// each new guest that passes its checks (a refused one is told to `refusals`). `current` is the digest of the guest in use. The
 /// task, on `tasks`, ends at `shutdown`.
 pub fn spawn(
     sandbox: Arc<Sandbox>,
     path: Option<PathBuf>,
     current: String,
-    metrics: Metrics,
+    refusals: Refusals,
     mut recheck: mpsc::UnboundedReceiver<()>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
@@ -102,7 +109,8 @@ pub fn spawn(
                 }
                 Ok(None) => tracing::debug!(path = %path.display(), "the guest file is unchanged"),
                 Err(e) => {
-                    metrics.swap_refused();
+                    refusals.metrics.swap_refused();
+                    refusals.status.guest_refused(&e);
                     tracing::error!("refusing the new guest: {e}; the current guest stays");
                 }
             }

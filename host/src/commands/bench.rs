@@ -108,7 +108,10 @@ async fn guest_swap(iterations: usize) -> anyhow::Result<()> {
         Arc::clone(&sandbox),
         Some(guest_path.clone()),
         initial.digest().to_owned(),
-        crate::metrics::Metrics::default(),
+        swap::Refusals {
+            metrics: crate::metrics::Metrics::default(),
+            status: crate::status::Status::off(),
+        },
         tokio::sync::mpsc::unbounded_channel().1,
         shutdown.clone(),
         &TaskTracker::new(),

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod guest;
 pub mod run;
 pub mod send;
+pub mod status;
 pub mod validate;
 
 use anyhow::Context as _;
@@ -43,8 +44,17 @@ pub enum Command {
     /// message in progress, commits offsets, serves the pending manager call and exits 0.
     Run(run::Args),
 
-    /// Publish files to one resolver: other files first, configuration last, in chunks.
+    /// Publish files to one resolver or a zone: other files first, configuration last, in
+    /// chunks.
+    ///
+    /// Exit status: 0 when the broker took every file (and, with `--wait`, every expected
+    /// resolver committed it and had its reload or renew served); 1 otherwise, naming each
+    /// resolver and file with the reason.
     Send(send::Args),
+
+    /// Show what every resolver last reported on the status topic: one row per resolver and
+    /// file.
+    Status(status::Args),
 
     /// Show kres-kafka working with nothing installed: an in-process broker, a stand-in
     /// manager, a published RPZ file and configuration, delivered and reloaded.
@@ -79,6 +89,7 @@ impl Cli {
             Command::Apply(args) => apply::run(args),
             Command::Run(args) => run::run(args),
             Command::Send(args) => send::run(args),
+            Command::Status(args) => status::run(args),
             Command::Demo(args) => demo::run(args),
             Command::Validate(args) => validate::run(args),
             Command::Guest(command) => guest::run(command),

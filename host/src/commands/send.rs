@@ -1,13 +1,18 @@
 //! `kres-kafka send`: the publisher. Files go out in the order given, configuration files last,
 //! each in chunks with its SHA-256 and a transfer id; the exit status says whether the broker
-//! took every one.
+//! took every one. With `--wait`, it then reads the status topic for the resolvers' answers
+//! about these transfers, and the exit status says whether every expected resolver took every
+//! file and had its reload or renew served.
 
 use crate::config::{Config, Server};
 use crate::publish::Recipient;
+use crate::status::{Progress, Reader, Tracker};
 use anyhow::Context as _;
 use bytesize::ByteSize;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// Arguments of `kres-kafka send`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +50,21 @@ pub struct Args {
     /// Directory inside the resolver's files directory to deliver to (default: its top).
     #[arg(long, value_name = "DIR")]
     pub dest_dir: Option<String>,
+
+    /// After publishing, wait for the resolvers' status records: exit 0 only when every
+    /// expected resolver committed (or already had) every file and its reload or renew was
+    /// served.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// A resolver `--wait` waits for (repeat for more); with `--hostname`, that resolver is
+    /// expected anyway.
+    #[arg(long, value_name = "NAME", requires = "wait")]
+    pub expect: Vec<String>,
+
+    /// How long `--wait` waits for the last answer.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "wait")]
+    pub wait_timeout: Duration,
 
     /// Files to send; each is delivered under its own file name.
     #[arg(value_name = "FILE", required = true)]
@@ -99,6 +119,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(zone)) => Recipient::Zone(zone),
         (None, None) => unreachable!("clap requires one"),
     };
+    let mut expected = args.expect.clone();
+    if let Recipient::Host(host) = &to
+        && !expected.contains(host)
+    {
+        expected.insert(0, host.clone());
+    }
+    if args.wait && expected.is_empty() {
+        anyhow::bail!("--wait with --zone-id needs the resolvers to wait for: --expect NAME");
+    }
+    // The status topic's ends before publishing: the answers come after them.
+    let reader = if args.wait {
+        let reader = Reader::new(&kafka)?;
+        let ends = reader.ends()?;
+        Some((reader, ends))
+    } else {
+        None
+    };
     let sent = super::block_on(async {
         let producer = crate::publish::producer(&kafka).context("creating the Kafka producer")?;
         let progress = crate::publish::progress_bar(&files);
@@ -107,14 +144,109 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         progress.finish_and_clear();
         anyhow::Ok(sent)
     })?;
-    for (name, size, chunks) in &sent.delivered {
-        println!("delivered {name} ({size} bytes, {chunks} chunks) to {to}");
-    }
-    if sent.failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    for d in &sent.delivered {
+        println!(
+            "delivered {} ({} bytes, {} chunks) to {to}",
+            d.name, d.size, d.chunks
+        );
     }
     for (name, reason) in &sent.failed {
         eprintln!("kres-kafka: not delivered: {name}: {reason}");
     }
-    Ok(ExitCode::from(1))
+    if !sent.failed.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    let Some((reader, ends)) = reader else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let transfers: Vec<_> = sent
+        .delivered
+        .iter()
+        .map(|d| (d.name.clone(), d.transfer_id.clone()))
+        .collect();
+    let mut tracker = Tracker::new(&expected, &transfers);
+    let starts: Vec<_> = ends.iter().map(|(p, _, high)| (*p, *high)).collect();
+    reader.assign(&starts)?;
+    wait(&reader, &mut tracker, args.wait_timeout)?;
+    let mut failed = false;
+    for ((resolver, file), progress) in &tracker.rows {
+        match progress {
+            Progress::Done { how } => println!("{resolver}: {file}: {how}"),
+            Progress::Failed { why } => {
+                failed = true;
+                eprintln!("kres-kafka: {resolver}: {file}: {why}");
+            }
+            waiting => {
+                failed = true;
+                eprintln!(
+                    "kres-kafka: {resolver}: {file}: no answer within {} ({})",
+                    humantime::format_duration(args.wait_timeout),
+                    waiting.show()
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Read the status topic until every row is settled or `timeout` has passed, showing the
+/// table live on a terminal, a line per change otherwise.
+fn wait(reader: &Reader, tracker: &mut Tracker, timeout: Duration) -> anyhow::Result<()> {
+    let live = std::io::stderr().is_terminal();
+    let table = indicatif::ProgressBar::new_spinner();
+    if live {
+        table.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} waiting for the resolvers ({elapsed})\n{msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        table.enable_steady_tick(Duration::from_millis(200));
+        table.set_message(show(tracker));
+    } else {
+        table.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let deadline = Instant::now() + timeout;
+    while !tracker.settled() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Some((_, _, Some(record))) = reader.next(left.min(Duration::from_millis(200)))? else {
+            continue;
+        };
+        let before = tracker.rows.clone();
+        if tracker.see(&record) {
+            if live {
+                table.set_message(show(tracker));
+            } else {
+                for (key, now) in &tracker.rows {
+                    if before.get(key) != Some(now) {
+                        println!("{} {}: {}", key.0, key.1, now.show());
+                    }
+                }
+            }
+        }
+    }
+    table.finish_and_clear();
+    Ok(())
+}
+
+/// The table: resolver, file, state.
+fn show(tracker: &Tracker) -> String {
+    let width =
+        |f: fn(&(String, String)) -> usize| tracker.rows.keys().map(f).max().unwrap_or(0).max(8);
+    let (rw, fw) = (width(|k| k.0.len()), width(|k| k.1.len()));
+    let mut out = format!("{:rw$}  {:fw$}  STATE", "RESOLVER", "FILE");
+    for ((resolver, file), progress) in &tracker.rows {
+        out.push_str(&format!(
+            "\n{resolver:rw$}  {file:fw$}  {}",
+            progress.show()
+        ));
+    }
+    out
 }

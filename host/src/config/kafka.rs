@@ -2,6 +2,7 @@
 //! and its resolution into checked [`Settings`]. Combinations that cannot work are refused here,
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
+use super::librdkafka::{CLASSIC_ONLY_OPTIONS, GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
 use super::{ConfigError, Server};
 use crate::outcome::Limits;
 use bytesize::ByteSize;
@@ -65,6 +66,10 @@ pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
 /// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
 pub const DELIVERED_CONFIG_NAME: &str = "config.json";
 
+/// Appended to the topic for the default status topic: `knot-resolver-status`, so that the
+/// topic's ACLs can grant both with one prefix.
+pub const STATUS_TOPIC_SUFFIX: &str = "-status";
+
 /// Which consumer group protocol to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -88,73 +93,6 @@ pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shortest session timeout accepted: Kafka brokers refuse less by default
 /// (`group.min.session.timeout.ms`).
 pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-
-/// librdkafka options that only the classic group protocol takes: librdkafka refuses a
-/// consumer that sets them with the consumer protocol.
-pub const CLASSIC_ONLY_OPTIONS: [&str; 3] = [
-    "heartbeat.interval.ms",
-    "partition.assignment.strategy",
-    "group.protocol.type",
-];
-
-/// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
-/// refuses them, naming the config key to use instead.
-pub const RESERVED_OPTIONS: [(&str, &str); 9] = [
-    ("bootstrap.servers", "kafka.server"),
-    ("group.id", "kafka.group-id"),
-    (
-        "enable.auto.offset.store",
-        "nothing: offsets are stored only after a message reached a durable end",
-    ),
-    (
-        "enable.auto.commit",
-        "nothing: only offsets of finished messages are committed",
-    ),
-    ("auto.offset.reset", "kafka.start-from"),
-    (
-        "enable.idempotence",
-        "nothing: the publisher must not reorder or duplicate chunks",
-    ),
-    ("group.protocol", "kafka.group-protocol"),
-    ("group.instance.id", "kafka.group-instance-id"),
-    ("session.timeout.ms", "kafka.session-timeout"),
-];
-
-/// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
-/// map refuses them and names the config key to use instead.
-pub const GUARDED_TLS_OPTIONS: [(&str, &str); 16] = [
-    ("security.protocol", "kafka.security-protocol"),
-    (
-        "enable.ssl.certificate.verification",
-        "nothing: certificate verification cannot be turned off",
-    ),
-    (
-        "ssl.endpoint.identification.algorithm",
-        "kafka.verify-hostname",
-    ),
-    ("ssl.ca.location", "kafka.ca-file"),
-    ("ssl.ca.pem", "kafka.ca-file"),
-    ("ssl.ca.certificate.stores", "kafka.ca-file"),
-    ("ssl.certificate.location", "kafka.cert-file"),
-    ("ssl.certificate.pem", "kafka.cert-file"),
-    ("ssl.key.location", "kafka.key-file"),
-    ("ssl.key.pem", "kafka.key-file"),
-    ("ssl.key.password", "kafka.key-password"),
-    (
-        "ssl.keystore.location",
-        "kafka.cert-file and kafka.key-file",
-    ),
-    ("ssl.keystore.password", "kafka.key-password"),
-    (
-        "ssl.engine.location",
-        "nothing: OpenSSL engines are not supported",
-    ),
-    (
-        "ssl.providers",
-        "nothing: OpenSSL providers are not supported",
-    ),
-    ("ssl_engine_callback_data", "nothing"),
-];
 
 /// The `kafka` section as written. Upstream's fields keep their meaning and defaults; the rest
 /// are kres-kafka's, each with the default documented on its constant.
@@ -262,6 +200,11 @@ pub struct Section {
     /// protocol's is the broker's (`group.consumer.session.timeout.ms`).
     #[serde(default, with = "humantime_serde")]
     pub session_timeout: Option<Duration>,
+    /// Where the daemon reports what it did (see `status`). Default: `<topic>`
+    /// [`STATUS_TOPIC_SUFFIX`]; `null` turns reporting off. Absent and `null` differ, hence the
+    /// two layers of `Option`.
+    #[serde(default, deserialize_with = "present")]
+    pub status_topic: Option<Option<String>>,
 }
 
 fn yes() -> bool {
@@ -368,9 +311,21 @@ pub struct Settings {
     pub group_instance_id: Option<String>,
     /// `session.timeout.ms` when the classic protocol is used.
     pub session_timeout: Duration,
+    /// `status-topic` as written: `None` for the default, `Some(None)` for off. Read through
+    /// [`Settings::status_topic`], so that a topic overridden on the command line moves the
+    /// default status topic with it.
+    pub status_topic_setting: Option<Option<String>>,
 }
 
 impl Settings {
+    /// The status topic, `None` when reporting is off.
+    pub fn status_topic(&self) -> Option<String> {
+        match &self.status_topic_setting {
+            None => Some(format!("{}{STATUS_TOPIC_SUFFIX}", self.topic)),
+            Some(topic) => topic.clone(),
+        }
+    }
+
     /// Where compiled guests are cached: `guest-cache` in the state directory.
     pub fn guest_cache_dir(&self) -> PathBuf {
         self.state_dir.join("guest-cache")
@@ -395,6 +350,12 @@ impl Section {
         }
         if self.topic.is_empty() {
             return invalid("kafka.topic must not be empty".into());
+        }
+        if matches!(&self.status_topic, Some(Some(t)) if t.is_empty() || *t == self.topic) {
+            return invalid(
+                "kafka.status-topic must be neither empty nor kafka.topic: use null to turn it off"
+                    .into(),
+            );
         }
         if self.max_chunks == 0 {
             return invalid("kafka.max-chunks must be at least 1".into());
@@ -516,6 +477,7 @@ impl Section {
                 Some(id) => id.filter(|id| !id.is_empty()),
             },
             session_timeout,
+            status_topic_setting: self.status_topic,
         })
     }
 

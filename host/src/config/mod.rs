@@ -4,17 +4,19 @@
 //! kres-kafka reads `hostname`, `management` and `kafka` and ignores the rest of Knot Resolver's
 //! configuration. Several files are merged the way the manager merges them (`merge`); the
 //! `kafka` section refuses keys it does not know, and combinations that cannot work are refused
-//! at load, naming the key (`kafka`). Loading reads only the config files themselves: the files
+//! at load, naming the key (`kafka`; the librdkafka options it refuses are listed in
+//! `librdkafka`). Loading reads only the config files themselves: the files
 //! they name (certificates, the guest) are checked at start-up by the services that use them.
 
 mod kafka;
+mod librdkafka;
 mod merge;
 
 pub use kafka::{
     ClientCertificate, DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT,
-    GUARDED_TLS_OPTIONS, GroupProtocol, RESERVED_OPTIONS, Section, SecurityProtocol, Settings,
-    StartFrom, Tls,
+    GroupProtocol, Section, SecurityProtocol, Settings, StartFrom, Tls,
 };
+pub use librdkafka::{CLASSIC_ONLY_OPTIONS, GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
 
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
@@ -245,6 +247,25 @@ mod tests {
         assert_eq!(c.kafka.start_from, StartFrom::Earliest);
         assert_eq!(c.kafka.chunk_size, 512 * 1024);
         assert_eq!(c.kafka.limits, crate::outcome::Limits::default());
+    }
+
+    #[test]
+    fn the_status_topic_follows_the_topic_unless_named_or_turned_off() {
+        let mut c = parse("hostname: r1\n").unwrap();
+        assert_eq!(
+            c.kafka.status_topic().as_deref(),
+            Some("knot-resolver-status")
+        );
+        c.kafka.topic = "dns".into();
+        assert_eq!(c.kafka.status_topic().as_deref(), Some("dns-status"));
+        let named = parse("kafka:\n  status-topic: fleet\n").unwrap();
+        assert_eq!(named.kafka.status_topic().as_deref(), Some("fleet"));
+        let off = parse("kafka:\n  status-topic: null\n").unwrap();
+        assert_eq!(off.kafka.status_topic(), None);
+        for bad in ["''", "knot-resolver"] {
+            let e = error(&format!("kafka:\n  status-topic: {bad}\n"));
+            assert!(e.contains("kafka.status-topic"), "{e}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::outcome::{Action, Restored};
 use crate::resolver::ResolverAccess;
 use crate::scheduler::{Batch, Executor};
+use crate::status::{Event, Status};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,7 @@ pub(super) struct ManagerExecutor {
     pub(super) schema_cache: std::path::PathBuf,
     pub(super) shutdown: CancellationToken,
     pub(super) metrics: Metrics,
+    pub(super) status: Status,
 }
 
 impl Executor for ManagerExecutor {
@@ -52,9 +54,14 @@ impl Executor for ManagerExecutor {
             (Action::Reload, true) => self.view().await,
             _ => None,
         };
+        // Why the batch's configuration was rolled back, if it was.
+        let mut rolled_back = None;
         let result = match self.call(action).await {
             Err(refused @ CallError::Refused { .. }) if action == Action::Reload => {
-                self.roll_back(&batch, &refused.to_string()).await
+                let why = refused.to_string();
+                let again = self.roll_back(&batch, &why).await;
+                rolled_back = Some(why);
+                again
             }
             Ok(()) if before.is_some() => match self.view().await {
                 Some(after) if Some(&after) == before.as_ref() => {
@@ -63,13 +70,25 @@ impl Executor for ManagerExecutor {
                         files = ?batch.config_files, running = %view,
                         "the manager answered the reload but still runs its previous configuration: it refused the new one"
                     );
-                    self.roll_back(&batch, "the reload did not take effect")
-                        .await
+                    let why =
+                        "the manager refused the new configuration: the reload did not take effect";
+                    rolled_back = Some(why.to_owned());
+                    self.roll_back(&batch, why).await
                 }
                 _ => Ok(()),
             },
             other => other,
         };
+        let (event, reason) = match (&result, rolled_back) {
+            (Ok(()), None) => (Event::Served, None),
+            (Ok(()), Some(why)) => (Event::RolledBack, Some(why)),
+            (Err(e), None) => (Event::Refused, Some(e.to_string())),
+            (Err(e), Some(why)) => (
+                Event::Refused,
+                Some(format!("{why}; reloading the restored configuration: {e}")),
+            ),
+        };
+        self.status.call(event, action, &batch.transfer_ids, reason);
         if result.is_ok() && action == Action::Reload {
             crate::resolver::refresh_schema(&self.manager, &self.resolver, &self.schema_cache)
                 .await;

@@ -5,7 +5,8 @@
 //! is tracked and awaited before [`run`] returns. Shutdown and the "check the guest" signal
 //! come from the caller. Messages are processed one at a time, in order per partition.
 //! Shutdown finishes the message in progress, commits stored offsets, then serves the pending
-//! manager call.
+//! manager call. Each durable outcome, manager call, swap, start and stop is reported on the
+//! status topic (`status`), which never holds up the loop.
 //!
 //! # Layout
 //!
@@ -24,6 +25,7 @@ use crate::metrics::{self, Metrics};
 use crate::resolver::{self, ResolverAccess, Validator};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{Ledger, PendingMarker, Scheduler};
+use crate::status::{About, Event, Status};
 use crate::swap;
 use anyhow::Context as _;
 use executor::ManagerExecutor;
@@ -145,11 +147,15 @@ pub async fn run(
         .await?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
+    let status = Status::new(&config, metrics.clone(), guest.version());
     let mut swaps = swap::spawn(
         Arc::clone(&sandbox),
         kafka.guest.clone(),
         guest.digest().to_owned(),
-        metrics.clone(),
+        swap::Refusals {
+            metrics: metrics.clone(),
+            status: status.clone(),
+        },
         recheck_guest,
         shutdown.clone(),
         &tasks,
@@ -161,6 +167,7 @@ pub async fn run(
         current,
         swaps: 0,
         metrics: metrics.clone(),
+        status: status.clone(),
     };
     worker.maintain().await;
 
@@ -171,6 +178,7 @@ pub async fn run(
         schema_cache,
         shutdown: shutdown.clone(),
         metrics,
+        status: status.clone(),
     };
     let marker = PendingMarker::new(kafka.state_dir.join("pending-action"));
     let owed = marker.read();
@@ -190,8 +198,10 @@ pub async fn run(
         .context("creating the Kafka consumer")?;
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
-        hostname = %config.hostname, files_dir = %kafka.files_dir.display(), "consuming"
+        hostname = %config.hostname, files_dir = %kafka.files_dir.display(),
+        status_topic = kafka.status_topic().as_deref().unwrap_or("off"), "consuming"
     );
+    status.lifecycle(Event::Started);
 
     let mut maintenance = tokio::time::interval_at(
         tokio::time::Instant::now() + MAINTENANCE_EVERY,
@@ -217,12 +227,16 @@ pub async fn run(
                 };
                 let (message, position) = kafka::to_message(&record);
                 drop(record);
+                let about = About::of(&message);
                 let Some(outcome) = until_durable(&worker, message, &shutdown).await else {
                     // Shut down while the files directory could not be written: the offset
                     // stays unstored and the message comes again after the restart.
                     break;
                 };
-                scheduler.request_for(&outcome);
+                // Queued, never awaited: a status topic that cannot be written costs a log
+                // line and a counter, never delivery.
+                status.message(&about, &outcome);
+                scheduler.request_for(&outcome, about.transfer_id);
                 if let Err(e) = kafka::store(&consumer, &position) {
                     tracing::warn!(partition = position.partition, offset = position.offset, "storing the offset: {e}");
                 }
@@ -247,6 +261,10 @@ pub async fn run(
     drop(swaps);
     tasks.close();
     tasks.wait().await;
+    // After the last manager call, so that its record goes out too; bounded, so that a status
+    // topic that cannot be written does not hold up the stop.
+    status.lifecycle(Event::Stopped);
+    let _ = tokio::task::spawn_blocking(move || status.flush(crate::status::FLUSH_AT_STOP)).await;
     tracing::info!("stopped");
     Ok(())
 }

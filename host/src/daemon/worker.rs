@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outcome::{Context, GuestFailure, Message, Outcome};
 use crate::sandbox::Guest;
+use crate::status::Status;
 use crate::swap::Swapped;
 use std::sync::Arc;
 use tokio::sync::{Mutex, watch};
@@ -66,6 +67,7 @@ pub(super) struct Worker {
     /// Guests switched to since start-up.
     pub(super) swaps: u64,
     pub(super) metrics: Metrics,
+    pub(super) status: Status,
 }
 
 impl Worker {
@@ -83,6 +85,7 @@ impl Worker {
             "guest swapped"
         );
         self.metrics.guest(new.version(), new.digest(), true);
+        self.status.swapped(new.version());
         self.current.send_replace(swapped.guest);
     }
 

@@ -148,7 +148,10 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     println!(
         "kres-kafka demo: files delivered to resolver {HOSTNAME:?} through an in-process Kafka broker\n"
     );
-    for (name, size, chunks) in &sent.delivered {
+    for crate::publish::Delivered {
+        name, size, chunks, ..
+    } in &sent.delivered
+    {
         println!(
             "  {name:<16} {:>10}  {chunks} chunk{}  committed, byte-identical",
             ByteSize::b(*size).display().iec().to_string(),

@@ -36,6 +36,8 @@ pub struct Request {
     pub config_file: Option<String>,
     /// Whether that commit must change the manager's running configuration.
     pub config_changed: bool,
+    /// The commit's transfer (its `transfer-id` header), reported with the call that serves it.
+    pub transfer_id: Option<String>,
 }
 
 /// What one call must do: the strongest action requested, and every configuration file
@@ -49,12 +51,19 @@ pub struct Batch {
     pub changed_configs: Vec<String>,
     /// How many requests this batch serves.
     pub requests: usize,
+    /// The transfers whose commits this batch serves, for the status topic.
+    pub transfer_ids: Vec<String>,
 }
 
 impl Batch {
     fn add(&mut self, request: Request) {
         self.requests += 1;
         self.action = self.action.max(request.action);
+        if let Some(id) = request.transfer_id
+            && !self.transfer_ids.contains(&id)
+        {
+            self.transfer_ids.push(id);
+        }
         if let Some(file) = request.config_file {
             if request.config_changed && !self.changed_configs.contains(&file) {
                 self.changed_configs.push(file.clone());
@@ -163,8 +172,8 @@ impl Scheduler {
     }
 
     /// Ask for what `outcome` needs: nothing, a renew, or a reload of the configuration file it
-    /// committed.
-    pub fn request_for(&self, outcome: &Outcome) {
+    /// committed. `transfer_id` is its message's, when it had one.
+    pub fn request_for(&self, outcome: &Outcome, transfer_id: Option<String>) {
         let action = outcome.action();
         let config_file = outcome
             .file()
@@ -181,6 +190,7 @@ impl Scheduler {
             action,
             config_file,
             config_changed,
+            transfer_id,
         });
     }
 
@@ -191,6 +201,7 @@ impl Scheduler {
             action,
             config_file,
             config_changed: false,
+            transfer_id: None,
         });
     }
 

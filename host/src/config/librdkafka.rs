@@ -1,0 +1,70 @@
+//! The librdkafka options the `librdkafka` passthrough map may not set: those kres-kafka's
+//! delivery guarantees and TLS settings rest on (each names the key to use instead), and those
+//! only the classic group protocol takes.
+
+/// librdkafka options that only the classic group protocol takes: librdkafka refuses a
+/// consumer that sets them with the consumer protocol.
+pub const CLASSIC_ONLY_OPTIONS: [&str; 3] = [
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
+/// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
+/// refuses them, naming the config key to use instead.
+pub const RESERVED_OPTIONS: [(&str, &str); 9] = [
+    ("bootstrap.servers", "kafka.server"),
+    ("group.id", "kafka.group-id"),
+    (
+        "enable.auto.offset.store",
+        "nothing: offsets are stored only after a message reached a durable end",
+    ),
+    (
+        "enable.auto.commit",
+        "nothing: only offsets of finished messages are committed",
+    ),
+    ("auto.offset.reset", "kafka.start-from"),
+    (
+        "enable.idempotence",
+        "nothing: the publisher must not reorder or duplicate chunks",
+    ),
+    ("group.protocol", "kafka.group-protocol"),
+    ("group.instance.id", "kafka.group-instance-id"),
+    ("session.timeout.ms", "kafka.session-timeout"),
+];
+
+/// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough
+/// map refuses them and names the config key to use instead.
+pub const GUARDED_TLS_OPTIONS: [(&str, &str); 16] = [
+    ("security.protocol", "kafka.security-protocol"),
+    (
+        "enable.ssl.certificate.verification",
+        "nothing: certificate verification cannot be turned off",
+    ),
+    (
+        "ssl.endpoint.identification.algorithm",
+        "kafka.verify-hostname",
+    ),
+    ("ssl.ca.location", "kafka.ca-file"),
+    ("ssl.ca.pem", "kafka.ca-file"),
+    ("ssl.ca.certificate.stores", "kafka.ca-file"),
+    ("ssl.certificate.location", "kafka.cert-file"),
+    ("ssl.certificate.pem", "kafka.cert-file"),
+    ("ssl.key.location", "kafka.key-file"),
+    ("ssl.key.pem", "kafka.key-file"),
+    ("ssl.key.password", "kafka.key-password"),
+    (
+        "ssl.keystore.location",
+        "kafka.cert-file and kafka.key-file",
+    ),
+    ("ssl.keystore.password", "kafka.key-password"),
+    (
+        "ssl.engine.location",
+        "nothing: OpenSSL engines are not supported",
+    ),
+    (
+        "ssl.providers",
+        "nothing: OpenSSL providers are not supported",
+    ),
+    ("ssl_engine_callback_data", "nothing"),
+];

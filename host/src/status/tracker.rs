@@ -1,0 +1,208 @@
+//! `send --wait`'s bookkeeping: where each expected resolver stands with each file sent.
+
+use super::{Event, Record};
+use crate::outcome::Action;
+
+/// Where one resolver stands with one file of a `send --wait`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing heard yet.
+    Waiting,
+    /// Committed; the call it asked for (`action`) not reported yet.
+    Committed { action: Action },
+    /// Done: committed and its call served, or unchanged, or committed asking for nothing.
+    Done { how: String },
+    /// Will not be done: rejected, failed, or its call refused or rolled back.
+    Failed { why: String },
+}
+
+impl Progress {
+    /// Whether nothing more is to come for it.
+    pub fn settled(&self) -> bool {
+        matches!(self, Progress::Done { .. } | Progress::Failed { .. })
+    }
+
+    /// As in the table.
+    pub fn show(&self) -> String {
+        match self {
+            Progress::Waiting => "waiting".into(),
+            Progress::Committed { action } => format!(
+                "committed, waiting for the {}",
+                serde_json::to_value(action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            Progress::Done { how } => how.clone(),
+            Progress::Failed { why } => why.clone(),
+        }
+    }
+}
+
+/// What the expected resolvers said about a set of transfers: `send --wait`'s bookkeeping.
+#[derive(Debug)]
+pub struct Tracker {
+    /// Transfer id → file name.
+    files: std::collections::BTreeMap<String, String>,
+    /// (resolver, file) → where it stands.
+    pub rows: std::collections::BTreeMap<(String, String), Progress>,
+    /// The served calls seen for these transfers.
+    served: Vec<Record>,
+}
+
+impl Tracker {
+    /// `transfers` are `(file, transfer-id)`; every resolver of `expected` must answer for each.
+    pub fn new(expected: &[String], transfers: &[(String, String)]) -> Tracker {
+        let rows = expected
+            .iter()
+            .flat_map(|r| {
+                transfers
+                    .iter()
+                    .map(move |(file, _)| ((r.clone(), file.clone()), Progress::Waiting))
+            })
+            .collect();
+        Tracker {
+            files: transfers
+                .iter()
+                .map(|(file, id)| (id.clone(), file.clone()))
+                .collect(),
+            rows,
+            served: Vec::new(),
+        }
+    }
+
+    /// Take one record into account; whether it changed a row. A call's record may come
+    /// before the commit it serves (they have different keys, so perhaps different partitions):
+    /// a served call is kept and applied again to each later commit.
+    pub fn see(&mut self, record: &Record) -> bool {
+        let mut changed = self.apply(record);
+        match record.outcome {
+            Event::Served
+                if record
+                    .transfer_ids
+                    .iter()
+                    .any(|id| self.files.contains_key(id)) =>
+            {
+                self.served.push(record.clone());
+            }
+            Event::Committed if changed => {
+                for call in std::mem::take(&mut self.served) {
+                    changed |= self.apply(&call);
+                    self.served.push(call);
+                }
+            }
+            _ => {}
+        }
+        changed
+    }
+
+    fn apply(&mut self, record: &Record) -> bool {
+        let mut changed = false;
+        let single = record.transfer_id.iter();
+        let ids: Vec<&String> = single.chain(record.transfer_ids.iter()).collect();
+        for id in ids {
+            let Some(file) = self.files.get(id) else {
+                continue;
+            };
+            let Some(row) = self.rows.get_mut(&(record.resolver.clone(), file.clone())) else {
+                continue;
+            };
+            let why = |what: &str| match (&record.kind, &record.reason) {
+                (Some(kind), Some(reason)) => format!("{what} ({kind}): {reason}"),
+                (None, Some(reason)) => format!("{what}: {reason}"),
+                _ => what.to_owned(),
+            };
+            let call = record
+                .action
+                .and_then(|a| serde_json::to_value(a).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let next = match (record.outcome, &*row) {
+                (Event::Committed, Progress::Waiting) => match record.action {
+                    Some(Action::None) | None => Progress::Done {
+                        how: "committed".into(),
+                    },
+                    Some(action) => Progress::Committed { action },
+                },
+                (Event::Unchanged, Progress::Waiting) => Progress::Done {
+                    how: "unchanged".into(),
+                },
+                (Event::Rejected, _) => Progress::Failed {
+                    why: why("rejected"),
+                },
+                (Event::Failed, _) => Progress::Failed {
+                    why: why("failed in the guest"),
+                },
+                (Event::Served, Progress::Committed { .. }) => Progress::Done {
+                    how: format!("committed, {call} served"),
+                },
+                (Event::Refused, _) => Progress::Failed {
+                    why: why(&format!("{call} refused")),
+                },
+                (Event::RolledBack, _) => Progress::Failed {
+                    why: why(&format!("{call} refused and rolled back")),
+                },
+                _ => continue,
+            };
+            if *row != next {
+                *row = next;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Whether every row is settled.
+    pub fn settled(&self) -> bool {
+        self.rows.values().all(Progress::settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::tests::record;
+
+    #[test]
+    fn a_transfer_is_done_only_once_its_call_is_served() {
+        let expected = ["r1".to_owned(), "r2".to_owned()];
+        let transfers = [
+            ("block.rpz".to_owned(), "t1".to_owned()),
+            ("config.yaml".to_owned(), "t2".to_owned()),
+        ];
+        let mut t = Tracker::new(&expected, &transfers);
+        let committed = |who, id: &str, action| {
+            record(who, Event::Committed, |r| {
+                r.transfer_id = Some(id.into());
+                r.action = Some(action);
+            })
+        };
+        assert!(t.see(&committed("r1", "t1", Action::Renew)));
+        assert!(
+            !t.see(&committed("r3", "t1", Action::Renew)),
+            "not expected"
+        );
+        assert!(t.see(&committed("r1", "t2", Action::Reload)));
+        assert!(!t.settled());
+        t.see(&record("r1", Event::Served, |r| {
+            r.action = Some(Action::Reload);
+            r.transfer_ids = vec!["t1".into(), "t2".into()];
+        }));
+        t.see(&record("r2", Event::Unchanged, |r| {
+            r.transfer_id = Some("t1".into())
+        }));
+        t.see(&record("r2", Event::Rejected, |r| {
+            r.transfer_id = Some("t2".into());
+            r.kind = Some("invalid-config".into());
+            r.reason = Some("netwrok: unknown key".into());
+        }));
+        assert!(t.settled());
+        let row = |r: &str, f: &str| t.rows[&(r.to_owned(), f.to_owned())].show();
+        assert_eq!(row("r1", "config.yaml"), "committed, reload served");
+        assert_eq!(row("r2", "block.rpz"), "unchanged");
+        assert_eq!(
+            row("r2", "config.yaml"),
+            "rejected (invalid-config): netwrok: unknown key"
+        );
+    }
+}
