@@ -175,6 +175,21 @@ impl Scheduler {
     /// committed. `transfer_id` is its message's, when it had one.
     pub fn request_for(&self, outcome: &Outcome, transfer_id: Option<String>) {
         let action = outcome.action();
+        if action == Action::None {
+            // A commit the guest announced (it owed the call, then renamed) whose message
+            // ended otherwise: the journal could not be written and the retry found the file
+            // in place, or the guest trapped after the rename. The call it owed is asked for
+            // now, or it would wait for an unrelated request, and could be cleared by a weaker
+            // one.
+            let owed = {
+                let owed = self.ledger.lock();
+                owed.announced.then_some(owed.recorded)
+            };
+            if let Some(owed) = owed {
+                self.request(owed, None);
+            }
+            return;
+        }
         let config_file = outcome
             .file()
             .filter(|_| action == Action::Reload)
@@ -258,6 +273,7 @@ async fn run(
         // Call, keeping what arrives meanwhile for the next batch.
         let mut next = Batch::default();
         let served;
+        let served_action = batch.action;
         {
             let call = executor.execute(std::mem::take(&mut batch));
             tokio::pin!(call);
@@ -282,12 +298,23 @@ async fn run(
             // Under the lock no request is being sent: an empty channel, and no commit
             // announced by the guest since the last request, means nothing is owed.
             if rx.is_empty() && !owed.announced {
-                if let Some(marker) = &owed.marker
-                    && let Err(e) = marker.clear()
-                {
-                    tracing::warn!("clearing the owed-call marker: {e}");
+                if served_action >= owed.recorded {
+                    if let Some(marker) = &owed.marker
+                        && let Err(e) = marker.clear()
+                    {
+                        tracing::warn!("clearing the owed-call marker: {e}");
+                    }
+                    owed.recorded = Action::None;
+                } else {
+                    // A stronger call is owed than the one just served (the guest owed a
+                    // reload whose request never came): make it, never drop it.
+                    batch.add(Request {
+                        action: owed.recorded,
+                        config_file: None,
+                        config_changed: false,
+                        transfer_id: None,
+                    });
                 }
-                owed.recorded = Action::None;
             }
         }
         if batch.is_empty() && !open {
@@ -503,6 +530,38 @@ mod tests {
         assert_eq!(PendingMarker::new(path.clone()).read(), Action::Reload);
         scheduler.request(Action::Reload, Some("c.yaml".into()));
         tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!path.exists(), "served: nothing is owed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_owed_reload_whose_request_never_came_is_made_not_cleared_by_a_renew() {
+        // The guest owed a reload and renamed, but its message ended as unchanged (the journal
+        // could not be written, and the retry found the file in place): no request came. A
+        // later renew is served; the reload owed must follow, not be cleared.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pending-action");
+        let rec = recorder(Duration::ZERO);
+        let ledger = Ledger::new(Some(PendingMarker::new(path.clone())));
+        let (scheduler, _task) =
+            Scheduler::spawn_with(DELAY, rec.clone(), Arc::clone(&ledger), &TaskTracker::new());
+        ledger.owe(Action::Reload).unwrap();
+        scheduler.request_for(
+            &Outcome::Unchanged {
+                file: "c.yaml".into(),
+            },
+            None,
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(calls(&rec), [(DELAY, Action::Reload, 1)]);
+        assert!(!path.exists(), "served: nothing is owed");
+
+        // The same when a renew's request overtakes it.
+        ledger.owe(Action::Reload).unwrap();
+        scheduler.request(Action::Renew, None);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let calls = calls(&rec);
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!((calls[1].1, calls[2].1), (Action::Renew, Action::Reload));
         assert!(!path.exists(), "served: nothing is owed");
     }
 }
