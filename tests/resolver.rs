@@ -329,3 +329,44 @@ fn validate_says_what_it_cannot_judge() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_never_undoes_a_newer_configuration() {
+    // 1. v1 runs. The manager goes away; v2 is committed and its reload waits, retrying.
+    // 2. v3 is committed meanwhile (its own reload comes after).
+    // 3. The manager comes back and refuses v2's reload with an error status: the rollback
+    //    must not put v2's backup over v3, which is another batch's to judge.
+    let broker = Broker::start(1);
+    let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    let v1 = b"logging:\n  level: info\n".to_vec();
+    broker.publish_upstream(ME, "config.yaml", &v1).await;
+    host.wait_for("v1 running", |h| {
+        h.manager.running()["logging"]["level"] == "info"
+    })
+    .await;
+    host.manager_down();
+    let v2 = b"logging:\n  level: notice\n".to_vec();
+    broker.publish_upstream(ME, "config.yaml", &v2).await;
+    host.wait_for("v2's reload retrying", |h| {
+        h.holds("config.yaml", &v2) && h.logs().contains("unreachable")
+    })
+    .await;
+    let v3 = b"logging:\n  level: debug\n".to_vec();
+    broker.publish_upstream(ME, "config.yaml", &v3).await;
+    host.wait_for("v3 committed", |h| h.holds("config.yaml", &v3))
+        .await;
+    host.manager.answer_next(500);
+    host.manager_up();
+    host.wait_for("v3 running", |h| {
+        h.manager.running()["logging"]["level"] == "debug"
+    })
+    .await;
+    assert!(host.holds("config.yaml", &v3), "{}", host.logs());
+    assert!(
+        host.logs()
+            .contains("not restored: a newer version was committed since"),
+        "{}",
+        host.logs()
+    );
+}

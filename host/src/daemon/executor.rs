@@ -139,7 +139,7 @@ impl ManagerExecutor {
             files = ?batch.config_files,
             "{why}: restoring the previous version of the configuration files and reloading"
         );
-        self.restore(&batch.config_files).await;
+        self.restore(&batch.committed).await;
         let again = self.call(Action::Reload).await;
         if again.is_ok() {
             tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration");
@@ -148,21 +148,37 @@ impl ManagerExecutor {
     }
 
     /// Have the guest put each file's previous version back (it is the only writer of the
-    /// files directory).
-    async fn restore(&self, files: &[String]) {
-        let names = files.to_vec();
+    /// files directory), but only a file that still holds the version this batch committed: a
+    /// newer one committed since is another batch's to judge, and must not be undone by this one.
+    async fn restore(&self, committed: &[(String, String)]) {
+        let files_dir = self.runner.config().kafka.files_dir.clone();
+        let committed = committed.to_vec();
+        // Checked and restored under the files lock: no commit can come in between.
         let result = self
             .runner
-            .in_guest(move |guest, ctx| guest.restore(ctx, &names))
+            .in_guest(move |guest, ctx| {
+                let (current, newer): (Vec<_>, Vec<_>) = committed
+                    .into_iter()
+                    .partition(|(file, sha256)| holds_version(&files_dir.join(file), sha256));
+                let names: Vec<String> = current.into_iter().map(|(f, _)| f).collect();
+                let newer: Vec<String> = newer.into_iter().map(|(f, _)| f).collect();
+                (guest.restore(ctx, &names).map(|r| (names, r)), newer)
+            })
             .await;
-        let results = match result {
-            Ok(Ok(results)) => results,
-            Ok(Err(failure)) => {
-                tracing::error!("restoring the configuration failed in the guest: {failure}");
-                return;
-            }
+        let (result, newer) = match result {
+            Ok(both) => both,
             Err(e) => {
                 tracing::error!("restoring the configuration: the guest's thread panicked: {e}");
+                return;
+            }
+        };
+        for file in newer {
+            tracing::warn!(file = %file, "not restored: a newer version was committed since; its own reload decides");
+        }
+        let (files, results) = match result {
+            Ok(both) => both,
+            Err(failure) => {
+                tracing::error!("restoring the configuration failed in the guest: {failure}");
                 return;
             }
         };
@@ -181,6 +197,17 @@ impl ManagerExecutor {
             }
         }
     }
+}
+
+/// Whether `path` holds the content whose hex SHA-256 is `sha256`.
+fn holds_version(path: &std::path::Path, sha256: &str) -> bool {
+    use sha2::Digest;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).is_ok()
+        && kres_kafka_guest::durable::hex(&hasher.finalize()) == sha256
 }
 
 /// The start of `view` as compact JSON, for a log line.

@@ -38,6 +38,9 @@ pub struct Request {
     pub config_changed: bool,
     /// The commit's transfer (its `transfer-id` header), reported with the call that serves it.
     pub transfer_id: Option<String>,
+    /// The hex SHA-256 of the configuration committed: a rollback restores the file only while
+    /// it still holds that version.
+    pub config_sha256: Option<String>,
 }
 
 /// What one call must do: the strongest action requested, and every configuration file
@@ -53,6 +56,8 @@ pub struct Batch {
     pub requests: usize,
     /// The transfers whose commits this batch serves, for the status topic.
     pub transfer_ids: Vec<String>,
+    /// Each configuration file committed, with the digest of its last commit in the batch.
+    pub committed: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -63,6 +68,12 @@ impl Batch {
             && !self.transfer_ids.contains(&id)
         {
             self.transfer_ids.push(id);
+        }
+        if let (Some(file), Some(sha256)) = (&request.config_file, request.config_sha256) {
+            match self.committed.iter_mut().find(|(f, _)| f == file) {
+                Some(entry) => entry.1 = sha256,
+                None => self.committed.push((file.clone(), sha256)),
+            }
         }
         if let Some(file) = request.config_file {
             if request.config_changed && !self.changed_configs.contains(&file) {
@@ -201,11 +212,16 @@ impl Scheduler {
                 ..
             }
         );
+        let config_sha256 = match outcome {
+            Outcome::Committed { sha256, .. } if config_file.is_some() => Some(sha256.clone()),
+            _ => None,
+        };
         self.send(Request {
             action,
             config_file,
             config_changed,
             transfer_id,
+            config_sha256,
         });
     }
 
@@ -217,6 +233,7 @@ impl Scheduler {
             config_file,
             config_changed: false,
             transfer_id: None,
+            config_sha256: None,
         });
     }
 
@@ -313,6 +330,7 @@ async fn run(
                         config_file: None,
                         config_changed: false,
                         transfer_id: None,
+                        config_sha256: None,
                     });
                 }
             }
