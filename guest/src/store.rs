@@ -291,6 +291,15 @@ impl Files {
                     ));
                 }
                 self.discard_chunks(name)?;
+                if ordered && index > 1 {
+                    // Its transfer's first chunks went by unseen (the daemon joined late, or
+                    // the broker dropped them): a set started here could never complete.
+                    return Err(Error::BadHeader(format!(
+                        "chunk {index} of {} of {name:?} comes without the chunks before it: \
+                         its transfer cannot complete here, and no chunk set is kept for it",
+                        transfer.total
+                    )));
+                }
                 self.create_parents(name)?;
                 fs::create_dir(&dir).io(|| format!("creating {name}.chunks"))?;
                 let meta = serde_json::to_vec(&Meta {
@@ -404,6 +413,36 @@ impl Files {
     }
 
     /// Create the directories above `name`, fsyncing each new one into its parent.
+    /// Refuse `name` when it cannot be a file here: one of its parents is a file, or it is a
+    /// directory. That is the publisher's mistake, not the disk's: an I/O error would make the
+    /// host offer the message again forever, so it is a rejection naming the clash.
+    pub fn check_clash(&self, name: &str) -> Result<()> {
+        let clash = |what: String| {
+            Err(Error::BadName(format!(
+                "file-name {name:?} cannot be a file here: {what}"
+            )))
+        };
+        let mut path = self.root.clone();
+        let components: Vec<&str> = name.split('/').collect();
+        for (i, component) in components.iter().enumerate() {
+            path.push(component);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                return Ok(());
+            };
+            let last = i + 1 == components.len();
+            if !last && !meta.is_dir() {
+                return clash(format!(
+                    "{:?} is a file, not a directory",
+                    components[..=i].join("/")
+                ));
+            }
+            if last && meta.is_dir() {
+                return clash("it is a directory".into());
+            }
+        }
+        Ok(())
+    }
+
     fn create_parents(&self, name: &str) -> Result<()> {
         let Some((parents, _)) = name.rsplit_once('/') else {
             return Ok(());

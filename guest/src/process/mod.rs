@@ -86,6 +86,7 @@ fn handle(
         .map(|h| (h.name.as_str(), h.value.as_slice()));
     let parsed = headers::parse(pairs)?;
     let name = name::check(parsed.file_name)?;
+    files.check_clash(name)?;
     let max_size = ctx.limits.max_file_size;
     if parsed.chunk.total > ctx.limits.max_chunks {
         return Err(Error::TooLarge(format!(

@@ -507,18 +507,50 @@ fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
 #[test]
 fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
     let (dir, files) = setup();
-    // A directory where the file should go: the commit's rename fails.
-    fs::create_dir_all(dir.path().join("a.rpz/x")).unwrap();
-    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    assert!(
-        !Journal::read(dir.path())
+    let done = |dir: &Path| {
+        Journal::read(dir)
             .unwrap()
             .applied(&Position::of("t", 0, 3).unwrap())
-    );
-    fs::remove_dir_all(dir.path().join("a.rpz")).unwrap();
+    };
+    // The journal cannot be written (its temporary is a directory): the message is not done.
+    fs::create_dir_all(dir.path().join(".kres-kafka-state.tmp/x")).unwrap();
+    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(!done(dir.path()));
+    fs::remove_dir_all(dir.path().join(".kres-kafka-state.tmp")).unwrap();
     process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap();
     assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"x");
+    assert!(done(dir.path()));
+}
+
+#[test]
+fn a_name_that_clashes_with_a_file_or_directory_is_rejected_not_retried() {
+    let (dir, files) = setup();
+    process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(0, whole("zones", b"a file")),
+    )
+    .unwrap();
+    let err = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(1, whole("zones/a.rpz", b"x")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadName(m) if m.contains("\"zones\" is a file")),
+        "{err:?}"
+    );
+    process(&files, &NoResolver, &ctx(), &at(2, whole("d/x.rpz", b"x"))).unwrap();
+    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("d", b"x"))).unwrap_err();
+    assert!(
+        matches!(&err, Error::BadName(m) if m.contains("it is a directory")),
+        "{err:?}"
+    );
+    assert_eq!(fs::read(dir.path().join("zones")).unwrap(), b"a file");
 }
 
 #[test]
@@ -527,11 +559,25 @@ fn a_transfer_whose_first_chunks_were_lost_is_not_completed_by_the_next_one() {
     // alone sits in a set. v2, with the same number of chunks and no transfer-id, must
     // arrive whole, not as v2's chunks 1-2 and v1's chunk 3.
     let (dir, files) = setup();
+    // From Kafka, such a chunk keeps no set: it could never complete.
+    let lone = process(
+        &files,
+        &NoResolver,
+        &ctx(),
+        &at(1, chunk("b.rpz", 3, 3, b"x", &[])),
+    );
+    assert!(
+        matches!(&lone, Err(Error::BadHeader(m)) if m.contains("without the chunks before it")),
+        "{lone:?}"
+    );
+    assert!(!dir.path().join("b.rpz.chunks").exists(), "no set kept");
+    // Had a set been kept for it (injected by hand, or by an older guest), v2 still does not
+    // mix with it.
     process(
         &files,
         &NoResolver,
         &ctx(),
-        &at(2, chunk("a.rpz", 3, 3, b"v1-3", &[])),
+        &chunk("a.rpz", 3, 3, b"v1-3", &[]),
     )
     .unwrap();
     for (i, part) in [&b"v2-1"[..], b"v2-2", b"v2-3"].iter().enumerate() {
