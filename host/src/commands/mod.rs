@@ -108,6 +108,36 @@ fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
         .block_on(future)
 }
 
+/// The Kafka settings of a client command (`send`, `status`): the `kafka` section of
+/// `configs` (the defaults without any), their TLS files checked, `server` and `topic`
+/// overriding theirs.
+fn client_settings(
+    configs: &[PathBuf],
+    server: &[String],
+    topic: Option<String>,
+) -> anyhow::Result<crate::config::Settings> {
+    let config = if configs.is_empty() {
+        crate::config::Config::defaults()?
+    } else {
+        crate::config::Config::load(configs)?
+    };
+    let mut kafka = config.kafka;
+    for warning in crate::tls::check_files(&kafka.tls)? {
+        tracing::warn!("{warning}");
+    }
+    if !server.is_empty() {
+        kafka.servers = server
+            .iter()
+            .map(|s| crate::config::Server::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(topic) = topic {
+        kafka.topic = topic;
+    }
+    Ok(kafka)
+}
+
 /// `given` when any; else those of `defaults` that exist.
 fn existing_or_default(given: &[PathBuf], defaults: &[&str]) -> Vec<PathBuf> {
     if !given.is_empty() {

@@ -4,7 +4,6 @@
 //! about these transfers, and the exit status says whether every expected resolver took every
 //! file and had its reload or renew served.
 
-use crate::config::{Config, Server};
 use crate::publish::Recipient;
 use crate::status::{Progress, Reader, Tracker};
 use anyhow::Context as _;
@@ -73,26 +72,7 @@ pub struct Args {
 
 /// `kres-kafka send`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = if args.configs.is_empty() {
-        Config::defaults()?
-    } else {
-        Config::load(&args.configs)?
-    };
-    let mut kafka = config.kafka;
-    for warning in crate::tls::check_files(&kafka.tls)? {
-        tracing::warn!("{warning}");
-    }
-    if !args.server.is_empty() {
-        kafka.servers = args
-            .server
-            .iter()
-            .map(|s| Server::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
-    }
-    if let Some(topic) = args.topic {
-        kafka.topic = topic;
-    }
+    let kafka = super::client_settings(&args.configs, &args.server, args.topic.clone())?;
     let chunk_size = args.chunk_size.map_or(kafka.chunk_size, |s| s.as_u64());
     anyhow::ensure!(chunk_size > 0, "--chunk-size must be at least 1 byte");
     let mut files = Vec::new();

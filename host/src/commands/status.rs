@@ -1,7 +1,6 @@
 //! `kres-kafka status`: what every resolver last reported, read from the status topic from its
 //! beginning to its end as of now (no consumer group), one row per resolver and file.
 
-use crate::config::{Config, Server};
 use crate::status::{Reader, Record};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,26 +31,7 @@ pub struct Args {
 
 /// `kres-kafka status`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = if args.configs.is_empty() {
-        Config::defaults()?
-    } else {
-        Config::load(&args.configs)?
-    };
-    let mut kafka = config.kafka;
-    for warning in crate::tls::check_files(&kafka.tls)? {
-        tracing::warn!("{warning}");
-    }
-    if !args.server.is_empty() {
-        kafka.servers = args
-            .server
-            .iter()
-            .map(|s| Server::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
-    }
-    if let Some(topic) = args.topic {
-        kafka.topic = topic;
-    }
+    let kafka = super::client_settings(&args.configs, &args.server, args.topic.clone())?;
     let latest = Reader::new(&kafka)?.latest()?;
     let rows: Vec<&Record> = latest
         .values()
