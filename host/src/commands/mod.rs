@@ -108,34 +108,50 @@ fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
         .block_on(future)
 }
 
-/// The Kafka settings of a client command (`send`, `status`): the `kafka` section of
-/// `configs` (the defaults without any), their TLS files checked, `server` and `topic`
-/// overriding theirs.
-fn client_settings(
-    configs: &[PathBuf],
-    server: &[String],
-    topic: Option<String>,
-) -> anyhow::Result<crate::config::Settings> {
-    let config = if configs.is_empty() {
-        crate::config::Config::defaults()?
-    } else {
-        crate::config::Config::load(configs)?
-    };
-    let mut kafka = config.kafka;
-    for warning in crate::tls::check_files(&kafka.tls)? {
-        tracing::warn!("{warning}");
+/// Where a client command (`send`, `status`) finds its brokers: kres-kafka's config files,
+/// overridden on the command line.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Config file(s) whose `kafka` section gives the brokers, topic (and status topic), TLS
+    /// and chunk size.
+    #[arg(long = "config", short = 'c', value_name = "PATH")]
+    pub configs: Vec<PathBuf>,
+
+    /// Broker(s) as host@port, overriding `kafka.server`; repeat for more.
+    #[arg(long, value_name = "HOST@PORT")]
+    pub server: Vec<String>,
+
+    /// Topic, overriding `kafka.topic` (the status topic follows it unless configured).
+    #[arg(long)]
+    pub topic: Option<String>,
+}
+
+impl ClientArgs {
+    /// The `kafka` section of the config files (the defaults without any), their TLS files
+    /// checked, `--server` and `--topic` overriding theirs.
+    fn settings(&self) -> anyhow::Result<crate::config::Settings> {
+        let config = if self.configs.is_empty() {
+            crate::config::Config::defaults()?
+        } else {
+            crate::config::Config::load(&self.configs)?
+        };
+        let mut kafka = config.kafka;
+        for warning in crate::tls::check_files(&kafka.tls)? {
+            tracing::warn!("{warning}");
+        }
+        if !self.server.is_empty() {
+            kafka.servers = self
+                .server
+                .iter()
+                .map(|s| crate::config::Server::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?;
+        }
+        if let Some(topic) = &self.topic {
+            kafka.topic = topic.clone();
+        }
+        Ok(kafka)
     }
-    if !server.is_empty() {
-        kafka.servers = server
-            .iter()
-            .map(|s| crate::config::Server::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
-    }
-    if let Some(topic) = topic {
-        kafka.topic = topic;
-    }
-    Ok(kafka)
 }
 
 /// `given` when any; else those of `defaults` that exist.

@@ -16,17 +16,8 @@ use std::time::{Duration, Instant};
 /// Arguments of `kres-kafka send`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Config file(s) whose `kafka` section gives the brokers, topic, TLS and chunk size.
-    #[arg(long = "config", short = 'c', value_name = "PATH")]
-    pub configs: Vec<PathBuf>,
-
-    /// Broker(s) as host@port, overriding `kafka.server`; repeat for more.
-    #[arg(long, value_name = "HOST@PORT")]
-    pub server: Vec<String>,
-
-    /// Topic, overriding `kafka.topic`.
-    #[arg(long)]
-    pub topic: Option<String>,
+    #[command(flatten)]
+    pub client: super::ClientArgs,
 
     /// The resolver the files are for (the `hostname` header, and the key).
     #[arg(
@@ -72,7 +63,7 @@ pub struct Args {
 
 /// `kres-kafka send`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let kafka = super::client_settings(&args.configs, &args.server, args.topic.clone())?;
+    let kafka = args.client.settings()?;
     let chunk_size = args.chunk_size.map_or(kafka.chunk_size, |s| s.as_u64());
     anyhow::ensure!(chunk_size > 0, "--chunk-size must be at least 1 byte");
     let mut files = Vec::new();

@@ -2,23 +2,13 @@
 //! beginning to its end as of now (no consumer group), one row per resolver and file.
 
 use crate::status::{Reader, Record};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `kres-kafka status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Config file(s) whose `kafka` section gives the brokers, TLS and status topic.
-    #[arg(long = "config", short = 'c', value_name = "PATH")]
-    pub configs: Vec<PathBuf>,
-
-    /// Broker(s) as host@port, overriding `kafka.server`; repeat for more.
-    #[arg(long, value_name = "HOST@PORT")]
-    pub server: Vec<String>,
-
-    /// Topic, overriding `kafka.topic` (the status topic follows it unless configured).
-    #[arg(long)]
-    pub topic: Option<String>,
+    #[command(flatten)]
+    pub client: super::ClientArgs,
 
     /// Only this file's rows (the resolvers' own rows are left out).
     #[arg(long, value_name = "NAME")]
@@ -31,7 +21,7 @@ pub struct Args {
 
 /// `kres-kafka status`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let kafka = super::client_settings(&args.configs, &args.server, args.topic.clone())?;
+    let kafka = args.client.settings()?;
     let latest = Reader::new(&kafka)?.latest()?;
     let rows: Vec<&Record> = latest
         .values()

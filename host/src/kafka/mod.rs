@@ -289,12 +289,12 @@ pub fn store(consumer: &Consumer, position: &Position) -> Result<(), KafkaError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Section;
 
     /// The `kafka` section `yaml`, resolved for the resolver `r1`.
-    fn settings(yaml: &str) -> Result<Settings, String> {
+    pub(super) fn settings(yaml: &str) -> Result<Settings, String> {
         serde_yaml_ng::from_str::<Section>(yaml)
             .map_err(|e| e.to_string())?
             .resolve("r1")

@@ -231,15 +231,7 @@ impl ConsumerContext for ProbeContext {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Section;
-
-    /// The `kafka` section `yaml`, resolved for the resolver `r1`.
-    fn settings(yaml: &str) -> Result<Settings, String> {
-        serde_yaml_ng::from_str::<Section>(yaml)
-            .map_err(|e| e.to_string())?
-            .resolve("r1")
-            .map_err(|e| e.to_string())
-    }
+    use crate::kafka::tests::settings;
 
     /// A mock broker offering `ConsumerGroupHeartbeat` in `versions` (`None`: not at all),
     /// owned by the client returned, and the settings to reach it.
