@@ -333,8 +333,8 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
         tree(&scratch.files()),
         [
             "stale.rpz.chunks",
-            "stale.rpz.chunks/1",
             "stale.rpz.chunks/meta",
+            "stale.rpz.chunks/part",
             "zones",
             "zones/a.rpz"
         ]

@@ -55,6 +55,20 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of hexadecimal `text` (either case); `None` unless it is whole pairs of hex digits.
+pub fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks_exact(2)
+        .map(|pair| {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            Some((hi * 16 + lo) as u8)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +77,9 @@ mod tests {
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(hex(&[]), "");
+        assert_eq!(unhex(b"000FA0ff"), Some(vec![0x00, 0x0f, 0xa0, 0xff]));
+        assert_eq!(unhex(b"0g"), None);
+        assert_eq!(unhex(b"abc"), None);
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum Error {
     /// A limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// Not an error of the message: the batch must end before it (see
+    /// [`crate::batch::Batch::restart_set`]). Never leaves the guest.
+    #[error("the batch ends before this message")]
+    Cut,
     /// The files directory could not be read or written.
     #[error("{what}: {source}")]
     Io {

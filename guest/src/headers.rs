@@ -235,16 +235,9 @@ fn hex_digest(name: &str, value: &[u8]) -> Result<[u8; 32]> {
             show(value)
         ))
     };
-    if value.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(value.chunks_exact(2)) {
-        let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
-        let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
-        *byte = (hi * 16 + lo) as u8;
-    }
-    Ok(out)
+    crate::durable::unhex(value)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(bad)
 }
 
 /// A header value quoted for a log line, escaped and cut to a readable length.

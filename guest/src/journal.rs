@@ -4,8 +4,8 @@
 //! at or below the recorded offset is skipped as `replayed`, changing nothing (no older version
 //! of a file comes back, no chunk set is created, no manager call is asked for).
 //!
-//! It is written after the effect of each message is durable, and before the cleanup the effect
-//! allows, so a crash at any point leaves one of:
+//! It is written once per batch, after the effects of all its messages are durable, and before
+//! the cleanup they allow, so a crash at any point leaves one of:
 //!
 //! - the effect not durable, the offset not recorded: the message comes again and is done;
 //! - the effect durable, the offset not recorded: the message comes again and finds its work
@@ -79,10 +79,20 @@ impl Journal {
             .is_some_and(|done| *done >= position.offset)
     }
 
-    /// Record `position` as done, with the chunk sets its transfer left, durably.
-    pub fn record(&mut self, root: &Path, position: &Position, cleanup: Vec<String>) -> Result<()> {
-        self.applied
-            .insert(position.partition.clone(), position.offset);
+    /// Record `positions` as done, with the chunk sets their transfers left, durably.
+    pub fn record(
+        &mut self,
+        root: &Path,
+        positions: &[Position],
+        cleanup: Vec<String>,
+    ) -> Result<()> {
+        for at in positions {
+            let done = self
+                .applied
+                .entry(at.partition.clone())
+                .or_insert(at.offset);
+            *done = (*done).max(at.offset);
+        }
         self.cleanup = cleanup;
         let bytes = serde_json::to_vec(self).expect("the journal serializes");
         durable::write_atomically(
@@ -106,7 +116,7 @@ mod tests {
         let at = |o| Position::of("t", 0, o).unwrap();
         assert!(!journal.applied(&at(0)));
         journal
-            .record(dir.path(), &at(7), vec!["a.rpz".into()])
+            .record(dir.path(), &[at(5), at(7), at(6)], vec!["a.rpz".into()])
             .unwrap();
         let again = Journal::read(dir.path()).unwrap();
         assert_eq!(again, journal);

@@ -7,7 +7,10 @@
 //! - `name`: the rules a `file-name` must follow (pure).
 //! - `config`: configuration files parsed and checked against the resolver's closed JSON Schema,
 //!   as its manager does (pure).
-//! - `store`: the files directory: chunk sets, streaming assembly, atomic commit (`std::fs`).
+//! - `store`: the files directory: what is in place, staging, backups, maintenance; chunk sets
+//!   appended in order and hashed as they come (`std::fs`).
+//! - `batch`: a batch of messages committed as a group: one flush, one journal write.
+//! - `digest`: SHA-256 that can be stored with a transfer and resumed (the host compresses).
 //! - `judge`: a configuration judged in layers (schema, the resolver's validator); whether a
 //!   commit changes what the manager runs.
 //! - `journal`: the offset applied per partition, recorded with what it applied: replay is a
@@ -19,7 +22,9 @@
 //! Everything but this file compiles natively and is unit-tested with `cargo test`; this file
 //! only binds the logic to the WIT world `kres:kafka/consumer`.
 
+pub mod batch;
 pub mod config;
+pub mod digest;
 pub mod durable;
 pub mod error;
 pub mod headers;
@@ -61,15 +66,33 @@ impl Guest for Component {
         VERSION.to_owned()
     }
 
-    fn process(ctx: Context, msg: Message) -> Result<Outcome, ProcessError> {
-        process::process(&Files::new(ROOT), &Host, &ctx, &msg).map_err(Into::into)
+    fn process(ctx: Context, msgs: Vec<Message>) -> Vec<Result<Outcome, ProcessError>> {
+        let msgs: Vec<process::Msg<'_>> = msgs
+            .iter()
+            .map(|m| process::Msg {
+                key: m.key.as_deref(),
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_slice()))
+                    .collect(),
+                value: &m.value,
+                topic: &m.topic,
+                partition: m.partition,
+                offset: m.offset,
+            })
+            .collect();
+        process::process(&Files::new(ROOT), &Host, &Host, &ctx, &msgs)
+            .into_iter()
+            .map(|r| r.map_err(Into::into))
+            .collect()
     }
 
     fn maintain(ctx: Context, max_age_seconds: u64) -> Result<MaintenanceReport, ProcessError> {
         let files = Files::new(ROOT);
         // Sets a transfer left when a crash came between its journal entry and their removal.
         for name in journal::Journal::read(files.root())?.cleanup {
-            files.discard_chunks(&name)?;
+            store::chunks::discard(&files, &name)?;
         }
         let done = files.maintain(ctx.now, max_age_seconds)?;
         Ok(MaintenanceReport {
@@ -104,8 +127,42 @@ impl Guest for Component {
     }
 }
 
-/// The host, as the resolver's schema and validator.
+/// The host, as the resolver's schema and validator, and as the platform.
 struct Host;
+
+impl process::Value for bindings::kres::kafka::types::Payload {
+    fn size(&self) -> u64 {
+        bindings::kres::kafka::types::Payload::size(self)
+    }
+
+    fn read(&self) -> Vec<u8> {
+        bindings::kres::kafka::types::Payload::read(self)
+    }
+}
+
+impl batch::Platform for Host {
+    #[cfg(target_arch = "wasm32")]
+    fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {
+        let next = bindings::kres::kafka::digest::sha256_blocks(state, blocks);
+        state.copy_from_slice(&next);
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn sync(&self) -> Result<(), String> {
+        bindings::kres::kafka::files::sync()
+    }
+
+    // Natively there is no host: `sha2`, and no flush (unit tests crash nothing).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {
+        batch::Unsynced.compress(state, blocks);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn sync(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 impl Resolver for Host {
     #[cfg(target_arch = "wasm32")]
@@ -158,7 +215,7 @@ impl From<Error> for ProcessError {
             Error::InvalidConfig(_) => ProcessError::InvalidConfig(reason),
             Error::ChecksumMismatch(_) => ProcessError::ChecksumMismatch(reason),
             Error::TooLarge(_) => ProcessError::TooLarge(reason),
-            Error::Io { .. } => ProcessError::Io(reason),
+            Error::Io { .. } | Error::Cut => ProcessError::Io(reason),
         }
     }
 }

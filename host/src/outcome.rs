@@ -14,7 +14,8 @@ pub struct Message {
     pub key: Option<Vec<u8>>,
     /// Headers as the broker gave them: name and raw value.
     pub headers: Vec<(String, Vec<u8>)>,
-    pub value: Vec<u8>,
+    /// Shared: the batch, its retries and the guest's payload hold the same bytes.
+    pub value: std::sync::Arc<[u8]>,
     /// Where it came from, for logs (`-1` when injected by hand).
     pub topic: String,
     pub partition: i32,

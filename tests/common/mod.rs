@@ -71,7 +71,7 @@ pub fn message(headers: &[(&str, &str)], value: &[u8]) -> Message {
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
             .collect(),
-        value: value.to_vec(),
+        value: value.into(),
         // Injected by hand (no Kafka position): never recorded, never skipped as replayed.
         topic: String::new(),
         partition: -1,

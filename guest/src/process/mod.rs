@@ -1,11 +1,10 @@
-//! One message, start to end (SPEC section 2, steps 1 to 5, and the choice of action in
-//! step 6). Everything here returns a durable end: an outcome once it is on disk, or an error
-//! once nothing (or only a stale chunk set) was touched.
+//! A batch of messages, start to end (SPEC section 2, steps 1 to 5, and the choice of action
+//! in step 6). Every outcome returned is a durable end: the batch is on disk (see
+//! [`crate::batch`]) before they are returned.
 
-use crate::bindings;
-use crate::bindings::kres::kafka::types::SkipReason;
+use crate::batch::{Batch, Platform};
 use crate::bindings::kres::kafka::types::{
-    Action, ChunkStored, Context, FileCommitted, Message, Outcome,
+    Action, ChunkStored, Context, FileCommitted, Outcome, Skip as WitSkip, SkipReason,
 };
 use crate::config::{self, Format};
 use crate::durable::hex;
@@ -14,41 +13,108 @@ use crate::headers::{self, Me, Parsed, Skip};
 use crate::journal::{Journal, Position};
 use crate::judge::{self, Resolver};
 use crate::name;
-use crate::store::{Files, Transfer};
-use sha2::{Digest, Sha256};
+use crate::store::Files;
+use crate::store::Transfer;
 
-/// Process one message against the files directory; `resolver` judges configurations.
+/// A message's value, held by the host: read only when needed.
+pub trait Value {
+    /// Its length in bytes.
+    fn size(&self) -> u64;
+    /// Its bytes.
+    fn read(&self) -> Vec<u8>;
+}
+
+impl Value for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&self) -> Vec<u8> {
+        self.clone()
+    }
+}
+
+impl Value for std::sync::Arc<[u8]> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&self) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
+/// One Kafka message as the guest sees it.
+pub struct Msg<'a> {
+    pub key: Option<&'a [u8]>,
+    pub headers: Vec<(&'a str, &'a [u8])>,
+    pub value: &'a dyn Value,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Process a batch of messages against the files directory, as one group commit (see
+/// [`crate::batch`]); `resolver` judges configurations, `platform` hashes and flushes. Returns
+/// the outcomes of a prefix of `msgs`: all of them, or fewer when the batch had to end early
+/// (the rest come again as the next batch), or a single `io` error when nothing in the batch
+/// could be made durable (the whole batch comes again).
 pub fn process(
     files: &Files,
     resolver: &dyn Resolver,
+    platform: &dyn Platform,
     ctx: &Context,
-    msg: &Message,
+    msgs: &[Msg<'_>],
+) -> Vec<Result<Outcome>> {
+    let journal = match Journal::read(files.root()) {
+        Ok(journal) => journal,
+        Err(e) => return vec![Err(e)],
+    };
+    let mut batch = Batch::new(files, platform);
+    let mut outcomes = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        match one(&mut batch, &journal, resolver, ctx, msg) {
+            Err(Error::Cut) if !outcomes.is_empty() => break,
+            // What this message did in the batch cannot be told apart from the rest: none of
+            // it is kept, and the whole batch comes again (as after a crash).
+            Err(e @ (Error::Io { .. } | Error::Cut)) => return vec![Err(e)],
+            done => outcomes.push(done),
+        }
+    }
+    match batch.commit(journal) {
+        Ok(()) => outcomes,
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// One message of a batch, to its outcome.
+fn one(
+    batch: &mut Batch<'_>,
+    journal: &Journal,
+    resolver: &dyn Resolver,
+    ctx: &Context,
+    msg: &Msg<'_>,
 ) -> Result<Outcome> {
-    let pairs = msg
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()));
     let me = Me {
         hostname: &ctx.hostname,
         zone_id: ctx.zone_id.as_deref(),
     };
-    if let Some(skip) = headers::recipient(msg.key.as_deref(), pairs, me)? {
+    if let Some(skip) = headers::recipient(msg.key, msg.headers.iter().copied(), me)? {
         let reason = match skip {
             Skip::NoRecipient(_) => SkipReason::NoRecipient,
             Skip::OtherHost(_) => SkipReason::OtherHost,
             Skip::OtherZone(_) => SkipReason::OtherZone,
         };
-        return Ok(Outcome::Skipped(bindings::kres::kafka::types::Skip {
+        return Ok(Outcome::Skipped(WitSkip {
             reason,
             detail: skip.detail().to_owned(),
         }));
     }
-    let position = Position::of(&msg.topic, msg.partition, msg.offset);
-    let mut journal = Journal::read(files.root())?;
+    let position = Position::of(msg.topic, msg.partition, msg.offset);
     if let Some(at) = &position
         && journal.applied(at)
     {
-        return Ok(Outcome::Skipped(bindings::kres::kafka::types::Skip {
+        return Ok(Outcome::Skipped(WitSkip {
             reason: SkipReason::Replayed,
             detail: format!(
                 "replayed: offset {} of {} was done before",
@@ -56,37 +122,26 @@ pub fn process(
             ),
         }));
     }
-    let mut finished = Vec::new();
-    let result = handle(files, resolver, ctx, msg, &mut finished);
-    if matches!(result, Err(Error::Io { .. })) {
-        // Not an end: the host keeps the message and offers it again.
-        return result;
-    }
-    if let Some(at) = &position {
-        journal.record(files.root(), at, finished.clone())?;
-    }
-    for name in &finished {
-        files.discard_chunks(name)?;
+    let result = handle(batch, resolver, ctx, msg, position.is_some());
+    if let Some(at) = position
+        && !matches!(result, Err(Error::Io { .. } | Error::Cut))
+    {
+        batch.record(at);
     }
     result
 }
 
-/// A message for this resolver, to its outcome. Chunk sets whose transfer ends here are
-/// pushed on `finished`, for the caller to remove once the outcome is recorded.
+/// A message for this resolver, to its outcome.
 fn handle(
-    files: &Files,
+    batch: &mut Batch<'_>,
     resolver: &dyn Resolver,
     ctx: &Context,
-    msg: &Message,
-    finished: &mut Vec<String>,
+    msg: &Msg<'_>,
+    ordered: bool,
 ) -> Result<Outcome> {
-    let pairs = msg
-        .headers
-        .iter()
-        .map(|h| (h.name.as_str(), h.value.as_slice()));
-    let parsed = headers::parse(pairs)?;
+    let parsed = headers::parse(msg.headers.iter().copied())?;
     let name = name::check(parsed.file_name)?;
-    files.check_clash(name)?;
+    batch.check_clash(name)?;
     let max_size = ctx.limits.max_file_size;
     if parsed.chunk.total > ctx.limits.max_chunks {
         return Err(Error::TooLarge(format!(
@@ -94,39 +149,30 @@ fn handle(
             parsed.chunk.total, ctx.limits.max_chunks
         )));
     }
-    if msg.value.len() as u64 > max_size {
+    let size = msg.value.size();
+    if size > max_size {
         return Err(Error::TooLarge(format!(
-            "file {name:?}: a value of {} bytes exceeds the maximum file size of {max_size} bytes",
-            msg.value.len()
+            "file {name:?}: a value of {size} bytes exceeds the maximum file size of {max_size} bytes"
         )));
     }
+    let value = msg.value.read();
     if parsed.chunk.is_whole() {
-        commit_whole(files, resolver, name, &parsed, &msg.value)
+        commit_whole(batch, resolver, name, &parsed, &value)
     } else {
-        let position = Position::of(&msg.topic, msg.partition, msg.offset);
-        store_chunk(
-            files,
-            resolver,
-            ctx,
-            name,
-            &parsed,
-            &msg.value,
-            position.as_ref(),
-            finished,
-        )
+        store_chunk(batch, resolver, ctx, name, &parsed, &value, ordered)
     }
 }
 
 fn commit_whole(
-    files: &Files,
+    batch: &mut Batch<'_>,
     resolver: &dyn Resolver,
     name: &str,
     parsed: &Parsed,
     value: &[u8],
 ) -> Result<Outcome> {
-    let sha256: [u8; 32] = Sha256::digest(value).into();
+    let sha256 = batch.sha256(value);
     check_digest(name, parsed.sha256, &sha256)?;
-    if files.holds(name, value)? {
+    if batch.holds(name, value)? {
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
     let doc = match Format::of(name) {
@@ -136,10 +182,9 @@ fn commit_whole(
         }
         None => None,
     };
-    let changed = config_changed(files, name, doc.as_ref())?;
-    files.write_temporary(name, value)?;
+    let changed = config_changed(batch, name, doc.as_ref())?;
+    batch.stage(name, value)?;
     owe(resolver, name)?;
-    files.commit(name)?;
     Ok(committed(name, value.len() as u64, &sha256, changed))
 }
 
@@ -152,90 +197,155 @@ fn owe(resolver: &dyn Resolver, name: &str) -> Result<()> {
     })
 }
 
-/// For a configuration about to replace the file in place: whether the manager's running
+/// For a configuration about to replace the current version: whether the manager's running
 /// configuration must change (see [`judge::changes`]).
-fn config_changed(files: &Files, name: &str, new: Option<&serde_json::Value>) -> Result<bool> {
+fn config_changed(batch: &Batch<'_>, name: &str, new: Option<&serde_json::Value>) -> Result<bool> {
     let Some(new) = new else {
         return Ok(false);
     };
-    let old = files
+    let old = batch
         .read_current(name, config::MAX_CONFIG_SIZE)?
         .and_then(|old| config::parse(name, &old).ok());
     Ok(judge::changes(old.as_ref(), new))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What to do with a chunk, given the set of its name.
+enum Fit {
+    /// Store it in the set.
+    Store,
+    /// The set holds it already, byte for byte: a redelivery.
+    Again,
+    /// It starts a new transfer: the set there (if any) goes.
+    Restart,
+}
+
+/// Store one chunk; commit the file once its set is complete.
+///
+/// With `ordered` (the chunk came from Kafka, where a partition keeps a publisher's order and
+/// the journal filters replays), chunks of one transfer arrive by increasing index, so a chunk
+/// numbered below one already stored, or equal to one stored with other content, starts a new
+/// transfer. Without a `transfer-id` (upstream's publisher sends none) that is what keeps a
+/// transfer whose first chunks were lost from being completed by the next one's.
 fn store_chunk(
-    files: &Files,
+    batch: &mut Batch<'_>,
     resolver: &dyn Resolver,
     ctx: &Context,
     name: &str,
     parsed: &Parsed,
     value: &[u8],
-    position: Option<&Position>,
-    finished: &mut Vec<String>,
+    ordered: bool,
 ) -> Result<Outcome> {
     let transfer = Transfer {
         total: parsed.chunk.total,
         transfer_id: parsed.transfer_id.map(hex),
         sha256: parsed.sha256.as_ref().map(|d| hex(d)),
     };
-    let max_size = ctx.limits.max_file_size;
     let index = parsed.chunk.index;
-    let ordered = position.is_some();
-    let received = files.store_chunk(name, &transfer, index, value, max_size, ctx.now, ordered)?;
-    if received < transfer.total {
+    let files = batch.files;
+    let fit = match batch.set(name)? {
+        Some(set) if set.meta.transfer == transfer => {
+            if set.has(index) {
+                if set.holds(files, index, value)? {
+                    Fit::Again
+                } else {
+                    crate::log_info(format!(
+                        "discarding chunk set of {name:?}: chunk {index} came again with other content: a new transfer"
+                    ));
+                    Fit::Restart
+                }
+            } else if ordered && set.highest() > index {
+                crate::log_info(format!(
+                    "discarding chunk set of {name:?}: chunk {index} starts a new transfer (chunks up to {} were stored)",
+                    set.highest()
+                ));
+                Fit::Restart
+            } else {
+                Fit::Store
+            }
+        }
+        Some(stale) => {
+            crate::log_info(format!(
+                "discarding chunk set of {name:?}: it was for {:?}, now {transfer:?}",
+                stale.meta.transfer
+            ));
+            Fit::Restart
+        }
+        None => Fit::Restart,
+    };
+    if let Fit::Restart = fit {
+        if ordered && index > 1 {
+            // Its transfer's first chunks went by unseen (the daemon joined late, or the broker
+            // dropped them): a set started here could never complete.
+            batch.restart_set(name, None)?;
+            return Err(Error::BadHeader(format!(
+                "chunk {index} of {} of {name:?} comes without the chunks before it: \
+                 its transfer cannot complete here, and no chunk set is kept for it",
+                transfer.total
+            )));
+        }
+        batch.restart_set(name, Some((&transfer, ctx.now)))?;
+    }
+    if !matches!(fit, Fit::Again) {
+        let max_size = ctx.limits.max_file_size;
+        let set = batch.set(name)?.expect("the set was loaded or started");
+        let size = set.size() + value.len() as u64;
+        if size > max_size {
+            batch.restart_set(name, None)?;
+            return Err(Error::TooLarge(format!(
+                "file {name:?} would exceed the maximum file size of {max_size} bytes \
+                 (at least {size} bytes in chunks); its chunk set was discarded"
+            )));
+        }
+        batch.store_chunk(name, index, value)?;
+    }
+    let set = batch.set(name)?.expect("the set was loaded or started");
+    if !set.complete() {
         return Ok(Outcome::Stored(ChunkStored {
             file: name.to_owned(),
             index,
             total: transfer.total,
-            received,
+            received: set.received(),
         }));
     }
+    if set.finished {
+        // Its last chunk again, within the batch that committed it.
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
+    finish_transfer(batch, resolver, name, parsed)
+}
 
-    crate::log_info(format!(
-        "assembling {name:?} from {} chunks",
-        transfer.total
-    ));
-    let assembled = files.assemble(name, transfer.total, max_size)?;
+/// A complete chunk set: check it, then commit it, unless it is the file in place already.
+/// Its set goes with the batch, whatever the result (waiting longer cannot mend it).
+fn finish_transfer(
+    batch: &mut Batch<'_>,
+    resolver: &dyn Resolver,
+    name: &str,
+    parsed: &Parsed,
+) -> Result<Outcome> {
+    let files = batch.files;
+    let (sha256, size, part) = batch.assembled(name)?;
+    crate::log_info(format!("{name:?} is complete: {size} bytes"));
+    batch.finish_set(name);
+    check_digest(name, parsed.sha256, &sha256)?;
     // Judged only when it would change the file in place: a replayed transfer of the file
     // already there changes nothing, and a validator need not run for it.
-    let unchanged = files.temporary_matches(name)?;
-    let checked = check_digest(name, parsed.sha256, &assembled.sha256).and_then(|()| {
-        if unchanged || Format::of(name).is_none() {
-            return Ok(None);
+    if batch.holds_file(name, &part)? {
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
+    let doc = match Format::of(name) {
+        Some(_) => {
+            check_config_size(name, size)?;
+            let content = files
+                .read_file(&part, name, config::MAX_CONFIG_SIZE)?
+                .unwrap_or_default();
+            Some(judge::judge(resolver, name, &content)?)
         }
-        check_config_size(name, assembled.size)?;
-        let content = files
-            .read_temporary(name, config::MAX_CONFIG_SIZE)?
-            .expect("size checked above");
-        judge::judge(resolver, name, &content).map(Some)
-    });
-    let doc = match checked {
-        Ok(doc) => doc,
-        // A validator that could not judge: the set stays, the message can come again.
-        Err(e @ Error::Io { .. }) => {
-            files.discard_temporary(name)?;
-            return Err(e);
-        }
-        Err(e) => {
-            // The transfer is complete and wrong: waiting longer cannot mend it.
-            files.discard_temporary(name)?;
-            finished.push(name.to_owned());
-            return Err(e);
-        }
+        None => None,
     };
-    let outcome = if unchanged {
-        files.discard_temporary(name)?;
-        Outcome::Unchanged(name.to_owned())
-    } else {
-        let changed = config_changed(files, name, doc.as_ref())?;
-        owe(resolver, name)?;
-        files.commit(name)?;
-        committed(name, assembled.size, &assembled.sha256, changed)
-    };
-    finished.push(name.to_owned());
-    Ok(outcome)
+    let changed = config_changed(batch, name, doc.as_ref())?;
+    batch.stage_assembled(name, &part)?;
+    owe(resolver, name)?;
+    Ok(committed(name, size, &sha256, changed))
 }
 
 /// The outcome of a file just committed.
@@ -280,5 +390,7 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;

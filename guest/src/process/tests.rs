@@ -1,14 +1,16 @@
-//! One message, start to end, on a real directory: every rule of SPEC section 2 natively.
+//! Messages, start to end, on a real directory: every rule of SPEC section 2 natively.
 use super::*;
-use crate::bindings::kres::kafka::types::{Header, Limits};
+use crate::batch::Unsynced;
+use crate::bindings::kres::kafka::types::Limits;
 use crate::journal::{Journal, Position};
 use crate::judge::NoResolver;
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::Path;
 
-const HOST: &str = "res1";
+pub(super) const HOST: &str = "res1";
 
-fn ctx() -> Context {
+pub(super) fn ctx() -> Context {
     Context {
         hostname: HOST.into(),
         zone_id: None,
@@ -20,7 +22,63 @@ fn ctx() -> Context {
     }
 }
 
-fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
+/// A header, as the host hands it over.
+pub(super) struct Header {
+    name: String,
+    value: Vec<u8>,
+}
+
+/// A message, as the host hands it over (its value held here instead of by the host).
+pub(super) struct Message {
+    key: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    value: Vec<u8>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Message {
+    pub(super) fn as_msg(&self) -> Msg<'_> {
+        Msg {
+            key: self.key.as_deref(),
+            headers: self
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.as_slice()))
+                .collect(),
+            value: &self.value,
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// `msgs` as one batch.
+pub(super) fn batch(
+    files: &Files,
+    resolver: &dyn Resolver,
+    ctx: &Context,
+    msgs: &[Message],
+) -> Vec<Result<Outcome>> {
+    let msgs: Vec<Msg<'_>> = msgs.iter().map(Message::as_msg).collect();
+    super::process(files, resolver, &Unsynced, ctx, &msgs)
+}
+
+/// `msg` as a batch of its own.
+pub(super) fn process(
+    files: &Files,
+    resolver: &dyn Resolver,
+    ctx: &Context,
+    msg: &Message,
+) -> Result<Outcome> {
+    let mut outcomes = batch(files, resolver, ctx, std::slice::from_ref(msg));
+    assert_eq!(outcomes.len(), 1, "one message, one outcome");
+    outcomes.pop().unwrap()
+}
+
+pub(super) fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
     Message {
         key: None,
         headers: headers
@@ -39,18 +97,24 @@ fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
 }
 
 /// `m` as it came from Kafka at `offset` of partition 0.
-fn at(offset: i64, mut m: Message) -> Message {
+pub(super) fn at(offset: i64, mut m: Message) -> Message {
     m.topic = "t".into();
     m.partition = 0;
     m.offset = offset;
     m
 }
 
-fn whole(name: &str, value: &[u8]) -> Message {
+pub(super) fn whole(name: &str, value: &[u8]) -> Message {
     msg(&[("hostname", HOST), ("file-name", name)], value)
 }
 
-fn chunk(name: &str, index: u32, total: u32, value: &[u8], extra: &[(&str, &str)]) -> Message {
+pub(super) fn chunk(
+    name: &str,
+    index: u32,
+    total: u32,
+    value: &[u8],
+    extra: &[(&str, &str)],
+) -> Message {
     let (i, t) = (index.to_string(), total.to_string());
     let mut h = vec![
         ("hostname", HOST),
@@ -63,7 +127,7 @@ fn chunk(name: &str, index: u32, total: u32, value: &[u8], extra: &[(&str, &str)
 }
 
 /// Every path under `root`, relative, sorted: what an operator would see with `find`.
-fn tree(root: &Path) -> Vec<String> {
+pub(super) fn tree(root: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -79,7 +143,7 @@ fn tree(root: &Path) -> Vec<String> {
     out
 }
 
-fn setup() -> (tempfile::TempDir, Files) {
+pub(super) fn setup() -> (tempfile::TempDir, Files) {
     let dir = tempfile::tempdir().unwrap();
     let files = Files::new(dir.path());
     (dir, files)
@@ -375,7 +439,7 @@ fn maintenance_removes_temporaries_and_expires_old_sets() {
     )
     .unwrap();
     fs::write(dir.path().join("crashed.tmp"), b"half").unwrap();
-    fs::write(dir.path().join("sub/new.chunks/2.part"), b"half").unwrap();
+    fs::write(dir.path().join("sub/new.chunks/meta.tmp"), b"half").unwrap();
     fs::write(dir.path().join("keep.rpz"), b"k").unwrap();
 
     let report = files.maintain(1_000 + 600, 300).unwrap();
@@ -388,8 +452,8 @@ fn maintenance_removes_temporaries_and_expires_old_sets() {
             "keep.rpz",
             "sub",
             "sub/new.chunks",
-            "sub/new.chunks/1",
-            "sub/new.chunks/meta"
+            "sub/new.chunks/meta",
+            "sub/new.chunks/part"
         ]
     );
 }
@@ -493,13 +557,13 @@ fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
     journal
         .record(
             dir.path(),
-            &Position::of("t", 0, 0).unwrap(),
+            &[Position::of("t", 0, 0).unwrap()],
             vec!["a.rpz".into()],
         )
         .unwrap();
     assert!(dir.path().join("a.rpz.chunks").exists());
     for name in Journal::read(dir.path()).unwrap().cleanup {
-        files.discard_chunks(&name).unwrap();
+        crate::store::chunks::discard(&files, &name).unwrap();
     }
     assert!(!dir.path().join("a.rpz.chunks").exists());
 }

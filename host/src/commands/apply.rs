@@ -125,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into_iter()
             .map(|(n, v)| (n, v.into_bytes()))
             .collect(),
-        value,
+        value: value.into(),
         topic,
         partition,
         offset,

@@ -3,7 +3,8 @@
 //!
 //! This module only wires the services together and owns the main loop; every task it starts
 //! is tracked and awaited before [`run`] returns. Shutdown and the "check the guest" signal
-//! come from the caller. Messages are processed one at a time, in order per partition.
+//! come from the caller. Messages are processed in batches (those already fetched, up to a
+//! bound), in order; each batch is one group commit in the guest.
 //! Shutdown finishes the message in progress, commits stored offsets, then serves the pending
 //! manager call. Each durable outcome, manager call, swap, start and stop is reported on the
 //! status topic (`status`), which never holds up the loop.
@@ -47,21 +48,83 @@ const IO_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between two tries: a disk freed by an operator is used within this.
 const IO_RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// Process `message` until its outcome is a durable end. A failure to write the files
-/// directory (a full disk, a read-only remount) is not one: delivery pauses, and the message is
-/// offered again with backoff, its offset not stored, until it goes through. `None` when
-/// `shutdown` came first.
-async fn until_durable(
-    worker: &Worker,
-    message: crate::outcome::Message,
-    shutdown: &CancellationToken,
-) -> Option<crate::outcome::Outcome> {
-    let mut wait = IO_RETRY_FIRST;
-    loop {
-        let outcome = worker.process(message.clone()).await;
-        if outcome.is_durable() {
-            return Some(outcome);
+/// Most messages in one batch (one group commit).
+const BATCH_MESSAGES: usize = 1000;
+/// Most bytes of values in one batch: what the host holds for the guest at once.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Take the messages already fetched after `first`, up to the batch's bounds, without waiting.
+async fn take_batch(consumer: &kafka::Consumer, first: Message) -> Vec<Message> {
+    let mut bytes = first.0.value.len();
+    let mut batch = vec![first];
+    while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        let next = tokio::select! {
+            biased;
+            record = consumer.recv() => record,
+            () = std::future::ready(()) => break,
+        };
+        match next {
+            Ok(record) => {
+                let message = kafka::to_message(&record);
+                bytes += message.0.value.len();
+                batch.push(message);
+            }
+            Err(e) => {
+                tracing::warn!("receiving from Kafka: {e}");
+                break;
+            }
         }
+    }
+    batch
+}
+
+/// A message and where it came from.
+type Message = (crate::outcome::Message, kafka::Position);
+
+/// Process `batch` until each message in it reached a durable end, reporting each outcome and
+/// storing each offset as it does. A failure to write the files directory (a full disk, a
+/// read-only remount) is not an end: delivery pauses, and the messages from the first one it
+/// stopped are offered again with backoff, their offsets not stored, until they go through.
+/// False when `shutdown` came first.
+async fn deliver(
+    worker: &Worker,
+    scheduler: &Scheduler,
+    status: &Status,
+    consumer: &kafka::Consumer,
+    batch: Vec<Message>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut wait = IO_RETRY_FIRST;
+    let mut done = 0;
+    while done < batch.len() {
+        let rest = &batch[done..];
+        let outcomes = worker
+            .process(rest.iter().map(|(m, _)| m.clone()).collect())
+            .await;
+        let mut stopped = None;
+        for (outcome, (message, position)) in outcomes.iter().zip(rest) {
+            if !outcome.is_durable() {
+                stopped = Some((outcome, message));
+                break;
+            }
+            let about = About::of(message);
+            // Queued, never awaited: a status topic that cannot be written costs a log line
+            // and a counter, never delivery.
+            status.message(&about, outcome);
+            scheduler.request_for(outcome, about.transfer_id);
+            if let Err(e) = kafka::store(consumer, position) {
+                tracing::warn!(
+                    partition = position.partition,
+                    offset = position.offset,
+                    "storing the offset: {e}"
+                );
+            }
+            done += 1;
+        }
+        let Some((outcome, message)) = stopped else {
+            wait = IO_RETRY_FIRST;
+            continue;
+        };
         tracing::error!(
             partition = message.partition,
             offset = message.offset,
@@ -69,11 +132,12 @@ async fn until_durable(
             "delivery paused: the files directory cannot be written; trying again in {wait:?}"
         );
         tokio::select! {
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(wait) => {}
         }
         wait = (wait * 2).min(IO_RETRY_MAX);
     }
+    true
 }
 
 /// The manager's schema as last fetched, in the state directory.
@@ -225,20 +289,13 @@ pub async fn run(
                         continue;
                     }
                 };
-                let (message, position) = kafka::to_message(&record);
+                let first = kafka::to_message(&record);
                 drop(record);
-                let about = About::of(&message);
-                let Some(outcome) = until_durable(&worker, message, &shutdown).await else {
-                    // Shut down while the files directory could not be written: the offset
-                    // stays unstored and the message comes again after the restart.
+                let batch = take_batch(&consumer, first).await;
+                if !deliver(&worker, &scheduler, &status, &consumer, batch, &shutdown).await {
+                    // Shut down while the files directory could not be written: the offsets
+                    // not stored come again after the restart.
                     break;
-                };
-                // Queued, never awaited: a status topic that cannot be written costs a log
-                // line and a counter, never delivery.
-                status.message(&about, &outcome);
-                scheduler.request_for(&outcome, about.transfer_id);
-                if let Err(e) = kafka::store(&consumer, &position) {
-                    tracing::warn!(partition = position.partition, offset = position.offset, "storing the offset: {e}");
                 }
             }
         }

@@ -89,21 +89,24 @@ impl Worker {
         self.current.send_replace(swapped.guest);
     }
 
-    /// Process one message; log and count its outcome.
-    pub(super) async fn process(&self, message: Message) -> Outcome {
-        let (partition, offset) = (message.partition, message.offset);
-        let outcome = self
+    /// Process `msgs` as one batch; log and count each outcome. Returns the outcomes of a
+    /// prefix of them (see [`Guest::process_batch`]).
+    pub(super) async fn process(&self, msgs: Vec<Message>) -> Vec<Outcome> {
+        let at: Vec<(i32, i64)> = msgs.iter().map(|m| (m.partition, m.offset)).collect();
+        let outcomes = self
             .runner
-            .in_guest(move |guest, ctx| guest.process(ctx, message))
+            .in_guest(move |guest, ctx| guest.process_batch(ctx, &msgs))
             .await
             .unwrap_or_else(|e| {
-                Outcome::Failed(GuestFailure::Trap(format!(
+                vec![Outcome::Failed(GuestFailure::Trap(format!(
                     "the guest's thread panicked: {e}"
-                )))
+                )))]
             });
-        self.metrics.record(&outcome);
-        outcome.log(partition, offset);
-        outcome
+        for (outcome, (partition, offset)) in outcomes.iter().zip(at) {
+            self.metrics.record(outcome);
+            outcome.log(partition, offset);
+        }
+        outcomes
     }
 
     /// Remove crash leftovers and expire old chunk sets.

@@ -32,6 +32,9 @@ pub use protocol::{Choice, Protocol, choose_protocol};
 /// to `debug`. librdkafka retries on its own and would otherwise repeat itself every second.
 const REPEAT_ERROR_EVERY: Duration = Duration::from_secs(300);
 
+/// Most kilobytes librdkafka keeps fetched ahead of the guest, per consumer.
+pub const QUEUED_KBYTES: u32 = 16 * 1024;
+
 /// Client options common to the consumer and the producer: brokers and TLS, then the
 /// operator's `librdkafka` options.
 pub fn client_config(kafka: &Settings, client_id: &str) -> ClientConfig {
@@ -198,6 +201,9 @@ pub fn consumer_config(kafka: &Settings, client_id: &str, protocol: Protocol) ->
         .set("group.protocol", protocol.name())
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
+        // What librdkafka prefetches (64 MiB by default): bounded so that memory stays flat,
+        // still two batches ahead of the guest.
+        .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
         .set(
             "auto.offset.reset",
             match kafka.start_from {
@@ -275,7 +281,7 @@ pub fn to_message(record: &BorrowedMessage<'_>) -> (Message, Position) {
     let message = Message {
         key: record.key().map(<[u8]>::to_vec),
         headers,
-        value: record.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        value: record.payload().unwrap_or_default().into(),
         topic: position.topic.clone(),
         partition: position.partition,
         offset: position.offset,

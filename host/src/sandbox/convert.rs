@@ -66,19 +66,33 @@ pub(super) fn rejection(e: wit::ProcessError) -> Rejection {
     Rejection { kind, reason }
 }
 
-/// A message for the guest.
-pub(super) fn message(msg: Message) -> wit::Message {
+/// A message for the guest, its value handed over as `value`.
+pub(super) fn message(
+    msg: &Message,
+    value: wasmtime::component::Resource<super::state::Payload>,
+) -> wit::Message {
     wit::Message {
-        key: msg.key,
+        key: msg.key.clone(),
         headers: msg
             .headers
-            .into_iter()
-            .map(|(name, value)| wit::Header { name, value })
+            .iter()
+            .map(|(name, value)| wit::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
             .collect(),
-        value: msg.value,
-        topic: msg.topic,
+        value,
+        topic: msg.topic.clone(),
         partition: msg.partition,
         offset: msg.offset,
+    }
+}
+
+/// What the guest said of one message.
+pub(super) fn result(r: Result<wit::Outcome, wit::ProcessError>) -> Outcome {
+    match r {
+        Ok(done) => outcome(done),
+        Err(refused) => Outcome::Rejected(rejection(refused)),
     }
 }
 

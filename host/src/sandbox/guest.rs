@@ -78,18 +78,20 @@ impl Guest {
             },
             now: 0,
         });
-        let msg = convert::message(Message {
+        let msg = Message {
             headers: vec![(FILE_NAME.into(), b"self-test".to_vec())],
             partition: -1,
             offset: -1,
             ..Message::default()
-        });
+        };
         // The three calls share one instance: the self-test checks the exports, not isolation.
         let (version, processed, maintained) =
             self.call_in(dir, Arc::new(NoResolver), |c, store| {
                 let processor = c.kres_kafka_processor();
                 let version = processor.call_version(&mut *store)?;
-                let processed = processor.call_process(&mut *store, &ctx, &msg)?;
+                let value = store.data_mut().payload(Arc::clone(&msg.value))?;
+                let msgs = [convert::message(&msg, value)];
+                let processed = processor.call_process(&mut *store, &ctx, &msgs)?;
                 let maintained = processor.call_maintain(&mut *store, &ctx, 0)?;
                 Ok((version, processed, maintained))
             })?;
@@ -97,8 +99,8 @@ impl Guest {
             return Err(GuestFailure::Trap("its version is empty".into()));
         }
         if !matches!(
-            processed,
-            Ok(bindings::kres::kafka::types::Outcome::Skipped(_))
+            processed.as_slice(),
+            [Ok(bindings::kres::kafka::types::Outcome::Skipped(_))]
         ) {
             return Err(GuestFailure::Trap(format!(
                 "it did not skip a message without a hostname header: {processed:?}"
@@ -122,13 +124,62 @@ impl Guest {
         &self.origin
     }
 
-    /// Process one message. Blocks for as long as the guest runs (up to the time limit).
+    /// Process one message as a batch of its own. Blocks for as long as the guest runs.
     pub fn process(&self, ctx: &Context, msg: Message) -> Outcome {
-        let (ctx, msg) = (convert::context(ctx), convert::message(msg));
-        match self.call(|c, store| c.kres_kafka_processor().call_process(store, &ctx, &msg)) {
-            Ok(Ok(done)) => convert::outcome(done),
-            Ok(Err(refused)) => Outcome::Rejected(convert::rejection(refused)),
-            Err(failure) => Outcome::Failed(failure),
+        self.process_batch(ctx, std::slice::from_ref(&msg))
+            .pop()
+            .expect("one outcome at least for a message")
+    }
+
+    /// Process `msgs` as one batch (one group commit). Returns the outcomes of a prefix of
+    /// them, at least one: all of them; or fewer when the guest ended the batch early; or up to
+    /// a last outcome that is not durable (see [`Outcome::is_durable`]), after which the host
+    /// offers the rest again. Blocks for as long as the guest runs (up to the time limit).
+    ///
+    /// A batch that makes the guest fail (a trap, the time limit, the memory cap) is done again
+    /// one message at a time, each in an instance of its own, so that the failure costs the
+    /// message that causes it and no other.
+    pub fn process_batch(&self, ctx: &Context, msgs: &[Message]) -> Vec<Outcome> {
+        if msgs.is_empty() {
+            return Vec::new();
+        }
+        let wit_ctx = convert::context(ctx);
+        let called = self.call(|c, store| {
+            let mut batch = Vec::with_capacity(msgs.len());
+            for msg in msgs {
+                let value = store.data_mut().payload(Arc::clone(&msg.value))?;
+                batch.push(convert::message(msg, value));
+            }
+            c.kres_kafka_processor()
+                .call_process(store, &wit_ctx, &batch)
+        });
+        match called {
+            Ok(results) if !results.is_empty() && results.len() <= msgs.len() => {
+                results.into_iter().map(convert::result).collect()
+            }
+            Ok(results) => vec![Outcome::Failed(GuestFailure::Trap(format!(
+                "it returned {} outcomes for a batch of {} messages",
+                results.len(),
+                msgs.len()
+            )))],
+            Err(failure @ GuestFailure::Start(_)) => vec![Outcome::Failed(failure)],
+            Err(failure) if msgs.len() > 1 => {
+                tracing::warn!(
+                    messages = msgs.len(),
+                    "the guest failed on a batch ({failure}): processing its messages one at a time"
+                );
+                let mut outcomes = Vec::with_capacity(msgs.len());
+                for msg in msgs {
+                    let outcome = self.process(ctx, msg.clone());
+                    let durable = outcome.is_durable();
+                    outcomes.push(outcome);
+                    if !durable {
+                        break;
+                    }
+                }
+                outcomes
+            }
+            Err(failure) => vec![Outcome::Failed(failure)],
         }
     }
 

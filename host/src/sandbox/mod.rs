@@ -10,7 +10,9 @@
 //!
 //! - the files directory, preopened as `/`, read-write (its only path);
 //! - WASI clocks and random numbers (harmless; the host still passes its clock explicitly);
-//! - the `log` import.
+//! - the `log` import;
+//! - the host's primitives: message values (read only when the guest needs them), native
+//!   SHA-256, and one flush (`syncfs`) of the files directory.
 //!
 //! It gets no environment variables, no arguments, no stdin, no stdout/stderr (they are
 //! discarded), no sockets and no name lookups.
@@ -54,6 +56,10 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "consumer",
+        with: {
+            "kres:kafka/types.payload": super::state::Payload,
+        },
+        imports: { "kres:kafka/digest.sha256-blocks": trappable },
     });
 }
 

@@ -4,10 +4,10 @@
 use super::bindings;
 use super::{MAX_TABLE_ELEMENTS, Resolver, ValidateError};
 use crate::outcome::GuestFailure;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Per-instance state: WASI, its resources, and the memory limiter.
@@ -16,7 +16,13 @@ pub(super) struct State {
     table: ResourceTable,
     limiter: Limiter,
     resolver: Arc<dyn Resolver>,
+    /// The files directory (the preopen), for `files.sync`.
+    dir: PathBuf,
 }
+
+/// A message's value, held by the host for the guest (the WIT `payload` resource). Shared, not
+/// copied: the guest's `read` is the only copy.
+pub struct Payload(pub Arc<[u8]>);
 
 impl State {
     /// WASI with `dir` as the only preopen (read-write) and nothing else: no sockets, no name
@@ -47,7 +53,13 @@ impl State {
                 refused: None,
             },
             resolver,
+            dir: dir.to_owned(),
         })
+    }
+
+    /// Hand `value` to the guest as a `payload`.
+    pub(super) fn payload(&mut self, value: Arc<[u8]>) -> wasmtime::Result<Resource<Payload>> {
+        Ok(self.table.push(Payload(value))?)
     }
 
     pub(super) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
@@ -70,6 +82,44 @@ impl WasiView for State {
 }
 
 impl bindings::kres::kafka::types::Host for State {}
+
+impl bindings::kres::kafka::types::HostPayload for State {
+    fn size(&mut self, payload: Resource<Payload>) -> u64 {
+        self.table.get(&payload).map_or(0, |p| p.0.len() as u64)
+    }
+
+    fn read(&mut self, payload: Resource<Payload>) -> Vec<u8> {
+        self.table
+            .get(&payload)
+            .map(|p| p.0.to_vec())
+            .unwrap_or_default()
+    }
+
+    fn drop(&mut self, payload: Resource<Payload>) -> wasmtime::Result<()> {
+        self.table.delete(payload)?;
+        Ok(())
+    }
+}
+
+impl bindings::kres::kafka::digest::Host for State {
+    fn sha256_blocks(&mut self, state: Vec<u32>, blocks: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
+        let Ok(mut words) = <[u32; 8]>::try_from(state.as_slice()) else {
+            wasmtime::bail!("sha256-blocks: a state of {} words, not 8", state.len());
+        };
+        if blocks.len() % 64 != 0 {
+            wasmtime::bail!("sha256-blocks: {} bytes are not whole blocks", blocks.len());
+        }
+        kres_kafka_guest::digest::native_compress(&mut words, &blocks);
+        Ok(words.to_vec())
+    }
+}
+
+impl bindings::kres::kafka::files::Host for State {
+    fn sync(&mut self) -> Result<(), String> {
+        crate::system::sync_filesystem(&self.dir)
+            .map_err(|e| format!("flushing the filesystem of {}: {e}", self.dir.display()))
+    }
+}
 
 impl bindings::kres::kafka::resolver::Host for State {
     fn owe(&mut self, call: bindings::kres::kafka::types::Action) -> Result<(), String> {

@@ -1,0 +1,284 @@
+//! A batch: the messages the host handed over together, committed as a group. While the batch
+//! runs, nothing it does is visible: files are staged as `<name>.tmp`, chunks appended, chunk
+//! records staged beside the current ones. [`Batch::commit`] then makes it all durable and
+//! visible in a fixed order, so that a crash at any instant leaves either the state before the
+//! batch or the state after it, file by file, and the journal names the batch only once
+//! everything in it is durable:
+//!
+//! 1. stage each changed chunk record (`meta.tmp`);
+//! 2. flush the files directory (one `sync` for every file, chunk and record of the batch);
+//! 3. put the chunk records in place; keep a backup of each file about to be replaced, and
+//!    flush again if it made any (a backup is never newer than the file it backs up);
+//! 4. rename each staged file into place (`<name>` never missing, never partial);
+//! 5. flush, then record the batch's offsets in the journal (its own atomic write);
+//! 6. remove the chunk sets whose transfer ended (the journal names them, in case of a crash).
+//!
+//! A crash before step 5 replays the whole batch from the journal's offsets: each message finds
+//! its work done or not done and converges on the same state (a file in place is `unchanged`, a
+//! chunk stored again is the same chunk). Two files staged under one name in a batch commit the
+//! last: the first was never visible.
+
+use crate::digest::{Compress, Sha256State, native_compress};
+use crate::error::{Error, IoContext, Result};
+use crate::journal::{Journal, Position};
+use crate::store::Files;
+use crate::store::chunks::{self, Set};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// What the host offers beyond WASI: native SHA-256 and one flush of the files directory.
+pub trait Platform {
+    /// SHA-256's compression function over whole 64-byte blocks.
+    fn compress(&self, state: &mut [u32; 8], blocks: &[u8]);
+    /// Make every write to the files directory so far durable.
+    fn sync(&self) -> std::result::Result<(), String>;
+}
+
+/// Native SHA-256 and a flush that does nothing: for unit tests, which crash nothing.
+pub struct Unsynced;
+
+impl Platform for Unsynced {
+    fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {
+        native_compress(state, blocks);
+    }
+
+    fn sync(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The state of a batch in progress.
+pub struct Batch<'a> {
+    pub files: &'a Files,
+    platform: &'a dyn Platform,
+    /// Chunk sets looked at in this batch; `None`: there is none.
+    sets: BTreeMap<String, Option<Set>>,
+    /// Sets whose record changed.
+    dirty: BTreeSet<String>,
+    /// Files staged as `<name>.tmp`, to rename into place.
+    staged: BTreeSet<String>,
+    /// Sets whose transfer ended: removed once the journal names the batch.
+    finished: Vec<String>,
+    /// Where the batch's messages for this resolver came from.
+    positions: Vec<Position>,
+    /// Whether anything was written or removed (a flush is needed).
+    touched: bool,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(files: &'a Files, platform: &'a dyn Platform) -> Self {
+        Batch {
+            files,
+            platform,
+            sets: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            staged: BTreeSet::new(),
+            finished: Vec::new(),
+            positions: Vec::new(),
+            touched: false,
+        }
+    }
+
+    /// SHA-256's compression function, the host's.
+    pub fn compress(&self) -> impl Fn(&mut [u32; 8], &[u8]) + '_ {
+        |state, blocks| self.platform.compress(state, blocks)
+    }
+
+    /// SHA-256 of `content`.
+    pub fn sha256(&self, content: &[u8]) -> [u8; 32] {
+        let compress = self.compress();
+        let mut state = Sha256State::default();
+        state.update(&compress, content);
+        state.finish(&compress)
+    }
+
+    /// Where the current version of `name` is, as this batch sees it: staged, or in place.
+    fn current(&self, name: &str) -> PathBuf {
+        if self.staged.contains(name) {
+            self.files.sibling(name, ".tmp")
+        } else {
+            self.files.path(name)
+        }
+    }
+
+    /// Whether the current version of `name` is `content`.
+    pub fn holds(&self, name: &str, content: &[u8]) -> Result<bool> {
+        self.files.file_holds(&self.current(name), name, content)
+    }
+
+    /// Whether the current version of `name` has the content of the file at `path`.
+    pub fn holds_file(&self, name: &str, path: &std::path::Path) -> Result<bool> {
+        self.files.same_files(&self.current(name), path, name)
+    }
+
+    /// The current version of `name`, whole, if it exists and is at most `max` bytes.
+    pub fn read_current(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        self.files.read_file(&self.current(name), name, max)
+    }
+
+    /// Refuse `name` when it cannot be a file here, counting files staged in this batch.
+    pub fn check_clash(&self, name: &str) -> Result<()> {
+        let mut prefix = String::new();
+        for component in name.split('/') {
+            if !prefix.is_empty() && self.staged.contains(&prefix) {
+                return Err(Error::BadName(format!(
+                    "file-name {name:?} cannot be a file here: {prefix:?} is a file, not a directory"
+                )));
+            }
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(component);
+        }
+        self.files.check_clash(name)
+    }
+
+    /// Stage `content` as the next version of `name`.
+    pub fn stage(&mut self, name: &str, content: &[u8]) -> Result<()> {
+        self.touched = true;
+        self.files.write_temporary(name, content)?;
+        self.staged.insert(name.to_owned());
+        Ok(())
+    }
+
+    /// Stage the complete chunk set of `name` as its next version (a link: no copy).
+    pub fn stage_assembled(&mut self, name: &str, part: &std::path::Path) -> Result<()> {
+        self.touched = true;
+        self.files.link_temporary(name, part)?;
+        self.staged.insert(name.to_owned());
+        Ok(())
+    }
+
+    /// The chunk set of `name`, loaded once per batch. A set whose record cannot be read is
+    /// stale: it is removed.
+    pub fn set(&mut self, name: &str) -> Result<Option<&mut Set>> {
+        if !self.sets.contains_key(name) {
+            let loaded = match Set::load(self.files, name)? {
+                Some(Some(set)) => Some(set),
+                Some(None) => {
+                    crate::log_info(format!(
+                        "discarding chunk set of {name:?}: its record is unreadable"
+                    ));
+                    self.touched = true;
+                    chunks::discard(self.files, name)?;
+                    None
+                }
+                None => None,
+            };
+            self.sets.insert(name.to_owned(), loaded);
+        }
+        Ok(self.sets.get_mut(name).and_then(Option::as_mut))
+    }
+
+    /// Start a new chunk set for `name`, removing the one there. A set whose transfer ended in
+    /// this batch cannot be removed before the batch is recorded: [`Error::Cut`] ends the
+    /// batch before this message, which comes again as the first of the next.
+    pub fn restart_set(
+        &mut self,
+        name: &str,
+        start: Option<(&crate::store::Transfer, u64)>,
+    ) -> Result<()> {
+        if let Some(set) = self.set(name)? {
+            if set.finished {
+                return Err(Error::Cut);
+            }
+            self.touched = true;
+            chunks::discard(self.files, name)?;
+        }
+        self.dirty.remove(name);
+        let new = match start {
+            Some((transfer, now)) => {
+                self.touched = true;
+                self.dirty.insert(name.to_owned());
+                Some(Set::start(self.files, name, transfer, now)?)
+            }
+            None => None,
+        };
+        self.sets.insert(name.to_owned(), new);
+        Ok(())
+    }
+
+    /// Store chunk `index` in the set of `name` (it must exist and not hold the chunk).
+    pub fn store_chunk(&mut self, name: &str, index: u32, value: &[u8]) -> Result<()> {
+        self.touched = true;
+        self.dirty.insert(name.to_owned());
+        let platform = self.platform;
+        let compress: Compress<'_> = &|s, b| platform.compress(s, b);
+        let set = self
+            .sets
+            .get_mut(name)
+            .and_then(Option::as_mut)
+            .expect("the set was loaded or started");
+        set.store(self.files, compress, index, value)
+    }
+
+    /// The complete set of `name`: its SHA-256, its size and where its content is.
+    pub fn assembled(&mut self, name: &str) -> Result<([u8; 32], u64, PathBuf)> {
+        let (platform, files) = (self.platform, self.files);
+        let compress: Compress<'_> = &|s, b| platform.compress(s, b);
+        let set = self.set(name)?.expect("the set is complete");
+        Ok((set.digest(compress), set.size(), set.part_path(files)))
+    }
+
+    /// The transfer of `name` ended: its set goes once the batch is recorded.
+    pub fn finish_set(&mut self, name: &str) {
+        if let Some(Some(set)) = self.sets.get_mut(name)
+            && !set.finished
+        {
+            set.finished = true;
+            self.finished.push(name.to_owned());
+        }
+    }
+
+    /// The message at `position` was for this resolver and reached its end in this batch.
+    pub fn record(&mut self, position: Position) {
+        self.positions.push(position);
+    }
+
+    /// Make the batch durable and visible, then record it in `journal` (see the module).
+    pub fn commit(mut self, mut journal: Journal) -> Result<()> {
+        let files = self.files;
+        for name in &self.dirty {
+            if let Some(Some(set)) = self.sets.get_mut(name) {
+                set.stage_meta(files)?;
+            }
+        }
+        if self.touched {
+            self.flush()?;
+        }
+        for name in &self.dirty {
+            if let Some(Some(set)) = self.sets.get(name) {
+                set.install_meta(files)?;
+            }
+        }
+        let mut backups = false;
+        for name in &self.staged {
+            backups |= files.keep_backup(name)?;
+        }
+        if backups {
+            self.flush()?;
+        }
+        for name in &self.staged {
+            files.rename_into_place(name)?;
+        }
+        if self.touched {
+            self.flush()?;
+        }
+        // Messages injected by hand (`apply`) have no position: nothing to record, and a crash
+        // before the removal below leaves sets that expire.
+        if !self.positions.is_empty() {
+            journal.record(files.root(), &self.positions, self.finished.clone())?;
+        }
+        for name in &self.finished {
+            chunks::discard(files, name)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.platform
+            .sync()
+            .map_err(std::io::Error::other)
+            .io(|| "flushing the files directory".to_owned())
+    }
+}
