@@ -84,7 +84,7 @@ pub fn native_compress(state: &mut [u32; 8], blocks: &[u8]) {
     use sha2::digest::generic_array::GenericArray;
     let blocks: Vec<GenericArray<u8, _>> = blocks
         .chunks_exact(64)
-        .map(|b| GenericArray::clone_from_slice(b))
+        .map(GenericArray::clone_from_slice)
         .collect();
     sha2::compress256(state, &blocks);
 }

@@ -57,7 +57,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The bytes of hexadecimal `text` (either case); `None` unless it is whole pairs of hex digits.
 pub fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks_exact(2)

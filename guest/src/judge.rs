@@ -14,6 +14,7 @@ use crate::bindings::kres::kafka::types::Action;
 use crate::config::{self, EMBEDDED_SCHEMA, Schema};
 use crate::error::{Error, Result};
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 
 /// What the guest asks the host about the resolver (the WIT `resolver` import; a stand-in in
 /// native tests).
@@ -53,7 +54,7 @@ impl Resolver for NoResolver {
 /// Judge the configuration `name`; return it parsed as the manager parses it.
 pub fn judge(resolver: &dyn Resolver, name: &str, content: &[u8]) -> Result<Value> {
     let schema = schema(resolver);
-    let doc = config::validate(name, content, Some(&schema))?;
+    let doc = config::validate(name, content, Some(&*schema))?;
     match resolver.validate(name, content) {
         Ok(()) => Ok(doc),
         Err(Validation::Refused(why)) => Err(Error::InvalidConfig(format!(
@@ -67,10 +68,27 @@ pub fn judge(resolver: &dyn Resolver, name: &str, content: &[u8]) -> Result<Valu
 }
 
 /// The host's schema compiled and closed, or the embedded one when the host has none or its
-/// does not compile (logged: a broken schema must not stop deliveries).
-fn schema(resolver: &dyn Resolver) -> Schema {
-    if let Some(text) = resolver.schema() {
-        match Schema::compile(&text) {
+/// does not compile (logged: a broken schema must not stop deliveries). Compiled once for as
+/// long as the schema text stays the same: inside the sandbox, once per batch.
+fn schema(resolver: &dyn Resolver) -> Arc<Schema> {
+    /// The schema text last compiled (`None`: the embedded one), and what it compiled to.
+    type Compiled = Option<(Option<Vec<u8>>, Arc<Schema>)>;
+    static COMPILED: Mutex<Compiled> = Mutex::new(None);
+    let text = resolver.schema();
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((seen, schema)) = compiled.as_ref()
+        && *seen == text
+    {
+        return Arc::clone(schema);
+    }
+    let schema = Arc::new(compile(text.as_deref()));
+    *compiled = Some((text, Arc::clone(&schema)));
+    schema
+}
+
+fn compile(text: Option<&[u8]>) -> Schema {
+    if let Some(text) = text {
+        match Schema::compile(text) {
             Ok(schema) => return schema,
             Err(e) => crate::log_warn(format!(
                 "the resolver's schema does not compile ({e}): using the embedded 6.4.2 schema"

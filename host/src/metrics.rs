@@ -31,6 +31,9 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     messages: Family<Labels, Counter>,
+    received: Counter,
+    received_bytes: Counter,
+    batches: Counter,
     skipped: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
     guest_failures: Family<Labels, Counter>,
@@ -56,6 +59,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("kres_kafka");
         let inner = Inner {
             messages: Family::default(),
+            received: Counter::default(),
+            received_bytes: Counter::default(),
+            batches: Counter::default(),
             skipped: Family::default(),
             rejections: Family::default(),
             guest_failures: Family::default(),
@@ -73,6 +79,21 @@ impl Default for Metrics {
             "messages",
             "Messages processed, by outcome",
             inner.messages.clone(),
+        );
+        registry.register(
+            "received",
+            "Messages received from Kafka (before processing)",
+            inner.received.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Bytes of message values received from Kafka",
+            inner.received_bytes.clone(),
+        );
+        registry.register(
+            "batches",
+            "Batches handed to the guest (each one group commit)",
+            inner.batches.clone(),
         );
         registry.register(
             "skipped",
@@ -136,6 +157,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a message received from Kafka, of `bytes` bytes of value.
+    pub fn received(&self, bytes: usize) {
+        self.inner.received.inc();
+        self.inner.received_bytes.inc_by(bytes as u64);
+    }
+
+    /// Count a batch handed to the guest.
+    pub fn batch(&self) {
+        self.inner.batches.inc();
+    }
+
     /// Count what happened to one message.
     pub fn record(&self, outcome: &Outcome) {
         if !outcome.is_durable() {

@@ -49,13 +49,14 @@ const IO_RETRY_FIRST: Duration = Duration::from_secs(1);
 const IO_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Most messages in one batch (one group commit).
-const BATCH_MESSAGES: usize = 1000;
+pub const BATCH_MESSAGES: usize = 1000;
 /// Most bytes of values in one batch: what the host holds for the guest at once.
-const BATCH_BYTES: usize = 8 << 20;
+pub const BATCH_BYTES: usize = 8 << 20;
 
 /// Take the messages already fetched after `first`, up to the batch's bounds, without waiting.
-async fn take_batch(consumer: &kafka::Consumer, first: Message) -> Vec<Message> {
+async fn take_batch(consumer: &kafka::Consumer, metrics: &Metrics, first: Message) -> Vec<Message> {
     let mut bytes = first.0.value.len();
+    metrics.received(bytes);
     let mut batch = vec![first];
     while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
         let next = tokio::select! {
@@ -67,6 +68,7 @@ async fn take_batch(consumer: &kafka::Consumer, first: Message) -> Vec<Message> 
             Ok(record) => {
                 let message = kafka::to_message(&record);
                 bytes += message.0.value.len();
+                metrics.received(message.0.value.len());
                 batch.push(message);
             }
             Err(e) => {
@@ -291,7 +293,7 @@ pub async fn run(
                 };
                 let first = kafka::to_message(&record);
                 drop(record);
-                let batch = take_batch(&consumer, first).await;
+                let batch = take_batch(&consumer, &worker.metrics, first).await;
                 if !deliver(&worker, &scheduler, &status, &consumer, batch, &shutdown).await {
                     // Shut down while the files directory could not be written: the offsets
                     // not stored come again after the restart.

@@ -93,6 +93,7 @@ impl Worker {
     /// prefix of them (see [`Guest::process_batch`]).
     pub(super) async fn process(&self, msgs: Vec<Message>) -> Vec<Outcome> {
         let at: Vec<(i32, i64)> = msgs.iter().map(|m| (m.partition, m.offset)).collect();
+        self.metrics.batch();
         let outcomes = self
             .runner
             .in_guest(move |guest, ctx| guest.process_batch(ctx, &msgs))

@@ -106,7 +106,7 @@ impl bindings::kres::kafka::digest::Host for State {
         let Ok(mut words) = <[u32; 8]>::try_from(state.as_slice()) else {
             wasmtime::bail!("sha256-blocks: a state of {} words, not 8", state.len());
         };
-        if blocks.len() % 64 != 0 {
+        if !blocks.len().is_multiple_of(64) {
             wasmtime::bail!("sha256-blocks: {} bytes are not whole blocks", blocks.len());
         }
         kres_kafka_guest::digest::native_compress(&mut words, &blocks);

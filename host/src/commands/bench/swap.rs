@@ -1,10 +1,7 @@
-//! `kres-kafka bench`: figures measured on this machine, printed. Run it from a release build
-//! (`cargo run --release -- bench guest-swap`): a debug build measures the debug build.
-//!
-//! `guest-swap` times, many times over, the path an operator's new guest takes: the file is
-//! renamed into place, the watcher notices, the guest is read, compiled (cold cache) or loaded
-//! from the cache (warm), checked against the world, self-tested, handed over, and processes a
-//! first message. It uses the daemon's own swap code, sandbox and file watcher.
+//! `kres-kafka bench guest-swap` times, many times over, the path an operator's new guest
+//! takes: the file is renamed into place, the watcher notices, the guest is read, compiled (cold
+//! cache) or loaded from the cache (warm), checked against the world, self-tested, handed over,
+//! and processes a first message. It uses the daemon's own swap code, sandbox and file watcher.
 
 use crate::outcome::{Context, Limits, Message, Outcome};
 use crate::sandbox::{DEFAULT_GUEST, Guest, Sandbox, SandboxConfig};
@@ -12,7 +9,6 @@ use crate::swap::{self, Swapped};
 use anyhow::{Context as _, bail};
 use kres_kafka_guest::headers::{FILE_NAME, HOSTNAME};
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -21,32 +17,6 @@ use tokio_util::task::TaskTracker;
 
 /// The swap target the issue sets: host work with a warm cache.
 const WARM_TARGET: Duration = Duration::from_millis(5);
-
-/// Arguments of `kres-kafka bench`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// What to measure.
-    #[arg(value_enum)]
-    pub what: Kind,
-
-    /// How many swaps to time, cold and warm each.
-    #[arg(long, default_value_t = 20)]
-    pub iterations: usize,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Kind {
-    /// From a new guest file in place to the first message processed by it.
-    GuestSwap,
-}
-
-/// Run a benchmark.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.what {
-        Kind::GuestSwap => super::block_on(guest_swap(args.iterations.max(1)))?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
 /// A copy of `guest` that differs only in a custom section: same behaviour, new digest, so it
 /// is a new guest to the swap code and to the cache.
@@ -86,7 +56,8 @@ struct Sample {
     cached: bool,
 }
 
-async fn guest_swap(iterations: usize) -> anyhow::Result<()> {
+/// Time `iterations` swaps with a cold cache, then as many with a warm one; print the figures.
+pub async fn run(iterations: usize) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let files = scratch.path().join("files");
     let guest_dir = scratch.path().join("guest");
@@ -234,7 +205,7 @@ async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
     Ok(tokio::task::spawn_blocking(move || guest.process(&ctx, msg)).await?)
 }
 
-fn percentile(values: impl Iterator<Item = Duration>, p: usize) -> Duration {
+pub(super) fn percentile(values: impl Iterator<Item = Duration>, p: usize) -> Duration {
     let mut v: Vec<_> = values.collect();
     v.sort();
     v[(v.len() - 1) * p / 100]

@@ -1,0 +1,202 @@
+//! The guest's cost per message under WebAssembly against the same logic compiled natively:
+//! the guest crate's `process` called directly (with the host's SHA-256 and flush), and the
+//! embedded guest through the sandbox (a fresh instance per batch, values as host payloads).
+//! Both process the same messages in the daemon's batches, into files directories of their own
+//! on the same disk.
+
+use super::throughput::Configs;
+use crate::daemon::{BATCH_BYTES, BATCH_MESSAGES};
+use crate::outcome::{Context, Limits, Message};
+use crate::sandbox::{DEFAULT_GUEST, Sandbox, SandboxConfig};
+use anyhow::Context as _;
+use kres_kafka_guest::batch::Platform;
+use kres_kafka_guest::headers::{CHUNK_INDEX, FILE_NAME, HOSTNAME, TOTAL_CHUNKS};
+use kres_kafka_guest::process::Msg;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The target: WebAssembly at most this much slower than native.
+const TARGET: f64 = 1.2;
+
+const ME: &str = "bench-resolver";
+
+/// The host's primitives, called directly.
+struct Native(PathBuf);
+
+impl Platform for Native {
+    fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {
+        kres_kafka_guest::digest::native_compress(state, blocks);
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        crate::system::sync_filesystem(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Messages from partition 0 of topic `bench`, from offset 0.
+fn messages(records: impl Iterator<Item = (Vec<(&'static str, String)>, Vec<u8>)>) -> Vec<Message> {
+    records
+        .enumerate()
+        .map(|(offset, (headers, value))| Message {
+            key: None,
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.into_bytes()))
+                .collect(),
+            value: value.into(),
+            topic: "bench".into(),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect()
+}
+
+/// The daemon's batches of `msgs`.
+fn batches(msgs: &[Message]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < msgs.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < msgs.len() && end - start < BATCH_MESSAGES && bytes < BATCH_BYTES {
+            bytes += msgs[end].value.len();
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+fn ctx() -> Context {
+    Context {
+        hostname: ME.into(),
+        zone_id: None,
+        limits: Limits::default(),
+        now: crate::system::unix_now(),
+    }
+}
+
+fn native(dir: &Path, msgs: &[Message]) -> anyhow::Result<Duration> {
+    use kres_kafka_guest::bindings::kres::kafka::types as wit;
+    let files = kres_kafka_guest::store::Files::new(dir);
+    let platform = Native(dir.to_owned());
+    let ctx = ctx();
+    let ctx = wit::Context {
+        hostname: ctx.hostname,
+        zone_id: None,
+        limits: wit::Limits {
+            max_file_size: ctx.limits.max_file_size,
+            max_chunks: ctx.limits.max_chunks,
+        },
+        now: ctx.now,
+    };
+    let started = Instant::now();
+    for range in batches(msgs) {
+        let batch: Vec<Msg<'_>> = msgs[range.clone()]
+            .iter()
+            .map(|m| Msg {
+                key: m.key.as_deref(),
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect(),
+                value: &m.value,
+                topic: &m.topic,
+                partition: m.partition,
+                offset: m.offset,
+            })
+            .collect();
+        let outcomes = kres_kafka_guest::process::process(
+            &files,
+            &kres_kafka_guest::judge::NoResolver,
+            &platform,
+            &ctx,
+            &batch,
+        );
+        if outcomes.len() != range.len() || outcomes.iter().any(Result::is_err) {
+            anyhow::bail!(
+                "natively, a batch did not go through: {:?}",
+                outcomes.first()
+            );
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn wasm(dir: &Path, msgs: &[Message]) -> anyhow::Result<Duration> {
+    let sandbox = Sandbox::new(SandboxConfig::new(dir))?;
+    let guest = sandbox.load(DEFAULT_GUEST, "embedded")?;
+    let ctx = ctx();
+    let started = Instant::now();
+    for range in batches(msgs) {
+        let outcomes = guest.process_batch(&ctx, &msgs[range.clone()]);
+        if outcomes.len() != range.len() || outcomes.iter().any(|o| o.reason().is_some()) {
+            anyhow::bail!(
+                "in the sandbox, a batch did not go through: {:?}",
+                outcomes.first()
+            );
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Measure and print.
+pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
+    let block = crate::demo::sample_rpz(chunk)[..chunk].to_vec();
+    let configs = messages((0..2000).map(|i| {
+        let headers = vec![(HOSTNAME, ME.to_owned()), (FILE_NAME, Configs::name(i))];
+        (headers, Configs::content(i))
+    }));
+    let total = 128;
+    let chunks = messages((1..=total).map(|i| {
+        let headers = vec![
+            (HOSTNAME, ME.to_owned()),
+            (FILE_NAME, "zones/big.rpz".to_owned()),
+            (TOTAL_CHUNKS, total.to_string()),
+            (CHUNK_INDEX, i.to_string()),
+        ];
+        (headers, block.clone())
+    }));
+    let foreign = messages((1..=total).map(|i| {
+        let headers = vec![
+            (HOSTNAME, "another-resolver".to_owned()),
+            (FILE_NAME, "zones/big.rpz".to_owned()),
+            (TOTAL_CHUNKS, total.to_string()),
+            (CHUNK_INDEX, i.to_string()),
+        ];
+        (headers, block.clone())
+    }));
+    let workloads = [
+        ("B: a whole 1 KiB configuration, judged, committed", configs),
+        ("A: a 512 KiB chunk, appended and hashed", chunks),
+        ("S: a 512 KiB chunk for another resolver, skipped", foreign),
+    ];
+    println!("guest cost per message: WebAssembly (the embedded guest, sandboxed) against native");
+    println!(
+        "  workload                                             native       wasm   ratio  target"
+    );
+    let scratch = scratch.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for (n, (label, msgs)) in workloads.iter().enumerate() {
+            let native_dir = scratch.join(format!("cost-native-{n}"));
+            let wasm_dir = scratch.join(format!("cost-wasm-{n}"));
+            std::fs::create_dir_all(&native_dir)?;
+            std::fs::create_dir_all(&wasm_dir)?;
+            let native = native(&native_dir, msgs).context("natively")?;
+            let wasm = wasm(&wasm_dir, msgs).context("in the sandbox")?;
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / msgs.len() as f64;
+            let ratio = wasm.as_secs_f64() / native.as_secs_f64();
+            println!(
+                "  {label:<52} {:>7.1} µs {:>7.1} µs {ratio:>6.2}  <= {TARGET}: {}",
+                per(native),
+                per(wasm),
+                if ratio <= TARGET { "met" } else { "NOT met" }
+            );
+        }
+        anyhow::Ok(())
+    })
+    .await?
+}
