@@ -63,6 +63,11 @@ pub struct Batch<'a> {
     positions: Vec<Position>,
     /// Whether anything was written or removed (a flush is needed).
     touched: bool,
+    /// Directories known to exist (relative to the files directory).
+    dirs: BTreeSet<String>,
+    /// What [`Batch::check_clash`] found in place under a name: a file of this length, or
+    /// nothing. It saves asking the filesystem again.
+    in_place: BTreeMap<String, Option<u64>>,
 }
 
 impl<'a> Batch<'a> {
@@ -76,6 +81,8 @@ impl<'a> Batch<'a> {
             finished: Vec::new(),
             positions: Vec::new(),
             touched: false,
+            dirs: BTreeSet::new(),
+            in_place: BTreeMap::new(),
         }
     }
 
@@ -103,6 +110,13 @@ impl<'a> Batch<'a> {
 
     /// Whether the current version of `name` is `content`.
     pub fn holds(&self, name: &str, content: &[u8]) -> Result<bool> {
+        if !self.staged.contains(name) {
+            match self.in_place.get(name) {
+                Some(None) => return Ok(false),
+                Some(Some(len)) if *len != content.len() as u64 => return Ok(false),
+                _ => {}
+            }
+        }
         self.files.file_holds(&self.current(name), name, content)
     }
 
@@ -113,29 +127,81 @@ impl<'a> Batch<'a> {
 
     /// The current version of `name`, whole, if it exists and is at most `max` bytes.
     pub fn read_current(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        if !self.staged.contains(name) && self.in_place.get(name) == Some(&None) {
+            return Ok(None);
+        }
         self.files.read_file(&self.current(name), name, max)
     }
 
-    /// Refuse `name` when it cannot be a file here, counting files staged in this batch.
-    pub fn check_clash(&self, name: &str) -> Result<()> {
+    /// Refuse `name` when it cannot be a file here (a directory above it is a file, or it is a
+    /// directory), counting files staged in this batch; note what is in place under it.
+    pub fn check_clash(&mut self, name: &str) -> Result<()> {
+        let clash = |what: String| {
+            Err(Error::BadName(format!(
+                "file-name {name:?} cannot be a file here: {what}"
+            )))
+        };
         let mut prefix = String::new();
-        for component in name.split('/') {
-            if !prefix.is_empty() && self.staged.contains(&prefix) {
-                return Err(Error::BadName(format!(
-                    "file-name {name:?} cannot be a file here: {prefix:?} is a file, not a directory"
-                )));
-            }
+        let mut parents_exist = true;
+        let (parents, _) = name.rsplit_once('/').unwrap_or(("", name));
+        for component in parents.split('/').filter(|c| !c.is_empty()) {
             if !prefix.is_empty() {
                 prefix.push('/');
             }
             prefix.push_str(component);
+            if self.staged.contains(&prefix) {
+                return clash(format!("{prefix:?} is a file, not a directory"));
+            }
+            if !parents_exist || self.dirs.contains(&prefix) {
+                continue;
+            }
+            match std::fs::symlink_metadata(self.files.path(&prefix)) {
+                Ok(meta) if meta.is_dir() => {
+                    self.dirs.insert(prefix.clone());
+                }
+                Ok(_) => return clash(format!("{prefix:?} is a file, not a directory")),
+                Err(_) => parents_exist = false,
+            }
         }
-        self.files.check_clash(name)
+        let found = if parents_exist {
+            match std::fs::symlink_metadata(self.files.path(name)) {
+                Ok(meta) if meta.is_dir() => return clash("it is a directory".into()),
+                Ok(meta) => Some(meta.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).io(|| format!("reading metadata of {name}")),
+            }
+        } else {
+            None
+        };
+        self.in_place.insert(name.to_owned(), found);
+        Ok(())
+    }
+
+    /// Create the directories above `name` unless they are known to exist.
+    fn ensure_parents(&mut self, name: &str) -> Result<()> {
+        let Some((parents, _)) = name.rsplit_once('/') else {
+            return Ok(());
+        };
+        if self.dirs.contains(parents) {
+            return Ok(());
+        }
+        self.touched = true;
+        self.files.create_parents(name)?;
+        let mut prefix = String::new();
+        for component in parents.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(component);
+            self.dirs.insert(prefix.clone());
+        }
+        Ok(())
     }
 
     /// Stage `content` as the next version of `name`.
     pub fn stage(&mut self, name: &str, content: &[u8]) -> Result<()> {
         self.touched = true;
+        self.ensure_parents(name)?;
         self.files.write_temporary(name, content)?;
         self.staged.insert(name.to_owned());
         Ok(())
@@ -189,6 +255,7 @@ impl<'a> Batch<'a> {
         let new = match start {
             Some((transfer, now)) => {
                 self.touched = true;
+                self.ensure_parents(name)?;
                 self.dirty.insert(name.to_owned());
                 Some(Set::start(self.files, name, transfer, now)?)
             }
@@ -199,7 +266,12 @@ impl<'a> Batch<'a> {
     }
 
     /// Store chunk `index` in the set of `name` (it must exist and not hold the chunk).
-    pub fn store_chunk(&mut self, name: &str, index: u32, value: &[u8]) -> Result<()> {
+    pub fn store_chunk(
+        &mut self,
+        name: &str,
+        index: u32,
+        value: &dyn crate::process::Value,
+    ) -> Result<()> {
         self.touched = true;
         self.dirty.insert(name.to_owned());
         let platform = self.platform;
@@ -253,7 +325,15 @@ impl<'a> Batch<'a> {
         }
         let mut backups = false;
         for name in &self.staged {
-            backups |= files.keep_backup(name)?;
+            // What was in place when the batch began (a file staged twice is backed up once).
+            let existed = match self.in_place.get(name) {
+                Some(found) => found.is_some(),
+                None => files.path(name).exists(),
+            };
+            if existed {
+                files.keep_backup(name)?;
+                backups = true;
+            }
         }
         if backups {
             self.flush()?;

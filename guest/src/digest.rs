@@ -36,6 +36,21 @@ impl Default for Sha256State {
 }
 
 impl Sha256State {
+    /// The state as its parts: the words, the length, the tail.
+    pub fn parts(&self) -> (&[u32; 8], u64, &[u8]) {
+        (&self.words, self.length, &self.tail)
+    }
+
+    /// A state from its parts; `None` unless they can be one (a tail of under 64 bytes that
+    /// agrees with the length).
+    pub fn from_parts(words: [u32; 8], length: u64, tail: Vec<u8>) -> Option<Sha256State> {
+        (tail.len() < 64 && length % 64 == tail.len() as u64).then_some(Sha256State {
+            words,
+            length,
+            tail,
+        })
+    }
+
     /// Bytes hashed so far.
     pub fn length(&self) -> u64 {
         self.length
@@ -79,14 +94,13 @@ impl Sha256State {
     }
 }
 
-/// The `sha2` crate's compression function (SHA extensions where the CPU has them).
+/// The `sha2` crate's compression function (SHA extensions where the CPU has them), block by
+/// block in place: no copy.
 pub fn native_compress(state: &mut [u32; 8], blocks: &[u8]) {
     use sha2::digest::generic_array::GenericArray;
-    let blocks: Vec<GenericArray<u8, _>> = blocks
-        .chunks_exact(64)
-        .map(GenericArray::clone_from_slice)
-        .collect();
-    sha2::compress256(state, &blocks);
+    for block in blocks.chunks_exact(64) {
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
 }
 
 mod hex_bytes {

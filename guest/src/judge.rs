@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 /// What the guest asks the host about the resolver (the WIT `resolver` import; a stand-in in
 /// native tests).
 pub trait Resolver {
-    /// The resolver's schema, or `None` for the embedded one.
-    fn schema(&self) -> Option<Vec<u8>>;
+    /// The resolver's schema, or `None` for the embedded one. Shared: asking again for the
+    /// same schema should give the same allocation, so that it is not compared byte by byte.
+    fn schema(&self) -> Option<Arc<[u8]>>;
     /// The resolver's own validator on `content` as the configuration `name`.
     fn validate(&self, name: &str, content: &[u8]) -> std::result::Result<(), Validation>;
     /// Record durably that the manager must be asked for `call`; `Err` says why it could not.
@@ -40,7 +41,7 @@ pub enum Validation {
 pub struct NoResolver;
 
 impl Resolver for NoResolver {
-    fn schema(&self) -> Option<Vec<u8>> {
+    fn schema(&self) -> Option<Arc<[u8]>> {
         None
     }
     fn validate(&self, _: &str, _: &[u8]) -> std::result::Result<(), Validation> {
@@ -72,14 +73,19 @@ pub fn judge(resolver: &dyn Resolver, name: &str, content: &[u8]) -> Result<Valu
 /// long as the schema text stays the same: inside the sandbox, once per batch.
 fn schema(resolver: &dyn Resolver) -> Arc<Schema> {
     /// The schema text last compiled (`None`: the embedded one), and what it compiled to.
-    type Compiled = Option<(Option<Vec<u8>>, Arc<Schema>)>;
+    type Compiled = Option<(Option<Arc<[u8]>>, Arc<Schema>)>;
     static COMPILED: Mutex<Compiled> = Mutex::new(None);
     let text = resolver.schema();
     let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((seen, schema)) = compiled.as_ref()
-        && *seen == text
-    {
-        return Arc::clone(schema);
+    if let Some((seen, schema)) = compiled.as_ref() {
+        let same = match (seen, &text) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return Arc::clone(schema);
+        }
     }
     let schema = Arc::new(compile(text.as_deref()));
     *compiled = Some((text, Arc::clone(&schema)));
@@ -113,8 +119,10 @@ mod tests {
 
     struct Refusing;
     impl Resolver for Refusing {
-        fn schema(&self) -> Option<Vec<u8>> {
-            Some(br#"{"type": "object", "properties": {"workers": {"type": "integer"}}}"#.to_vec())
+        fn schema(&self) -> Option<Arc<[u8]>> {
+            Some(
+                br#"{"type": "object", "properties": {"workers": {"type": "integer"}}}"#[..].into(),
+            )
         }
         fn validate(&self, _: &str, content: &[u8]) -> std::result::Result<(), Validation> {
             match content {

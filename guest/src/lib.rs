@@ -138,6 +138,31 @@ impl process::Value for bindings::kres::kafka::types::Payload {
     fn read(&self) -> Vec<u8> {
         bindings::kres::kafka::types::Payload::read(self)
     }
+
+    /// The host writes and hashes its own copy: the value never enters the guest.
+    fn write_to(
+        &self,
+        _files: &Files,
+        rel: &str,
+        offset: u64,
+        hashed: &mut digest::Sha256State,
+        _compress: digest::Compress<'_>,
+    ) -> std::io::Result<()> {
+        use bindings::kres::kafka::digest::Sha256State as Wit;
+        let (words, length, tail) = hashed.parts();
+        let state = Wit {
+            words: words.to_vec(),
+            length,
+            tail: tail.to_vec(),
+        };
+        let next = bindings::kres::kafka::types::Payload::write_to(self, rel, offset, &state)
+            .map_err(std::io::Error::other)?;
+        let words = <[u32; 8]>::try_from(next.words.as_slice()).ok();
+        *hashed = words
+            .and_then(|w| digest::Sha256State::from_parts(w, next.length, next.tail))
+            .ok_or_else(|| std::io::Error::other("the host returned a malformed SHA-256 state"))?;
+        Ok(())
+    }
 }
 
 impl batch::Platform for Host {
@@ -165,9 +190,14 @@ impl batch::Platform for Host {
 }
 
 impl Resolver for Host {
+    /// Asked of the host once per instance (one batch): its answer is the same throughout.
     #[cfg(target_arch = "wasm32")]
-    fn schema(&self) -> Option<Vec<u8>> {
-        bindings::kres::kafka::resolver::schema()
+    fn schema(&self) -> Option<std::sync::Arc<[u8]>> {
+        static SCHEMA: std::sync::OnceLock<Option<std::sync::Arc<[u8]>>> =
+            std::sync::OnceLock::new();
+        SCHEMA
+            .get_or_init(|| bindings::kres::kafka::resolver::schema().map(Into::into))
+            .clone()
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -186,7 +216,7 @@ impl Resolver for Host {
 
     // Natively there is no host (the import symbols do not link): the embedded schema.
     #[cfg(not(target_arch = "wasm32"))]
-    fn schema(&self) -> Option<Vec<u8>> {
+    fn schema(&self) -> Option<std::sync::Arc<[u8]>> {
         None
     }
 

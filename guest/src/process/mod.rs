@@ -7,6 +7,7 @@ use crate::bindings::kres::kafka::types::{
     Action, ChunkStored, Context, FileCommitted, Outcome, Skip as WitSkip, SkipReason,
 };
 use crate::config::{self, Format};
+use crate::digest::{Compress, Sha256State};
 use crate::durable::hex;
 use crate::error::{Error, Result};
 use crate::headers::{self, Me, Parsed, Skip};
@@ -22,6 +23,29 @@ pub trait Value {
     fn size(&self) -> u64;
     /// Its bytes.
     fn read(&self) -> Vec<u8>;
+    /// Write it into the file `rel` (relative to the files directory) at `offset`, creating
+    /// the file if needed, and continue `hashed` over it. By default here, with `compress`;
+    /// the host's payload does it without copying the value into the guest.
+    fn write_to(
+        &self,
+        files: &Files,
+        rel: &str,
+        offset: u64,
+        hashed: &mut Sha256State,
+        compress: Compress<'_>,
+    ) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let bytes = self.read();
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(files.root().join(rel))?;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(&bytes)?;
+        hashed.update(compress, &bytes);
+        Ok(())
+    }
 }
 
 impl Value for Vec<u8> {
@@ -155,11 +179,10 @@ fn handle(
             "file {name:?}: a value of {size} bytes exceeds the maximum file size of {max_size} bytes"
         )));
     }
-    let value = msg.value.read();
     if parsed.chunk.is_whole() {
-        commit_whole(batch, resolver, name, &parsed, &value)
+        commit_whole(batch, resolver, name, &parsed, &msg.value.read())
     } else {
-        store_chunk(batch, resolver, ctx, name, &parsed, &value, ordered)
+        store_chunk(batch, resolver, ctx, name, &parsed, msg.value, ordered)
     }
 }
 
@@ -232,7 +255,7 @@ fn store_chunk(
     ctx: &Context,
     name: &str,
     parsed: &Parsed,
-    value: &[u8],
+    value: &dyn Value,
     ordered: bool,
 ) -> Result<Outcome> {
     let transfer = Transfer {
@@ -245,7 +268,7 @@ fn store_chunk(
     let fit = match batch.set(name)? {
         Some(set) if set.meta.transfer == transfer => {
             if set.has(index) {
-                if set.holds(files, index, value)? {
+                if set.holds(files, index, &value.read())? {
                     Fit::Again
                 } else {
                     crate::log_info(format!(
@@ -288,7 +311,7 @@ fn store_chunk(
     if !matches!(fit, Fit::Again) {
         let max_size = ctx.limits.max_file_size;
         let set = batch.set(name)?.expect("the set was loaded or started");
-        let size = set.size() + value.len() as u64;
+        let size = set.size() + value.size();
         if size > max_size {
             batch.restart_set(name, None)?;
             return Err(Error::TooLarge(format!(

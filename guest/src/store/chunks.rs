@@ -20,10 +20,11 @@
 use super::{Files, Transfer};
 use crate::digest::{Compress, Sha256State};
 use crate::error::{IoContext, Result};
+use crate::process::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 /// The record inside a chunk set.
@@ -62,8 +63,8 @@ pub struct Meta {
 pub struct Set {
     pub name: String,
     pub meta: Meta,
-    /// `part`, opened for appending during this batch.
-    part: Option<File>,
+    /// `part` was cut to its record in this batch, ready for appending.
+    part_ready: bool,
     /// Its transfer ended in this batch (committed, unchanged or rejected once complete): the
     /// set stays until the batch is recorded in the journal, then goes.
     pub finished: bool,
@@ -79,9 +80,9 @@ pub enum Stored {
 }
 
 impl Set {
-    /// A new, empty set for `transfer` (its directory created; not yet durable).
+    /// A new, empty set for `transfer` (its directory created, in a directory that exists;
+    /// not yet durable).
     pub fn start(files: &Files, name: &str, transfer: &Transfer, now: u64) -> Result<Set> {
-        files.create_parents(name)?;
         let dir = dir(files, name);
         fs::create_dir(&dir).io(|| format!("creating {name}.chunks"))?;
         Ok(Set {
@@ -94,7 +95,7 @@ impl Set {
                 hashed: Sha256State::default(),
                 waiting: BTreeMap::new(),
             },
-            part: None,
+            part_ready: false,
             finished: false,
         })
     }
@@ -121,7 +122,7 @@ impl Set {
         Ok(Some(Some(Set {
             name: name.to_owned(),
             meta,
-            part: None,
+            part_ready: false,
             finished: false,
         })))
     }
@@ -191,14 +192,15 @@ impl Set {
         files: &Files,
         compress: Compress<'_>,
         index: u32,
-        value: &[u8],
+        value: &dyn Value,
     ) -> Result<()> {
         if index as usize == self.meta.appended.len() + 1 {
             self.append(files, compress, value)?;
         } else {
             let path = dir(files, &self.name).join(index.to_string());
-            fs::write(&path, value).io(|| format!("writing chunk {index} of {}", self.name))?;
-            self.meta.waiting.insert(index, value.len() as u64);
+            fs::write(&path, value.read())
+                .io(|| format!("writing chunk {index} of {}", self.name))?;
+            self.meta.waiting.insert(index, value.size());
         }
         // Chunks whose turn has come (a set taken over from an older guest has only those).
         while let Some(len) = self
@@ -221,28 +223,26 @@ impl Set {
         Ok(())
     }
 
-    fn append(&mut self, files: &Files, compress: Compress<'_>, value: &[u8]) -> Result<()> {
+    fn append(&mut self, files: &Files, compress: Compress<'_>, value: &dyn Value) -> Result<()> {
         let name = &self.name;
-        if self.part.is_none() {
-            let mut part = File::options()
+        let len = self.part_len();
+        if !self.part_ready {
+            // Bytes appended after the last flush of a crashed batch are not in the record.
+            let part = File::options()
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .open(self.part_path(files))
                 .io(|| format!("opening {name}.chunks/{PART}"))?;
-            // Bytes appended after the last flush of a crashed batch are not in the record.
-            let len = self.part_len();
             part.set_len(len)
                 .io(|| format!("cutting {name}.chunks/{PART} to its record"))?;
-            part.seek(SeekFrom::Start(len))
-                .io(|| format!("seeking in {name}.chunks/{PART}"))?;
-            self.part = Some(part);
+            self.part_ready = true;
         }
-        let part = self.part.as_mut().expect("opened above");
-        part.write_all(value)
+        let rel = format!("{name}.chunks/{PART}");
+        value
+            .write_to(files, &rel, len, &mut self.meta.hashed, compress)
             .io(|| format!("appending to {name}.chunks/{PART}"))?;
-        self.meta.hashed.update(compress, value);
-        self.meta.appended.push(value.len() as u64);
+        self.meta.appended.push(value.size());
         Ok(())
     }
 
@@ -259,7 +259,6 @@ impl Set {
     /// Write the record as it is now next to the current one, for [`Set::install_meta`] to
     /// rename over it once the batch is flushed.
     pub fn stage_meta(&mut self, files: &Files) -> Result<()> {
-        self.part = None;
         let bytes = serde_json::to_vec(&self.meta).expect("the record serializes");
         fs::write(dir(files, &self.name).join(META_NEXT), bytes)
             .io(|| format!("writing {}.chunks/{META_NEXT}", self.name))

@@ -11,7 +11,7 @@
 pub mod chunks;
 
 use crate::durable::sync_dir;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -79,10 +79,9 @@ impl Files {
         self.root.join(format!("{name}{suffix}"))
     }
 
-    /// Write `content` to `<name>.tmp`, creating parent directories. Not fsynced: the batch
-    /// that stages it makes it durable before renaming it into place.
+    /// Write `content` to `<name>.tmp` (its directory exists). Not fsynced: the batch that
+    /// stages it makes it durable before renaming it into place.
     pub fn write_temporary(&self, name: &str, content: &[u8]) -> Result<()> {
-        self.create_parents(name)?;
         let tmp = self.sibling(name, ".tmp");
         let mut file = File::create(&tmp).io(|| format!("creating {name}.tmp"))?;
         file.write_all(content).io(|| format!("writing {name}.tmp"))
@@ -91,7 +90,6 @@ impl Files {
     /// Make `<name>.tmp` a second name of `file` (a hard link: no copy), replacing any
     /// `<name>.tmp` there. Where hard links are not supported, a copy.
     pub fn link_temporary(&self, name: &str, file: &Path) -> Result<()> {
-        self.create_parents(name)?;
         let tmp = self.sibling(name, ".tmp");
         remove_file_if_exists(&tmp).io(|| format!("removing {name}.tmp"))?;
         if fs::hard_link(file, &tmp).is_err() {
@@ -170,13 +168,10 @@ impl Files {
         }
     }
 
-    /// Make `<name>.backup` the current `<name>`, if there is one, atomically replacing the
-    /// previous backup. Returns whether it made one. Not synced (see [`Files::rename_into_place`]).
-    pub fn keep_backup(&self, name: &str) -> Result<bool> {
+    /// Make `<name>.backup` the current `<name>` (there is one), atomically replacing the
+    /// previous backup. Not synced (see [`Files::rename_into_place`]).
+    pub fn keep_backup(&self, name: &str) -> Result<()> {
         let target = self.path(name);
-        if !target.exists() {
-            return Ok(false);
-        }
         let backup = self.sibling(name, ".backup");
         let staging = self.sibling(name, ".backup.tmp");
         remove_file_if_exists(&staging).io(|| format!("removing {name}.backup.tmp"))?;
@@ -187,42 +182,10 @@ impl Files {
             io::copy(&mut from, &mut to).io(|| format!("copying {name} to {name}.backup.tmp"))?;
             to.sync_all().io(|| format!("syncing {name}.backup.tmp"))?;
         }
-        fs::rename(&staging, &backup)
-            .io(|| format!("renaming {name}.backup.tmp to {name}.backup"))?;
-        Ok(true)
+        fs::rename(&staging, &backup).io(|| format!("renaming {name}.backup.tmp to {name}.backup"))
     }
 
-    /// Create the directories above `name`, fsyncing each new one into its parent.
-    /// Refuse `name` when it cannot be a file here: one of its parents is a file, or it is a
-    /// directory. That is the publisher's mistake, not the disk's: an I/O error would make the
-    /// host offer the message again forever, so it is a rejection naming the clash.
-    pub fn check_clash(&self, name: &str) -> Result<()> {
-        let clash = |what: String| {
-            Err(Error::BadName(format!(
-                "file-name {name:?} cannot be a file here: {what}"
-            )))
-        };
-        let mut path = self.root.clone();
-        let components: Vec<&str> = name.split('/').collect();
-        for (i, component) in components.iter().enumerate() {
-            path.push(component);
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                return Ok(());
-            };
-            let last = i + 1 == components.len();
-            if !last && !meta.is_dir() {
-                return clash(format!(
-                    "{:?} is a file, not a directory",
-                    components[..=i].join("/")
-                ));
-            }
-            if last && meta.is_dir() {
-                return clash("it is a directory".into());
-            }
-        }
-        Ok(())
-    }
-
+    /// Create the directories above `name` (not synced: the batch flushes them).
     pub(crate) fn create_parents(&self, name: &str) -> Result<()> {
         let Some((parents, _)) = name.rsplit_once('/') else {
             return Ok(());

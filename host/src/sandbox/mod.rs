@@ -283,6 +283,9 @@ impl Sandbox {
     ) -> Result<Guest, LoadError> {
         let started = Instant::now();
         let (component, cached) = self.compile(bytes, &digest, origin)?;
+        if !cached {
+            crate::system::release_free_memory();
+        }
         let compiled = started.elapsed();
         let world = |e: wasmtime::Error| LoadError::World {
             origin: origin.to_owned(),

@@ -18,6 +18,8 @@ pub(super) struct State {
     resolver: Arc<dyn Resolver>,
     /// The files directory (the preopen), for `files.sync`.
     dir: PathBuf,
+    /// The same, as a capability, for `payload.write-to`.
+    files: Option<cap_std::fs::Dir>,
 }
 
 /// A message's value, held by the host for the guest (the WIT `payload` resource). Shared, not
@@ -54,7 +56,18 @@ impl State {
             },
             resolver,
             dir: dir.to_owned(),
+            files: None,
         })
+    }
+
+    /// The files directory as a capability: paths opened through it cannot leave it (the
+    /// same confinement WASI gives the guest's own paths). Opened on first use.
+    fn files(&mut self) -> std::io::Result<&cap_std::fs::Dir> {
+        if self.files.is_none() {
+            let dir = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority())?;
+            self.files = Some(dir);
+        }
+        Ok(self.files.as_ref().expect("opened above"))
     }
 
     /// Hand `value` to the guest as a `payload`.
@@ -93,6 +106,36 @@ impl bindings::kres::kafka::types::HostPayload for State {
             .get(&payload)
             .map(|p| p.0.to_vec())
             .unwrap_or_default()
+    }
+
+    fn write_to(
+        &mut self,
+        payload: Resource<Payload>,
+        file: String,
+        offset: u64,
+        hashed: bindings::kres::kafka::digest::Sha256State,
+    ) -> Result<bindings::kres::kafka::digest::Sha256State, String> {
+        use kres_kafka_guest::digest::{Sha256State, native_compress};
+        let value = match self.table.get(&payload) {
+            Ok(p) => Arc::clone(&p.0),
+            Err(e) => return Err(e.to_string()),
+        };
+        let words = <[u32; 8]>::try_from(hashed.words.as_slice()).ok();
+        let Some(mut state) =
+            words.and_then(|w| Sha256State::from_parts(w, hashed.length, hashed.tail))
+        else {
+            return Err("a malformed SHA-256 state".into());
+        };
+        self.files()
+            .and_then(|dir| write_at(dir, &file, offset, &value))
+            .map_err(|e| format!("writing {file}: {e}"))?;
+        state.update(&native_compress, &value);
+        let (words, length, tail) = state.parts();
+        Ok(bindings::kres::kafka::digest::Sha256State {
+            words: words.to_vec(),
+            length,
+            tail: tail.to_vec(),
+        })
     }
 
     fn drop(&mut self, payload: Resource<Payload>) -> wasmtime::Result<()> {
@@ -185,4 +228,13 @@ impl ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
+}
+
+/// Write `value` into `file` under `dir` at `offset`, creating it if needed.
+fn write_at(dir: &cap_std::fs::Dir, file: &str, offset: u64, value: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    let file = dir.open_with(file, &options)?.into_std();
+    file.write_all_at(value, offset)
 }

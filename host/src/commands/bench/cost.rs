@@ -133,7 +133,13 @@ fn wasm(dir: &Path, msgs: &[Message]) -> anyhow::Result<Duration> {
     let started = Instant::now();
     for range in batches(msgs) {
         let outcomes = guest.process_batch(&ctx, &msgs[range.clone()]);
-        if outcomes.len() != range.len() || outcomes.iter().any(|o| o.reason().is_some()) {
+        let refused = |o: &crate::outcome::Outcome| {
+            matches!(
+                o,
+                crate::outcome::Outcome::Rejected(_) | crate::outcome::Outcome::Failed(_)
+            )
+        };
+        if outcomes.len() != range.len() || outcomes.iter().any(refused) {
             anyhow::bail!(
                 "in the sandbox, a batch did not go through: {:?}",
                 outcomes.first()
@@ -169,8 +175,16 @@ pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
         ];
         (headers, block.clone())
     }));
+    let rpz = messages((0..2000).map(|i| {
+        let headers = vec![
+            (HOSTNAME, ME.to_owned()),
+            (FILE_NAME, format!("views/{i:05}.rpz")),
+        ];
+        (headers, Configs::content(i))
+    }));
     let workloads = [
         ("B: a whole 1 KiB configuration, judged, committed", configs),
+        ("B': the same as a 1 KiB RPZ file (not judged)", rpz),
         ("A: a 512 KiB chunk, appended and hashed", chunks),
         ("S: a 512 KiB chunk for another resolver, skipped", foreign),
     ];
@@ -185,7 +199,10 @@ pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
             let wasm_dir = scratch.join(format!("cost-wasm-{n}"));
             std::fs::create_dir_all(&native_dir)?;
             std::fs::create_dir_all(&wasm_dir)?;
+            // Whatever earlier parts left unwritten is not this part's to flush.
+            crate::system::sync_filesystem(&scratch)?;
             let native = native(&native_dir, msgs).context("natively")?;
+            crate::system::sync_filesystem(&scratch)?;
             let wasm = wasm(&wasm_dir, msgs).context("in the sandbox")?;
             let per = |d: Duration| d.as_secs_f64() * 1e6 / msgs.len() as f64;
             let ratio = wasm.as_secs_f64() / native.as_secs_f64();

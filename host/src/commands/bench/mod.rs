@@ -40,6 +40,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2000)]
     pub configs: usize,
 
+    /// throughput: run only these parts (comma-separated); default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<throughput::Part>,
+
     /// throughput: where the files directories go (the disk measured). Default: the system's
     /// temporary directory.
     #[arg(long)]
@@ -61,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Kind::GuestSwap => super::block_on(swap::run(args.iterations.max(1)))?,
         Kind::Throughput => {
             let options = throughput::Options {
+                only: args.only,
                 size: args.size.as_u64(),
                 chunk: args.chunk.as_u64() as usize,
                 configs: args.configs,
