@@ -198,13 +198,30 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Stage `content` as the next version of `name`.
-    pub fn stage(&mut self, name: &str, content: &[u8]) -> Result<()> {
+    /// Whether the current version of `name` may be `size` bytes long (worth comparing).
+    pub fn may_hold(&self, name: &str, size: u64) -> bool {
+        self.staged.contains(name)
+            || !matches!(self.in_place.get(name), Some(None))
+                && self.in_place.get(name).is_none_or(|len| *len == Some(size))
+    }
+
+    /// Stage `value` as the next version of `name`, written and hashed by the host; return
+    /// its SHA-256.
+    pub fn stage_value(
+        &mut self,
+        name: &str,
+        value: &dyn crate::process::Value,
+    ) -> Result<[u8; 32]> {
         self.touched = true;
         self.ensure_parents(name)?;
-        self.files.write_temporary(name, content)?;
+        let platform = self.platform;
+        let compress: Compress<'_> = &|s, b| platform.compress(s, b);
+        let mut hashed = Sha256State::default();
+        value
+            .write_to(self.files, &format!("{name}.tmp"), 0, &mut hashed, compress)
+            .io(|| format!("writing {name}.tmp"))?;
         self.staged.insert(name.to_owned());
-        Ok(())
+        Ok(hashed.finish(compress))
     }
 
     /// Stage the complete chunk set of `name` as its next version (a link: no copy).

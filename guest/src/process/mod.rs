@@ -24,8 +24,9 @@ pub trait Value {
     /// Its bytes.
     fn read(&self) -> Vec<u8>;
     /// Write it into the file `rel` (relative to the files directory) at `offset`, creating
-    /// the file if needed, and continue `hashed` over it. By default here, with `compress`;
-    /// the host's payload does it without copying the value into the guest.
+    /// the file if needed and ending it right after the value, and continue `hashed` over it.
+    /// By default here, with `compress`; the host's payload does it without copying the value
+    /// into the guest.
     fn write_to(
         &self,
         files: &Files,
@@ -43,6 +44,7 @@ pub trait Value {
             .open(files.root().join(rel))?;
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(&bytes)?;
+        file.set_len(offset + bytes.len() as u64)?;
         hashed.update(compress, &bytes);
         Ok(())
     }
@@ -180,35 +182,45 @@ fn handle(
         )));
     }
     if parsed.chunk.is_whole() {
-        commit_whole(batch, resolver, name, &parsed, &msg.value.read())
+        commit_whole(batch, resolver, name, &parsed, msg.value)
     } else {
         store_chunk(batch, resolver, ctx, name, &parsed, msg.value, ordered)
     }
 }
 
+/// A whole file: unchanged, or judged and staged. Its bytes enter the guest only when they
+/// must: to check a `sha256` header, to judge a configuration, or to compare with a file of
+/// the same size in place; otherwise the host stages and hashes its own copy.
 fn commit_whole(
     batch: &mut Batch<'_>,
     resolver: &dyn Resolver,
     name: &str,
     parsed: &Parsed,
-    value: &[u8],
+    value: &dyn Value,
 ) -> Result<Outcome> {
-    let sha256 = batch.sha256(value);
-    check_digest(name, parsed.sha256, &sha256)?;
-    if batch.holds(name, value)? {
-        return Ok(Outcome::Unchanged(name.to_owned()));
-    }
-    let doc = match Format::of(name) {
-        Some(_) => {
-            check_config_size(name, value.len() as u64)?;
-            Some(judge::judge(resolver, name, value)?)
+    let size = value.size();
+    let config = Format::of(name).is_some();
+    let content =
+        (parsed.sha256.is_some() || config || batch.may_hold(name, size)).then(|| value.read());
+    if let Some(content) = &content {
+        if parsed.sha256.is_some() {
+            check_digest(name, parsed.sha256, &batch.sha256(content))?;
         }
-        None => None,
+        if batch.holds(name, content)? {
+            return Ok(Outcome::Unchanged(name.to_owned()));
+        }
+    }
+    let doc = match (config, &content) {
+        (true, Some(content)) => {
+            check_config_size(name, size)?;
+            Some(judge::judge(resolver, name, content)?)
+        }
+        _ => None,
     };
     let changed = config_changed(batch, name, doc.as_ref())?;
-    batch.stage(name, value)?;
+    let sha256 = batch.stage_value(name, value)?;
     owe(resolver, name)?;
-    Ok(committed(name, value.len() as u64, &sha256, changed))
+    Ok(committed(name, size, &sha256, changed))
 }
 
 /// Have the host record, durably, the manager call the commit of `name` asks for, before the

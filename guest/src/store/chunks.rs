@@ -63,8 +63,6 @@ pub struct Meta {
 pub struct Set {
     pub name: String,
     pub meta: Meta,
-    /// `part` was cut to its record in this batch, ready for appending.
-    part_ready: bool,
     /// Its transfer ended in this batch (committed, unchanged or rejected once complete): the
     /// set stays until the batch is recorded in the journal, then goes.
     pub finished: bool,
@@ -95,7 +93,6 @@ impl Set {
                 hashed: Sha256State::default(),
                 waiting: BTreeMap::new(),
             },
-            part_ready: false,
             finished: false,
         })
     }
@@ -122,7 +119,6 @@ impl Set {
         Ok(Some(Some(Set {
             name: name.to_owned(),
             meta,
-            part_ready: false,
             finished: false,
         })))
     }
@@ -225,19 +221,9 @@ impl Set {
 
     fn append(&mut self, files: &Files, compress: Compress<'_>, value: &dyn Value) -> Result<()> {
         let name = &self.name;
+        // Written at the record's length, and ended after it: bytes appended after the last
+        // flush of a crashed batch (not in the record) are overwritten or cut.
         let len = self.part_len();
-        if !self.part_ready {
-            // Bytes appended after the last flush of a crashed batch are not in the record.
-            let part = File::options()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(self.part_path(files))
-                .io(|| format!("opening {name}.chunks/{PART}"))?;
-            part.set_len(len)
-                .io(|| format!("cutting {name}.chunks/{PART} to its record"))?;
-            self.part_ready = true;
-        }
         let rel = format!("{name}.chunks/{PART}");
         value
             .write_to(files, &rel, len, &mut self.meta.hashed, compress)

@@ -14,7 +14,7 @@ use crate::durable::sync_dir;
 use crate::error::{IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Size of the buffer used to stream chunks into a file and to compare files.
@@ -77,14 +77,6 @@ impl Files {
     /// The path of `<name><suffix>` inside the files directory.
     pub fn sibling(&self, name: &str, suffix: &str) -> PathBuf {
         self.root.join(format!("{name}{suffix}"))
-    }
-
-    /// Write `content` to `<name>.tmp` (its directory exists). Not fsynced: the batch that
-    /// stages it makes it durable before renaming it into place.
-    pub fn write_temporary(&self, name: &str, content: &[u8]) -> Result<()> {
-        let tmp = self.sibling(name, ".tmp");
-        let mut file = File::create(&tmp).io(|| format!("creating {name}.tmp"))?;
-        file.write_all(content).io(|| format!("writing {name}.tmp"))
     }
 
     /// Make `<name>.tmp` a second name of `file` (a hard link: no copy), replacing any

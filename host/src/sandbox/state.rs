@@ -230,11 +230,13 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// Write `value` into `file` under `dir` at `offset`, creating it if needed.
+/// Write `value` into `file` under `dir` at `offset`, creating it if needed and ending it
+/// right after the value.
 fn write_at(dir: &cap_std::fs::Dir, file: &str, offset: u64, value: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut options = cap_std::fs::OpenOptions::new();
     options.write(true).create(true);
     let file = dir.open_with(file, &options)?.into_std();
-    file.write_all_at(value, offset)
+    file.write_all_at(value, offset)?;
+    file.set_len(offset + value.len() as u64)
 }
