@@ -409,6 +409,8 @@ fn guest_cannot_reach_outside_its_directory_nor_the_environment() {
     let (_s, guest) = hostile(&scratch, 64 << 20, Duration::from_secs(10));
     // The host's environment is not the guest's.
     assert!(std::env::vars().next().is_some());
+    // A way out that only a careless host would follow.
+    std::os::unix::fs::symlink("..", scratch.files().join("outside")).unwrap();
     match call(&guest, &ctx(), whole("escape", b"")).unwrap() {
         Err(Rejection {
             kind: RejectKind::BadName,
@@ -416,6 +418,9 @@ fn guest_cannot_reach_outside_its_directory_nor_the_environment() {
         }) => {
             assert!(reason.starts_with("contained: "), "{reason}");
             assert!(reason.contains("../secret"), "{reason}");
+            for path in ["../planted", "/planted", "outside/planted", "/etc/planted"] {
+                assert!(reason.contains(&format!("write-to {path}: ")), "{reason}");
+            }
         }
         other => panic!("the guest escaped: {other:?}"),
     }
