@@ -525,3 +525,46 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
         Ok(Outcome::Committed { .. })
     ));
 }
+
+#[test]
+fn time_the_host_spends_for_the_guest_is_not_counted_against_its_time_limit() {
+    // The resolver's validator has its own timeout; a batch of configurations may well spend
+    // longer in it than the guest's time limit allows the guest itself.
+    struct SlowValidator;
+    impl kres_kafka::sandbox::Resolver for SlowValidator {
+        fn schema(&self) -> Option<std::sync::Arc<[u8]>> {
+            None
+        }
+        fn validate(&self, _: &str, _: &[u8]) -> Result<(), kres_kafka::sandbox::ValidateError> {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(())
+        }
+        fn owe(&self, _: Action) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let scratch = Scratch::new();
+    let config = SandboxConfig {
+        time_limit: Duration::from_millis(300),
+        resolver: std::sync::Arc::new(SlowValidator),
+        ..SandboxConfig::new(scratch.files())
+    };
+    let sandbox = Sandbox::new(config).unwrap();
+    let guest = sandbox.load(DEFAULT_GUEST, "embedded").unwrap();
+    let msgs: Vec<_> = (0..3)
+        .map(|i| whole(&format!("c{i}.yaml"), b"workers: 2\n"))
+        .collect();
+    let started = Instant::now();
+    let outcomes = guest.process_batch(&ctx(), &msgs);
+    assert!(started.elapsed() > Duration::from_millis(1200));
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+    }
+    // The guest's own time is still limited.
+    let (_s, hostile) = hostile(&scratch, 64 << 20, Duration::from_millis(300));
+    assert!(matches!(
+        call(&hostile, &ctx(), whole("loop", b"")),
+        Err(GuestFailure::TimeLimit(_))
+    ));
+}

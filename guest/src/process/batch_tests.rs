@@ -1,6 +1,6 @@
 //! Batches: several messages committed as a group, ended early where they must be, and
 //! replayed after a crash in the middle.
-use super::tests::{HOST, at, batch, chunk, ctx, process, setup, tree, whole};
+use super::tests::{at, batch, chunk, ctx, process, setup, tree, whole};
 use super::*;
 use crate::journal::STATE_FILE;
 use crate::judge::NoResolver;
@@ -173,5 +173,4 @@ fn a_set_left_by_the_previous_guest_is_taken_over() {
         fs::read(dir.path().join("old.rpz")).unwrap(),
         b"one,two,three"
     );
-    let _ = HOST;
 }

@@ -428,4 +428,6 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use kres_kafka_guest::headers::FILE_NAME;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// A guest that passed its checks, ready to process messages. Cheap to share behind an `Arc`:
 /// every call gets its own store and instance.
@@ -248,10 +248,17 @@ impl Guest {
         let state = State::new(dir, self.config.memory_limit, resolver)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limiter());
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(
-            self.config.time_limit.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1,
-        );
+        // The time limit is the guest's own time: what the host spent on its behalf (the
+        // resolver's validator, with its own timeout; writes; flushes) moves the deadline on.
+        let ticks = |d: Duration| d.div_duration_f64(EPOCH_TICK).ceil() as u64;
+        store.set_epoch_deadline(ticks(self.config.time_limit) + 1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let owed = ctx.data_mut().take_host_time();
+            Ok(match ticks(owed) {
+                0 => UpdateDeadline::Interrupt,
+                extra => UpdateDeadline::Continue(extra),
+            })
+        });
 
         let consumer = self
             .pre

@@ -6,6 +6,7 @@ use super::{MAX_TABLE_ELEMENTS, Resolver, ValidateError};
 use crate::outcome::GuestFailure;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -20,6 +21,10 @@ pub(super) struct State {
     dir: PathBuf,
     /// The same, as a capability, for `payload.write-to`.
     files: Option<cap_std::fs::Dir>,
+    /// Time spent in the host on the guest's behalf (the resolver's validator, writes,
+    /// flushes, the owed-call marker), and how much of it the time limit has given back.
+    host_time: Duration,
+    credited: Duration,
 }
 
 /// A message's value, held by the host for the guest (the WIT `payload` resource). Shared, not
@@ -57,6 +62,8 @@ impl State {
             resolver,
             dir: dir.to_owned(),
             files: None,
+            host_time: Duration::ZERO,
+            credited: Duration::ZERO,
         })
     }
 
@@ -68,6 +75,21 @@ impl State {
             self.files = Some(dir);
         }
         Ok(self.files.as_ref().expect("opened above"))
+    }
+
+    /// Run host work for the guest, counting its time apart from the guest's own.
+    fn timed<R>(&mut self, work: impl FnOnce(&mut Self) -> R) -> R {
+        let started = Instant::now();
+        let result = work(self);
+        self.host_time += started.elapsed();
+        result
+    }
+
+    /// The host time not yet given back to the guest's time limit, given back now.
+    pub(super) fn take_host_time(&mut self) -> Duration {
+        let owed = self.host_time.saturating_sub(self.credited);
+        self.credited = self.host_time;
+        owed
     }
 
     /// Hand `value` to the guest as a `payload`.
@@ -126,10 +148,13 @@ impl bindings::kres::kafka::types::HostPayload for State {
         else {
             return Err("a malformed SHA-256 state".into());
         };
-        self.files()
-            .and_then(|dir| write_at(dir, &file, offset, &value))
-            .map_err(|e| format!("writing {file}: {e}"))?;
-        state.update(&native_compress, &value);
+        self.timed(|s| {
+            s.files()
+                .and_then(|dir| write_at(dir, &file, offset, &value))
+                .map_err(|e| format!("writing {file}: {e}"))?;
+            state.update(&native_compress, &value);
+            Ok::<_, String>(())
+        })?;
         let (words, length, tail) = state.parts();
         Ok(bindings::kres::kafka::digest::Sha256State {
             words: words.to_vec(),
@@ -159,14 +184,16 @@ impl bindings::kres::kafka::digest::Host for State {
 
 impl bindings::kres::kafka::files::Host for State {
     fn sync(&mut self) -> Result<(), String> {
-        crate::system::sync_filesystem(&self.dir)
-            .map_err(|e| format!("flushing the filesystem of {}: {e}", self.dir.display()))
+        self.timed(|s| {
+            crate::system::sync_filesystem(&s.dir)
+                .map_err(|e| format!("flushing the filesystem of {}: {e}", s.dir.display()))
+        })
     }
 }
 
 impl bindings::kres::kafka::resolver::Host for State {
     fn owe(&mut self, call: bindings::kres::kafka::types::Action) -> Result<(), String> {
-        self.resolver.owe(super::convert::action(call))
+        self.timed(|s| s.resolver.owe(super::convert::action(call)))
     }
 
     fn schema(&mut self) -> Option<Vec<u8>> {
@@ -179,8 +206,7 @@ impl bindings::kres::kafka::resolver::Host for State {
         content: Vec<u8>,
     ) -> Result<(), bindings::kres::kafka::resolver::ValidateError> {
         use bindings::kres::kafka::resolver::ValidateError as Wit;
-        self.resolver
-            .validate(&name, &content)
+        self.timed(|s| s.resolver.validate(&name, &content))
             .map_err(|e| match e {
                 ValidateError::Refused(why) => Wit::Refused(why),
                 ValidateError::Unavailable(why) => Wit::Unavailable(why),

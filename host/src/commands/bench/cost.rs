@@ -4,7 +4,7 @@
 //! Both process the same messages in the daemon's batches, into files directories of their own
 //! on the same disk.
 
-use super::throughput::Configs;
+use super::workload::Configs;
 use crate::daemon::{BATCH_BYTES, BATCH_MESSAGES};
 use crate::outcome::{Context, Limits, Message};
 use crate::sandbox::{DEFAULT_GUEST, Sandbox, SandboxConfig};

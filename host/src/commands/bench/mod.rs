@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cost;
+mod harness;
 mod swap;
 mod throughput;
+mod workload;
 
 pub use swap::guest_variant;
 

@@ -1,0 +1,397 @@
+//! The benchmark's harness: the real daemon as a child process (with a stand-in manager and a
+//! warm guest cache), the limit's raw consumer, and the measurements around them.
+
+use super::throughput::{FETCH_WAIT_MS, ME, PATIENCE};
+use super::workload::{Configs, Record, Single, Workload, produce};
+use crate::demo::standin::{Recorder, StandIn};
+use anyhow::{Context as _, bail};
+use kres_kafka_guest::headers::{FILE_NAME, HOSTNAME};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
+use rdkafka::mocking::MockCluster;
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// When the daemon is done with a workload.
+pub(super) enum Done {
+    /// This file is in place (with this size, unless 0).
+    File(&'static str, u64),
+    /// This many files were committed.
+    Committed(usize),
+}
+
+/// What a run through the daemon measured.
+pub(super) struct Measured {
+    pub(super) time: Duration,
+    /// Peak resident memory from start-up to ready (compiling the guest), in MiB.
+    pub(super) start_peak_mib: f64,
+    /// Peak resident memory during the workload, in MiB.
+    pub(super) peak_rss_mib: f64,
+    pub(super) batches: u64,
+    pub(super) files: PathBuf,
+}
+
+/// The real daemon, a child process with its own files directory and a stand-in manager, on
+/// topic `topic`.
+struct Daemon {
+    child: Child,
+    port: u16,
+    files: PathBuf,
+    _manager: StandIn,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(
+        cluster: &MockCluster<'_, impl rdkafka::ClientContext>,
+        dir: &Path,
+        topic: &str,
+        manager_files: &[PathBuf],
+    ) -> anyhow::Result<Daemon> {
+        cluster
+            .create_topic(topic, 1, 1)
+            .context("creating a topic")?;
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files)?;
+        let socket = dir.join("kres-api.sock");
+        let resolver = dir.join("config.yaml");
+        std::fs::write(
+            &resolver,
+            format!(
+                "hostname: {ME}\nmanagement:\n  unix-socket: {}\n",
+                socket.display()
+            ),
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = cluster
+            .bootstrap_servers()
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .replacen(':', "@", 1);
+        std::fs::write(
+            dir.join("kres-kafka.yaml"),
+            format!(
+                "kafka:\n  enable: true\n  topic: {topic}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  \
+                 resolver-config: [{}, {}]\n  metrics-address: 127.0.0.1@{port}\n  librdkafka:\n    fetch.wait.max.ms: {FETCH_WAIT_MS}\n",
+                files.display(),
+                dir.join("state").display(),
+                resolver.display(),
+                files.join("config.yaml").display(),
+            ),
+        )?;
+        let mut configs = vec![resolver.clone(), files.join("config.yaml")];
+        configs.extend(manager_files.iter().map(|f| files.join(f)));
+        let manager = StandIn::start(&socket, Recorder::manager(configs))
+            .context("starting the stand-in manager")?;
+        let log = std::fs::File::create(dir.join("daemon.log"))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["run", "--config"])
+            .arg(&resolver)
+            .arg("--config")
+            .arg(dir.join("kres-kafka.yaml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting the daemon")?;
+        Ok(Daemon {
+            child,
+            port,
+            files,
+            _manager: manager,
+        })
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        metric_of(&scrape(self.port), name)
+    }
+
+    /// Start counting the peak afresh (Linux: `clear_refs` 5 resets `VmHWM`).
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
+    /// The peak resident memory since start-up or [`Daemon::reset_peak`], in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+/// `workload` through a fresh daemon on topic `topic`.
+pub(super) async fn through_daemon(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    scratch: &Path,
+    compiled: &Path,
+    topic: &str,
+    workload: &dyn Workload,
+    done: Done,
+    manager_files: &[PathBuf],
+) -> anyhow::Result<Measured> {
+    let dir = scratch.join(topic);
+    std::fs::create_dir_all(&dir)?;
+    // The whole cache: its entries are tagged with a key of its own.
+    let cache = dir.join("state/guest-cache");
+    std::fs::create_dir_all(&cache)?;
+    for entry in std::fs::read_dir(compiled.parent().unwrap_or(scratch))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), cache.join(entry.file_name()))?;
+    }
+    let daemon = Daemon::start(cluster, &dir, topic, manager_files)?;
+    let servers = cluster.bootstrap_servers();
+    // Ready once a first file of ours went through.
+    let started = Instant::now();
+    while !daemon.files.join("warmup.rpz").exists() {
+        if started.elapsed() > PATIENCE || daemon_exited(&daemon) {
+            bail!(
+                "the daemon did not start: see {}",
+                dir.join("daemon.log").display()
+            );
+        }
+        let record = Record {
+            headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, "warmup.rpz".into())],
+            value: b"warm\n".to_vec(),
+        };
+        produce(
+            &servers,
+            topic,
+            &Single(record),
+            &AtomicU64::new(u64::MAX / 2),
+        )?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("guest loaded"))
+        .unwrap_or("");
+    eprintln!("  daemon ready (pid {}): {loaded}", daemon.child.id());
+    let start_peak = daemon.peak_rss_mib();
+    daemon.reset_peak();
+    let baseline = daemon.metric("kres_kafka_received_bytes_total");
+    let batches_before = daemon.metric("kres_kafka_batches_total");
+    let committed_before = daemon.metric("kres_kafka_messages_total{outcome=\"committed\"}");
+
+    let consumed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (consumed, stop, port) = (Arc::clone(&consumed), Arc::clone(&stop), daemon.port);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = metric_of(&scrape(port), "kres_kafka_received_bytes_total");
+                consumed.store(bytes.saturating_sub(baseline), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| produce(&servers, topic, workload, &consumed));
+        let finished = loop {
+            let finished = match &done {
+                Done::File(name, size) => std::fs::metadata(daemon.files.join(name))
+                    .is_ok_and(|m| *size == 0 || m.len() == *size),
+                Done::Committed(n) => {
+                    daemon.metric("kres_kafka_messages_total{outcome=\"committed\"}")
+                        >= committed_before + *n as u64
+                }
+            };
+            if finished {
+                break Ok(t0.elapsed());
+            }
+            if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
+                break Err(anyhow::anyhow!(
+                    "the daemon did not finish: see {}",
+                    dir.join("daemon.log").display()
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        };
+        producer.join().expect("the producer panicked")?;
+        finished
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = poller.join();
+    let time = result?;
+    Ok(Measured {
+        time,
+        start_peak_mib: start_peak,
+        peak_rss_mib: daemon.peak_rss_mib(),
+        batches: daemon.metric("kres_kafka_batches_total") - batches_before,
+        files: daemon.files.clone(),
+    })
+}
+
+fn daemon_exited(daemon: &Daemon) -> bool {
+    // `try_wait` needs `&mut`; the pid's status file is enough here.
+    !Path::new(&format!("/proc/{}", daemon.child.id())).exists()
+}
+
+/// Where the limit's consumer puts values.
+pub(super) enum Sink {
+    File(PathBuf),
+    Discard,
+}
+
+/// The limit: consume `workload` from `topic` without kres-kafka, into `sink`.
+pub(super) fn raw(
+    servers: &str,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    workload: &dyn Workload,
+    sink: Sink,
+) -> anyhow::Result<Duration> {
+    cluster
+        .create_topic(topic, 1, 1)
+        .context("creating a topic")?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", format!("limit-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .create()
+        .context("creating the limit's consumer")?;
+    consumer.subscribe(&[topic])?;
+    // Assigned and positioned once a first record arrived.
+    let warm = Single(Record {
+        headers: vec![],
+        value: b"warm".to_vec(),
+    });
+    produce(servers, topic, &warm, &AtomicU64::new(u64::MAX / 2))?;
+    let started = Instant::now();
+    loop {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message?;
+            break;
+        }
+        if started.elapsed() > PATIENCE {
+            bail!("the limit's consumer received nothing");
+        }
+    }
+    let mut file = match &sink {
+        Sink::File(path) => Some(std::fs::File::create(path)?),
+        Sink::Discard => None,
+    };
+    let consumed = AtomicU64::new(0);
+    let total = workload.count();
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(|| produce(servers, topic, workload, &consumed));
+        let mut received = 0;
+        while received < total {
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                if t0.elapsed() > PATIENCE {
+                    bail!("the limit's consumer stalled");
+                }
+                continue;
+            };
+            let message = message?;
+            let value = message.payload().unwrap_or_default();
+            if let Some(file) = &mut file {
+                file.write_all(value)?;
+            }
+            consumed.fetch_add(value.len() as u64, Ordering::Relaxed);
+            received += 1;
+        }
+        if let Some(file) = &file {
+            file.sync_all()?;
+        }
+        let time = t0.elapsed();
+        producer.join().expect("the producer panicked")?;
+        Ok(time)
+    })
+}
+
+pub(super) fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(kres_kafka_guest::durable::hex(&hasher.finalize()))
+}
+
+pub(super) fn metric_of(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the body (empty when it cannot be reached).
+pub(super) fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let mut response = String::new();
+    if stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+        || stream.read_to_string(&mut response).is_err()
+    {
+        return String::new();
+    }
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// Compile the embedded guest into a cache of its own; return the compiled file and the peak
+/// resident memory of compiling it, in MiB.
+pub(super) fn precompile(scratch: &Path) -> anyhow::Result<(PathBuf, f64)> {
+    use crate::sandbox::{DEFAULT_GUEST, Sandbox, SandboxConfig};
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = own_rss_mib("VmRSS:");
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(scratch.join("guest-cache")),
+        ..SandboxConfig::new(scratch)
+    })?;
+    let compiled = sandbox.precompile(DEFAULT_GUEST, "embedded")?;
+    let peak = own_rss_mib("VmHWM:") - before;
+    crate::system::release_free_memory();
+    Ok((compiled, peak))
+}
+
+/// A figure of this process's `/proc/self/status`, in MiB.
+fn own_rss_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// What the disk allows workload B: each file written to a temporary and renamed into place in
+/// a fresh directory, natively, then one flush: no Kafka, no judging, no journal.
+pub(super) fn write_and_rename(dir: &Path, configs: &Configs) -> anyhow::Result<Duration> {
+    std::fs::create_dir_all(dir.join("views"))?;
+    let started = Instant::now();
+    for i in 0..configs.0 {
+        let path = dir.join(Configs::name(i));
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, Configs::content(i))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    crate::system::sync_filesystem(dir)?;
+    Ok(started.elapsed())
+}
