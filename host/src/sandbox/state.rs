@@ -256,6 +256,10 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Values at least this large are sent on to the disk as soon as they are written, so that the
+/// batch's flush finds most of its work done.
+const START_WRITEBACK: usize = 256 << 10;
+
 /// Write `value` into `file` under `dir` at `offset`, creating it if needed and ending it
 /// right after the value.
 fn write_at(dir: &cap_std::fs::Dir, file: &str, offset: u64, value: &[u8]) -> std::io::Result<()> {
@@ -264,5 +268,9 @@ fn write_at(dir: &cap_std::fs::Dir, file: &str, offset: u64, value: &[u8]) -> st
     options.write(true).create(true);
     let file = dir.open_with(file, &options)?.into_std();
     file.write_all_at(value, offset)?;
-    file.set_len(offset + value.len() as u64)
+    file.set_len(offset + value.len() as u64)?;
+    if value.len() >= START_WRITEBACK {
+        crate::system::start_writeback(&file, offset, value.len() as u64);
+    }
+    Ok(())
 }
