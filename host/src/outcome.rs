@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// One Kafka message handed to the guest.
-#[derive(Debug, Clone, Default)]
+/// One Kafka message handed to the guest. The default is an empty message injected by hand
+/// (no Kafka position: never recorded in the journal, never skipped as replayed).
+#[derive(Debug, Clone)]
 pub struct Message {
     pub key: Option<Vec<u8>>,
     /// Headers as the broker gave them: name and raw value.
@@ -20,6 +21,19 @@ pub struct Message {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            key: None,
+            headers: Vec::new(),
+            value: std::sync::Arc::from(&[][..]),
+            topic: String::new(),
+            partition: -1,
+            offset: -1,
+        }
+    }
 }
 
 impl Message {
