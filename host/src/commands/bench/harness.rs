@@ -127,13 +127,7 @@ impl Daemon {
 
     /// The peak resident memory since start-up or [`Daemon::reset_peak`], in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
+        memory_mib(&self.child.id().to_string(), "VmHWM:")
     }
 }
 
@@ -360,20 +354,20 @@ pub(super) fn scrape(port: u16) -> String {
 pub(super) fn precompile(scratch: &Path) -> anyhow::Result<(PathBuf, f64)> {
     use crate::sandbox::{DEFAULT_GUEST, Sandbox, SandboxConfig};
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = own_rss_mib("VmRSS:");
+    let before = memory_mib("self", "VmRSS:");
     let sandbox = Sandbox::new(SandboxConfig {
         cache_dir: Some(scratch.join("guest-cache")),
         ..SandboxConfig::new(scratch)
     })?;
     let compiled = sandbox.precompile(DEFAULT_GUEST, "embedded")?;
-    let peak = own_rss_mib("VmHWM:") - before;
+    let peak = memory_mib("self", "VmHWM:") - before;
     crate::system::release_free_memory();
     Ok((compiled, peak))
 }
 
-/// A figure of this process's `/proc/self/status`, in MiB.
-fn own_rss_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A memory figure (`VmRSS:`, `VmHWM:`) of process `pid` (or `self`), in MiB.
+fn memory_mib(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
