@@ -568,3 +568,24 @@ fn time_the_host_spends_for_the_guest_is_not_counted_against_its_time_limit() {
         Err(GuestFailure::TimeLimit(_))
     ));
 }
+
+#[test]
+fn a_batch_the_guest_fails_on_is_redone_one_message_at_a_time() {
+    // The failure costs the message that causes it, not the ones beside it in the batch.
+    let scratch = Scratch::new();
+    let (_s, guest) = hostile(&scratch, 64 << 20, Duration::from_millis(300));
+    let msgs = [
+        whole("before.rpz", b"1"),
+        whole("loop", b""),
+        whole("after.rpz", b"2"),
+    ];
+    let outcomes = guest.process_batch(&ctx(), &msgs);
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(matches!(&outcomes[0], Outcome::Committed { file, .. } if file == "before.rpz"));
+    assert!(matches!(
+        &outcomes[1],
+        Outcome::Failed(GuestFailure::TimeLimit(_))
+    ));
+    assert!(matches!(&outcomes[2], Outcome::Committed { file, .. } if file == "after.rpz"));
+    assert_eq!(fs::read(scratch.files().join("after.rpz")).unwrap(), b"2");
+}

@@ -51,11 +51,6 @@ impl Sha256State {
         })
     }
 
-    /// Bytes hashed so far.
-    pub fn length(&self) -> u64 {
-        self.length
-    }
-
     /// Continue over `data`.
     pub fn update(&mut self, compress: Compress<'_>, mut data: &[u8]) {
         self.length += data.len() as u64;
@@ -142,7 +137,7 @@ mod tests {
             }
             let expected: [u8; 32] = Sha256::digest(&data).into();
             assert_eq!(state.finish(&native_compress), expected, "cuts {cuts:?}");
-            assert_eq!(state.length(), data.len() as u64);
+            assert_eq!(state.parts().1, data.len() as u64);
         }
         let empty: [u8; 32] = Sha256::digest(b"").into();
         assert_eq!(Sha256State::default().finish(&native_compress), empty);

@@ -235,9 +235,15 @@ pub(super) async fn through_daemon(
     })
 }
 
+/// Whether the daemon has exited: gone, or a zombie not yet waited for (`try_wait` needs
+/// `&mut`, which the measuring loop does not have).
 fn daemon_exited(daemon: &Daemon) -> bool {
-    // `try_wait` needs `&mut`; the pid's status file is enough here.
-    !Path::new(&format!("/proc/{}", daemon.child.id())).exists()
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.child.id()));
+    // The state follows the command name, which is in parentheses.
+    stat.map_or(true, |s| {
+        s.rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    })
 }
 
 /// Where the limit's consumer puts values.
