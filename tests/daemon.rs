@@ -324,6 +324,73 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_fetched_in_one_batch_are_each_committed_once_and_in_order() {
+    // 1. Three versions of one file, each in three chunks as upstream sends them (no transfer
+    //    id), are in the topic before the daemon starts: it fetches them as one batch.
+    // 2. Version 2's first chunk would replace the chunk set version 1 finished in that batch,
+    //    which must stay until the batch is recorded: the guest ends the batch there, and the
+    //    daemon offers the rest again.
+    // 3. Each message is processed once, in order; each version is committed; the last stays;
+    //    a restart processes none of them again.
+    let broker = Broker::start(1);
+    let versions: Vec<Vec<u8>> = (1..=3).map(|seed| content(seed, 3 * 1024)).collect();
+    for version in &versions {
+        for (i, chunk) in version.chunks(1024).enumerate() {
+            let index = (i + 1).to_string();
+            let headers = [
+                ("hostname", ME),
+                ("file-name", "list.rpz"),
+                ("total-chunks", "3"),
+                ("chunk-index", index.as_str()),
+            ];
+            broker.publish("list.rpz", &headers, chunk, None).await;
+        }
+    }
+    let port = free_port();
+    let metrics = format!("metrics-address: 127.0.0.1@{port}\n");
+    let mut host = Host::with(&broker.server(), ME, &metrics, &[]);
+    host.start();
+    let offsets = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("message processed"))
+            .filter_map(|l| {
+                l.split("offset=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    host.wait_for("nine messages processed", |h| {
+        offsets(&h.log_of(1)).len() >= 9
+    })
+    .await;
+    let log = host.log_of(1);
+    assert!(
+        log.contains("the guest ended the batch early: offering the rest again"),
+        "the versions were not in one batch, or the batch was not ended early:\n{log}"
+    );
+    let expected: Vec<String> = (0..9).map(|o| o.to_string()).collect();
+    assert_eq!(offsets(&log), expected, "{log}");
+    assert!(host.holds("list.rpz", &versions[2]));
+    let scraped = scrape(port);
+    for line in [
+        "kres_kafka_messages_total{outcome=\"stored\"} 6",
+        "kres_kafka_messages_total{outcome=\"committed\"} 3",
+    ] {
+        assert!(scraped.contains(line), "{line:?} missing from\n{scraped}");
+    }
+    assert!(host.stop(SIGTERM).await.success());
+
+    host.start();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(offsets(&host.log_of(2)), Vec::<String>::new());
+    assert!(host.holds("list.rpz", &versions[2]));
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_command_delivers_config_last_with_checksums() {
     // The real `kres-kafka send`: two files, the config given first on the command line.
     let broker = Broker::start(1);

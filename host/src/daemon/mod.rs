@@ -130,6 +130,13 @@ async fn deliver(
             done += 1;
         }
         let Some((outcome, message)) = stopped else {
+            if outcomes.len() < rest.len() {
+                tracing::debug!(
+                    done = outcomes.len(),
+                    rest = rest.len() - outcomes.len(),
+                    "the guest ended the batch early: offering the rest again"
+                );
+            }
             wait = IO_RETRY_FIRST;
             continue;
         };
