@@ -215,8 +215,10 @@ async fn a_hostile_guest_swapped_in_is_contained_and_a_good_one_replaces_it() {
             None,
         )
         .await;
-    host.wait_for("the hostile guest's next message", |h| {
+    // The outcomes are logged once the whole batch is done: after the last file is written.
+    host.wait_for("the hostile guest's next message, logged", |h| {
         h.holds("written-by-hostile", b"still works")
+            && h.log_of(1).contains("file=written-by-hostile")
     })
     .await;
     let logs = host.log_of(1);

@@ -2,24 +2,30 @@
 //! swapping to a known guest costs a file read instead of a compile.
 //!
 //! An artifact is native code that wasmtime loads without validation, so this module loads
-//! only artifacts kres-kafka wrote itself: each carries a keyed BLAKE3 hash (a MAC) of its
+//! only artifacts kres-kafka wrote itself: each ends with a keyed BLAKE3 hash (a MAC) of its
 //! contents under a key that kres-kafka generated in the cache directory (readable by its user
 //! only). BLAKE3 rather than HMAC-SHA256: the tag is checked on every start and swap, and it
-//! is several times faster over a megabyte of code. A file
-//! that is not ours, damaged, or made by another wasmtime or engine configuration is ignored
-//! and replaced by a fresh compile. The cache must never be inside the guest's view (the files
-//! directory): the daemon refuses such a configuration.
+//! is several times faster over the ten megabytes of code. A file that is not ours, damaged,
+//! or made by another wasmtime or engine configuration is ignored and replaced by a fresh
+//! compile. The cache must never be inside the guest's view (the files directory): the daemon
+//! refuses such a configuration.
+//!
+//! The tag is a trailer, not a header, so that wasmtime can map the file as it is (its code
+//! starts at the file's first byte) instead of copying it into fresh memory: a swap to a
+//! cached guest reads the file once, to check the tag, and maps it.
 
 use kres_kafka_guest::durable;
 use sha2::{Digest, Sha256};
-use std::fs;
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 
-/// First bytes of every artifact: format and version of this file layout.
-const MAGIC: &[u8; 16] = b"kres-kafka-cwsm2";
+/// Last bytes of every artifact, before its tag: format and version of this file layout.
+const MAGIC: &[u8; 16] = b"kres-kafka-cwsm3";
 const TAG_LEN: usize = 32;
+/// What follows wasmtime's artifact in the file: [`MAGIC`], then the tag.
+const TRAILER: usize = MAGIC.len() + TAG_LEN;
 const KEY_FILE: &str = "mac-key";
 
 /// A cache directory and its key.
@@ -63,30 +69,40 @@ impl Cache {
         self.dir.join(format!("{guest}-{engine}.cwasm"))
     }
 
-    /// The artifact at `path`, when it exists and carries our tag.
-    pub fn get(&self, path: &Path) -> Option<Vec<u8>> {
-        let bytes = fs::read(path).ok()?;
-        if bytes.len() < MAGIC.len() + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
+    /// The artifact at `path`, opened, when it exists and ends with our tag. Load it through
+    /// this descriptor: it is the file whose tag was checked, and kres-kafka never writes to an
+    /// artifact once it is in place. Nothing past the artifact is read by wasmtime, which finds
+    /// its sections through the header at the start.
+    pub fn get(&self, path: &Path) -> Option<File> {
+        let file = File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let mut trailer = [0u8; TRAILER];
+        let payload = len.checked_sub(TRAILER as u64);
+        let readable = payload.is_some_and(|at| file.read_exact_at(&mut trailer, at).is_ok());
+        let (magic, tag) = trailer.split_at(MAGIC.len());
+        if !readable || magic != MAGIC {
             tracing::warn!(path = %path.display(), "ignoring a cache file that is not a kres-kafka artifact");
             return None;
         }
-        let (tag, payload) = bytes[MAGIC.len()..].split_at(TAG_LEN);
-        let tag: [u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN");
+        let tag: [u8; TAG_LEN] = tag.try_into().expect("split at MAGIC.len()");
+        let mut mac = blake3::Hasher::new_keyed(&self.key);
+        mac.update_reader((&file).take(payload?)).ok()?;
         // `blake3::Hash` compares in constant time.
-        if self.mac(payload) != blake3::Hash::from_bytes(tag) {
+        if mac.finalize() != blake3::Hash::from_bytes(tag) {
             tracing::warn!(path = %path.display(), "ignoring a cached artifact kres-kafka did not write (bad tag)");
             return None;
         }
-        Some(payload.to_vec())
+        (&file).rewind().ok()?;
+        Some(file)
     }
 
     /// Store `artifact` at `path` (atomically, mode 0600).
     pub fn put(&self, path: &Path, artifact: &[u8]) -> io::Result<()> {
         let tag = self.mac(artifact);
-        let mut bytes = Vec::with_capacity(MAGIC.len() + TAG_LEN + artifact.len());
+        let mut bytes = Vec::with_capacity(artifact.len() + TRAILER);
+        bytes.extend_from_slice(artifact);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(tag.as_bytes());
-        bytes.extend_from_slice(artifact);
         write_atomically(path, &bytes)
     }
 
@@ -129,18 +145,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// What wasmtime would load from `cache` at `path`: the artifact, when its tag checks.
+    fn loaded(cache: &Cache, path: &Path) -> Option<Vec<u8>> {
+        let file = cache.get(path)?;
+        let mut bytes = Vec::new();
+        (&file).read_to_end(&mut bytes).unwrap();
+        assert_eq!(&bytes[bytes.len() - TRAILER..][..MAGIC.len()], MAGIC);
+        bytes.truncate(bytes.len() - TRAILER);
+        Some(bytes)
+    }
+
     #[test]
     fn only_artifacts_tagged_with_our_key_are_returned() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let path = cache.path("guest", "engine");
-        assert_eq!(cache.get(&path), None);
+        assert_eq!(loaded(&cache, &path), None);
         cache.put(&path, b"native code").unwrap();
-        assert_eq!(cache.get(&path).as_deref(), Some(&b"native code"[..]));
+        assert_eq!(loaded(&cache, &path).as_deref(), Some(&b"native code"[..]));
+        // The artifact starts the file, as wasmtime maps it.
+        assert!(fs::read(&path).unwrap().starts_with(b"native code"));
 
         // Same key on reopening; another cache's key does not verify.
+        let reopened = Cache::open(dir.path()).unwrap();
         assert_eq!(
-            Cache::open(dir.path()).unwrap().get(&path).as_deref(),
+            loaded(&reopened, &path).as_deref(),
             Some(&b"native code"[..])
         );
         let other = tempfile::tempdir().unwrap();
@@ -149,14 +178,20 @@ mod tests {
             .put(&foreign.path("guest", "engine"), b"evil code")
             .unwrap();
         fs::copy(foreign.path("guest", "engine"), &path).unwrap();
-        assert_eq!(cache.get(&path), None);
+        assert_eq!(loaded(&cache, &path), None);
 
-        // A tampered artifact is refused.
-        cache.put(&path, b"native code").unwrap();
-        let mut bytes = fs::read(&path).unwrap();
-        *bytes.last_mut().unwrap() ^= 1;
-        fs::write(&path, bytes).unwrap();
-        assert_eq!(cache.get(&path), None);
+        // A changed code byte, a changed tag, a file too short for a tag: all refused.
+        for damage in [
+            |b: &mut Vec<u8>| b[0] ^= 1,
+            |b: &mut Vec<u8>| *b.last_mut().unwrap() ^= 1,
+            |b: &mut Vec<u8>| b.truncate(TRAILER - 1),
+        ] {
+            cache.put(&path, b"native code").unwrap();
+            let mut bytes = fs::read(&path).unwrap();
+            damage(&mut bytes);
+            fs::write(&path, bytes).unwrap();
+            assert_eq!(loaded(&cache, &path), None);
+        }
     }
 
     #[test]

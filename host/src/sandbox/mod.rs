@@ -36,6 +36,7 @@
 //! never call in from an async worker.
 
 use crate::outcome::{Action, GuestFailure};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -351,9 +352,13 @@ impl Sandbox {
         };
         let path = cache.path(digest, &self.engine_id);
         if let Some(artifact) = cache.get(&path) {
+            // Mapped, not copied. Through the descriptor's own path: the file whose tag was
+            // checked, even if another took its name since.
+            let mapped = format!("/proc/self/fd/{}", artifact.as_raw_fd());
             // SAFETY: `cache.get` returns only artifacts carrying our MAC, that is written by
-            // `precompile_component` of an engine with this configuration (the name says so).
-            match unsafe { Component::deserialize(&self.engine, &artifact) } {
+            // `precompile_component` of an engine with this configuration (the name says so),
+            // and never written to once in place.
+            match unsafe { Component::deserialize_file(&self.engine, &mapped) } {
                 Ok(component) => return Ok((component, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "recompiling: the cached artifact is unusable: {e:#}")
