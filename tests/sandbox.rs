@@ -515,7 +515,7 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     fs::write(&artifact, bytes).unwrap();
-    let third = Sandbox::new(config)
+    let third = Sandbox::new(config.clone())
         .unwrap()
         .load(DEFAULT_GUEST, "embedded")
         .unwrap();
@@ -524,6 +524,23 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
         process(&third, whole("b.rpz", b"y")),
         Ok(Outcome::Committed { .. })
     ));
+
+    // A guest file is named by its digest, taken as it is read in pieces, and found in the
+    // cache under it; a file whose bytes no longer have the digest it was named by is not
+    // compiled under that name.
+    let file = scratch.dir.path().join("guest.wasm");
+    fs::write(&file, DEFAULT_GUEST).unwrap();
+    let sandbox = Sandbox::new(config).unwrap();
+    let from_file = sandbox.load_file(&file).unwrap();
+    assert!(from_file.cached());
+    assert_eq!(from_file.digest(), third.digest());
+    let other = kres_kafka::sandbox::digest(b"another guest");
+    let e = sandbox
+        .load_file_digested(&file, other)
+        .err()
+        .expect("loaded under another guest's name")
+        .to_string();
+    assert!(e.contains("changed while it was being loaded"), "{e}");
 }
 
 #[test]

@@ -83,14 +83,13 @@ pub fn spawn(
             let (file, known) = (path.clone(), current.clone());
             // Reading, hashing, compiling and self-testing all block: off the async threads.
             let loaded = tokio::task::spawn_blocking(move || -> Result<Option<Guest>, String> {
-                let bytes =
-                    std::fs::read(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-                let digest = sandbox::digest(&bytes);
+                let digest = sandbox::digest_file(&file)
+                    .map_err(|e| format!("reading {}: {e}", file.display()))?;
                 if digest == known {
                     return Ok(None);
                 }
                 loader
-                    .load_digested(&bytes, digest, &file.display().to_string())
+                    .load_file_digested(&file, digest)
                     .map(Some)
                     .map_err(|e| e.to_string())
             })

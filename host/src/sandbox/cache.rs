@@ -122,6 +122,22 @@ pub fn digest(bytes: &[u8]) -> String {
     durable::hex(&Sha256::digest(bytes))
 }
 
+/// Hex SHA-256 of the file at `path`, read in pieces: a guest whose compiled code is cached is
+/// never read whole.
+pub fn digest_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut piece = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut piece) {
+            Ok(0) => return Ok(durable::hex(&sha.finalize())),
+            Ok(n) => sha.update(&piece[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A `Hasher` feeding SHA-256, to turn wasmtime's engine compatibility hash into a stable name.
 pub struct Sha256Hasher(pub Sha256);
 

@@ -36,6 +36,7 @@
 //! never call in from an async worker.
 
 use crate::outcome::{Action, GuestFailure};
+use std::borrow::Cow;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +50,7 @@ mod convert;
 mod guest;
 mod state;
 
-pub use cache::digest;
+pub use cache::{digest, digest_file};
 pub use guest::Guest;
 use state::State;
 
@@ -254,11 +255,17 @@ impl Sandbox {
 
     /// Load the guest at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Guest, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let digest = cache::digest_file(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        self.load(&bytes, &path.display().to_string())
+        self.load_file_digested(path, digest)
+    }
+
+    /// [`Sandbox::load_file`] when the caller already has the file's digest: the file is read
+    /// again only when its compiled code is not in the cache.
+    pub fn load_file_digested(&self, path: &Path, digest: String) -> Result<Guest, LoadError> {
+        self.load_wasm(Wasm::File(path), digest, &path.display().to_string())
     }
 
     /// Load the guest at `path` when one is configured, else the embedded one.
@@ -272,18 +279,12 @@ impl Sandbox {
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
     /// world and run the self-test. `origin` names the guest in messages.
     pub fn load(&self, bytes: &[u8], origin: &str) -> Result<Guest, LoadError> {
-        self.load_digested(bytes, cache::digest(bytes), origin)
+        self.load_wasm(Wasm::Bytes(bytes), cache::digest(bytes), origin)
     }
 
-    /// [`Sandbox::load`] when the caller already has the bytes' digest.
-    pub fn load_digested(
-        &self,
-        bytes: &[u8],
-        digest: String,
-        origin: &str,
-    ) -> Result<Guest, LoadError> {
+    fn load_wasm(&self, wasm: Wasm<'_>, digest: String, origin: &str) -> Result<Guest, LoadError> {
         let started = Instant::now();
-        let (component, cached) = self.compile(bytes, &digest, origin)?;
+        let (component, cached) = self.compile(wasm, &digest, origin)?;
         if !cached {
             crate::system::release_free_memory();
         }
@@ -322,7 +323,7 @@ impl Sandbox {
             .as_ref()
             .ok_or_else(|| cache_error("no cache directory is configured".into()))?;
         let digest = cache::digest(bytes);
-        self.compile(bytes, &digest, origin)?;
+        self.compile(Wasm::Bytes(bytes), &digest, origin)?;
         let path = cache.path(&digest, &self.engine_id);
         if !path.exists() {
             return Err(cache_error(format!(
@@ -336,7 +337,7 @@ impl Sandbox {
     /// The compiled component, and whether it came from the cache.
     fn compile(
         &self,
-        bytes: &[u8],
+        wasm: Wasm<'_>,
         digest: &str,
         origin: &str,
     ) -> Result<(Component, bool), LoadError> {
@@ -345,8 +346,9 @@ impl Sandbox {
             reason: format!("{e:#}"),
         };
         let Some(cache) = &self.cache else {
+            let bytes = wasm.read(digest)?;
             return Ok((
-                Component::new(&self.engine, bytes).map_err(compile_error)?,
+                Component::new(&self.engine, &bytes).map_err(compile_error)?,
                 false,
             ));
         };
@@ -365,9 +367,10 @@ impl Sandbox {
                 }
             }
         }
+        let bytes = wasm.read(digest)?;
         let artifact = self
             .engine
-            .precompile_component(bytes)
+            .precompile_component(&bytes)
             .map_err(compile_error)?;
         if let Err(e) = cache.put(&path, &artifact) {
             tracing::warn!(path = %path.display(), "could not cache the compiled guest: {e}");
@@ -376,5 +379,33 @@ impl Sandbox {
         let component =
             unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(compile_error)?;
         Ok((component, false))
+    }
+}
+
+/// A guest's WebAssembly: in memory, or in a file read only if its compiled code is not cached.
+enum Wasm<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl Wasm<'_> {
+    /// The bytes, which must still have `digest`: the digest names the compiled code.
+    fn read(&self, digest: &str) -> Result<Cow<'_, [u8]>, LoadError> {
+        match *self {
+            Wasm::Bytes(bytes) => Ok(Cow::Borrowed(bytes)),
+            Wasm::File(path) => {
+                let read_error = |source| LoadError::Read {
+                    path: path.to_owned(),
+                    source,
+                };
+                let bytes = std::fs::read(path).map_err(read_error)?;
+                if cache::digest(&bytes) != digest {
+                    return Err(read_error(std::io::Error::other(
+                        "it changed while it was being loaded",
+                    )));
+                }
+                Ok(Cow::Owned(bytes))
+            }
+        }
     }
 }
