@@ -179,6 +179,7 @@ pub async fn run(
     shutdown: CancellationToken,
     recheck_guest: mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<()> {
+    crate::system::keep_large_buffers();
     let kafka = &config.kafka;
     if !kafka.files_dir.is_dir() {
         anyhow::bail!(
