@@ -536,11 +536,25 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
     assert_eq!(from_file.digest(), third.digest());
     let other = kres_kafka::sandbox::digest(b"another guest");
     let e = sandbox
-        .load_file_digested(&file, other)
+        .load_file_digested(&fs::File::open(&file).unwrap(), &file, other)
         .err()
         .expect("loaded under another guest's name")
         .to_string();
     assert!(e.contains("changed while it was being loaded"), "{e}");
+
+    // A guest file replaced (renamed over) after it was opened and digested is read through
+    // the descriptor: what was digested is what is compiled, not the file that took its name.
+    let opened = fs::File::open(&file).unwrap();
+    let digest = kres_kafka::sandbox::digest_file(&opened).unwrap();
+    let replacement = scratch.dir.path().join("replacement.wasm");
+    fs::write(&replacement, b"not the guest that was digested").unwrap();
+    fs::rename(&replacement, &file).unwrap();
+    let uncached = Sandbox::new(SandboxConfig::new(scratch.files())).unwrap();
+    let loaded = uncached
+        .load_file_digested(&opened, &file, digest.clone())
+        .unwrap();
+    assert!(!loaded.cached());
+    assert_eq!(loaded.digest(), digest);
 }
 
 #[test]

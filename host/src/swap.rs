@@ -83,13 +83,14 @@ pub fn spawn(
             let (file, known) = (path.clone(), current.clone());
             // Reading, hashing, compiling and self-testing all block: off the async threads.
             let loaded = tokio::task::spawn_blocking(move || -> Result<Option<Guest>, String> {
-                let digest = sandbox::digest_file(&file)
-                    .map_err(|e| format!("reading {}: {e}", file.display()))?;
+                let reading = |e| format!("reading {}: {e}", file.display());
+                let opened = std::fs::File::open(&file).map_err(reading)?;
+                let digest = sandbox::digest_file(&opened).map_err(reading)?;
                 if digest == known {
                     return Ok(None);
                 }
                 loader
-                    .load_file_digested(&file, digest)
+                    .load_file_digested(&opened, &file, digest)
                     .map(Some)
                     .map_err(|e| e.to_string())
             })

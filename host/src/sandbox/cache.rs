@@ -122,10 +122,10 @@ pub fn digest(bytes: &[u8]) -> String {
     durable::hex(&Sha256::digest(bytes))
 }
 
-/// Hex SHA-256 of the file at `path`, read in pieces: a guest whose compiled code is cached is
-/// never read whole.
-pub fn digest_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+/// Hex SHA-256 of `file`, from its start, read in pieces: a guest whose compiled code is
+/// cached is never read whole.
+pub fn digest_file(mut file: &File) -> io::Result<String> {
+    file.rewind()?;
     let mut sha = Sha256::new();
     let mut piece = vec![0u8; 1 << 16];
     loop {

@@ -37,6 +37,8 @@
 
 use crate::outcome::{Action, GuestFailure};
 use std::borrow::Cow;
+use std::fs::File;
+use std::io::{Read, Seek};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,10 +163,10 @@ impl SandboxConfig {
 /// Why a guest was refused at load.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("reading guest {path}: {source}")]
+    #[error("reading guest {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("guest {origin} is not a valid WebAssembly component: {reason}")]
     Compile { origin: String, reason: String },
@@ -255,17 +257,26 @@ impl Sandbox {
 
     /// Load the guest at `path`.
     pub fn load_file(&self, path: &Path) -> Result<Guest, LoadError> {
-        let digest = cache::digest_file(path).map_err(|source| LoadError::Read {
+        let read_error = |error| LoadError::Read {
             path: path.to_owned(),
-            source,
-        })?;
-        self.load_file_digested(path, digest)
+            error,
+        };
+        let file = File::open(path).map_err(read_error)?;
+        let digest = cache::digest_file(&file).map_err(read_error)?;
+        self.load_file_digested(&file, path, digest)
     }
 
-    /// [`Sandbox::load_file`] when the caller already has the file's digest: the file is read
-    /// again only when its compiled code is not in the cache.
-    pub fn load_file_digested(&self, path: &Path, digest: String) -> Result<Guest, LoadError> {
-        self.load_wasm(Wasm::File(path), digest, &path.display().to_string())
+    /// [`Sandbox::load_file`] when the caller already has the digest of `file` (opened from
+    /// `path`, which names it in messages): the file is read again only when its compiled code
+    /// is not in the cache, through the same descriptor, so that a guest file replaced in the
+    /// meantime is not mistaken for it.
+    pub fn load_file_digested(
+        &self,
+        file: &File,
+        path: &Path,
+        digest: String,
+    ) -> Result<Guest, LoadError> {
+        self.load_wasm(Wasm::File(file, path), digest, &path.display().to_string())
     }
 
     /// Load the guest at `path` when one is configured, else the embedded one.
@@ -385,7 +396,7 @@ impl Sandbox {
 /// A guest's WebAssembly: in memory, or in a file read only if its compiled code is not cached.
 enum Wasm<'a> {
     Bytes(&'a [u8]),
-    File(&'a Path),
+    File(&'a File, &'a Path),
 }
 
 impl Wasm<'_> {
@@ -393,13 +404,16 @@ impl Wasm<'_> {
     fn read(&self, digest: &str) -> Result<Cow<'_, [u8]>, LoadError> {
         match *self {
             Wasm::Bytes(bytes) => Ok(Cow::Borrowed(bytes)),
-            Wasm::File(path) => {
-                let read_error = |source| LoadError::Read {
+            Wasm::File(mut file, path) => {
+                let read_error = |error| LoadError::Read {
                     path: path.to_owned(),
-                    source,
+                    error,
                 };
-                let bytes = std::fs::read(path).map_err(read_error)?;
+                let mut bytes = Vec::new();
+                file.rewind().map_err(read_error)?;
+                file.read_to_end(&mut bytes).map_err(read_error)?;
                 if cache::digest(&bytes) != digest {
+                    // Written over in place (a replacement by rename is not seen here).
                     return Err(read_error(std::io::Error::other(
                         "it changed while it was being loaded",
                     )));
