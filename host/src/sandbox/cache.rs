@@ -92,7 +92,6 @@ impl Cache {
             tracing::warn!(path = %path.display(), "ignoring a cached artifact kres-kafka did not write (bad tag)");
             return None;
         }
-        (&file).rewind().ok()?;
         Some(file)
     }
 
@@ -163,9 +162,10 @@ mod tests {
 
     /// What wasmtime would load from `cache` at `path`: the artifact, when its tag checks.
     fn loaded(cache: &Cache, path: &Path) -> Option<Vec<u8>> {
-        let file = cache.get(path)?;
+        let mut file = cache.get(path)?;
         let mut bytes = Vec::new();
-        (&file).read_to_end(&mut bytes).unwrap();
+        file.rewind().unwrap();
+        file.read_to_end(&mut bytes).unwrap();
         assert_eq!(&bytes[bytes.len() - TRAILER..][..MAGIC.len()], MAGIC);
         bytes.truncate(bytes.len() - TRAILER);
         Some(bytes)
