@@ -1,6 +1,6 @@
 //! Batches: several messages committed as a group, ended early where they must be, and
 //! replayed after a crash in the middle.
-use super::tests::{at, batch, chunk, ctx, process, setup, tree, whole};
+use super::tests::{at, batch, chunk, ctx, offer, process, setup, tree, whole};
 use super::*;
 use crate::journal::STATE_FILE;
 use crate::judge::NoResolver;
@@ -39,7 +39,7 @@ fn a_batch_commits_every_file_and_records_its_last_offset_once() {
 #[test]
 fn two_versions_in_one_batch_commit_the_last_and_back_up_the_one_before_the_batch() {
     let (dir, files) = setup();
-    process(&files, &NoResolver, &ctx(), &at(0, whole("a.rpz", b"v1"))).unwrap();
+    offer(&files, 0, whole("a.rpz", b"v1")).unwrap();
     let msgs = [at(1, whole("a.rpz", b"v2")), at(2, whole("a.rpz", b"v3"))];
     let outcomes = batch(&files, &NoResolver, &ctx(), &msgs);
     assert!(matches!(&outcomes[1], Ok(Outcome::Committed(c)) if c.size == 2));
@@ -161,13 +161,7 @@ fn a_set_left_by_the_previous_guest_is_taken_over() {
     .unwrap();
     fs::write(set.join("1"), b"one,").unwrap();
     fs::write(set.join("2"), b"two,").unwrap();
-    let out = process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(7, chunk("old.rpz", 3, 3, b"three", &[])),
-    )
-    .unwrap();
+    let out = offer(&files, 7, chunk("old.rpz", 3, 3, b"three", &[])).unwrap();
     assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
     assert_eq!(
         fs::read(dir.path().join("old.rpz")).unwrap(),

@@ -1,5 +1,5 @@
 //! Replays and failures: what a message that comes again, or a disk that fails, changes.
-use super::tests::{at, chunk, ctx, process, setup, whole};
+use super::tests::{at, chunk, ctx, offer, process, setup, whole};
 use super::*;
 use crate::journal::{Journal, Position};
 use crate::judge::NoResolver;
@@ -52,27 +52,9 @@ fn a_replay_after_a_commit_changes_nothing_and_the_next_version_arrives_whole() 
 #[test]
 fn an_older_version_replayed_never_comes_back() {
     let (dir, files) = setup();
-    process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(0, whole("c.yaml", b"workers: 1\n")),
-    )
-    .unwrap();
-    process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(1, whole("c.yaml", b"workers: 2\n")),
-    )
-    .unwrap();
-    let out = process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(0, whole("c.yaml", b"workers: 1\n")),
-    )
-    .unwrap();
+    offer(&files, 0, whole("c.yaml", b"workers: 1\n")).unwrap();
+    offer(&files, 1, whole("c.yaml", b"workers: 2\n")).unwrap();
+    let out = offer(&files, 0, whole("c.yaml", b"workers: 1\n")).unwrap();
     assert!(matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed));
     assert_eq!(
         fs::read(dir.path().join("c.yaml")).unwrap(),
@@ -84,13 +66,7 @@ fn an_older_version_replayed_never_comes_back() {
 fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
     // A crash between the journal entry and the set's removal: the journal names it.
     let (dir, files) = setup();
-    process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(0, chunk("a.rpz", 1, 2, b"a", &[])),
-    )
-    .unwrap();
+    offer(&files, 0, chunk("a.rpz", 1, 2, b"a", &[])).unwrap();
     let mut journal = Journal::read(dir.path()).unwrap();
     journal
         .record(
@@ -116,11 +92,11 @@ fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
     };
     // The journal cannot be written (its temporary is a directory): the message is not done.
     fs::create_dir_all(dir.path().join(".kres-kafka-state.tmp/x")).unwrap();
-    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap_err();
+    let err = offer(&files, 3, whole("a.rpz", b"x")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(!done(dir.path()));
     fs::remove_dir_all(dir.path().join(".kres-kafka-state.tmp")).unwrap();
-    process(&files, &NoResolver, &ctx(), &at(3, whole("a.rpz", b"x"))).unwrap();
+    offer(&files, 3, whole("a.rpz", b"x")).unwrap();
     assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"x");
     assert!(done(dir.path()));
 }
@@ -128,26 +104,14 @@ fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
 #[test]
 fn a_name_that_clashes_with_a_file_or_directory_is_rejected_not_retried() {
     let (dir, files) = setup();
-    process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(0, whole("zones", b"a file")),
-    )
-    .unwrap();
-    let err = process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(1, whole("zones/a.rpz", b"x")),
-    )
-    .unwrap_err();
+    offer(&files, 0, whole("zones", b"a file")).unwrap();
+    let err = offer(&files, 1, whole("zones/a.rpz", b"x")).unwrap_err();
     assert!(
         matches!(&err, Error::BadName(m) if m.contains("\"zones\" is a file")),
         "{err:?}"
     );
-    process(&files, &NoResolver, &ctx(), &at(2, whole("d/x.rpz", b"x"))).unwrap();
-    let err = process(&files, &NoResolver, &ctx(), &at(3, whole("d", b"x"))).unwrap_err();
+    offer(&files, 2, whole("d/x.rpz", b"x")).unwrap();
+    let err = offer(&files, 3, whole("d", b"x")).unwrap_err();
     assert!(
         matches!(&err, Error::BadName(m) if m.contains("it is a directory")),
         "{err:?}"
@@ -162,12 +126,7 @@ fn a_transfer_whose_first_chunks_were_lost_is_not_completed_by_the_next_one() {
     // arrive whole, not as v2's chunks 1-2 and v1's chunk 3.
     let (dir, files) = setup();
     // From Kafka, such a chunk keeps no set: it could never complete.
-    let lone = process(
-        &files,
-        &NoResolver,
-        &ctx(),
-        &at(1, chunk("b.rpz", 3, 3, b"x", &[])),
-    );
+    let lone = offer(&files, 1, chunk("b.rpz", 3, 3, b"x", &[]));
     assert!(
         matches!(&lone, Err(Error::BadHeader(m)) if m.contains("without the chunks before it")),
         "{lone:?}"

@@ -77,6 +77,11 @@ pub(super) fn process(
     outcomes.pop().unwrap()
 }
 
+/// Process `m`, as the message at `offset` of a partition, with no resolver to judge it.
+pub(super) fn offer(files: &Files, offset: i64, m: Message) -> Result<Outcome> {
+    process(files, &NoResolver, &ctx(), &at(offset, m))
+}
+
 pub(super) fn msg(headers: &[(&str, &str)], value: &[u8]) -> Message {
     Message {
         key: None,
