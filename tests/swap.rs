@@ -9,7 +9,6 @@ use kres_kafka::commands::bench::guest_variant;
 use kres_kafka::sandbox::DEFAULT_GUEST;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const ME: &str = "resolver1";
 
@@ -98,9 +97,10 @@ async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
         .await;
         publish(last, last_data, 5..10).await;
     }
-    host.wait_for("all 100 files", |h| committed(h) == 100)
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    host.wait_for("all 100 files and their 1,000 messages", |h| {
+        committed(h) == 100 && count(&h.logs(), "message processed") >= 1000
+    })
+    .await;
     assert!(host.stop(SIGTERM).await.success());
 
     let logs = host.log_of(1);

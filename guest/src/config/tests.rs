@@ -1,5 +1,6 @@
 //! The closed schema against upstream's own verdicts: example configs and datamodel test cases
-//! from Knot Resolver 6.4.2, kept in `shared/kresconf` beside the repository (see its README).
+//! from Knot Resolver 6.4.2, kept in `tests/fixtures/kresconf` (its README says where each file
+//! comes from and how to refresh them).
 
 use super::*;
 use serde_json::json;
@@ -7,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// `shared/kresconf/v6.4.2`, beside the repository (also in CI's fresh clone).
+/// `tests/fixtures/kresconf/v6.4.2`, in the repository.
 fn upstream() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kresconf/v6.4.2")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kresconf/v6.4.2")
 }
 
 fn read(relative: &str) -> Vec<u8> {

@@ -47,6 +47,16 @@ struct State {
     refusals: Vec<String>,
 }
 
+impl State {
+    /// Re-read, merge and validate the files; run them if they pass.
+    fn reload(&mut self) {
+        match load(&self.configs) {
+            Ok(merged) => self.running = merged,
+            Err(e) => self.refusals.push(e),
+        }
+    }
+}
+
 /// What the stand-in saw and will answer; survives stopping and restarting the server.
 #[derive(Clone, Default)]
 pub struct Recorder(Arc<Mutex<State>>);
@@ -56,8 +66,10 @@ impl Recorder {
     /// left out). It loads them now, as the real one does at start-up.
     pub fn manager(configs: Vec<PathBuf>) -> Recorder {
         let recorder = Recorder::default();
-        recorder.lock().configs = configs;
-        recorder.reload();
+        let mut state = recorder.lock();
+        state.configs = configs;
+        state.reload();
+        drop(state);
         recorder
     }
 
@@ -73,15 +85,6 @@ impl Recorder {
     /// Why each refused reload was refused (what the real manager logs).
     pub fn refusals(&self) -> Vec<String> {
         self.lock().refusals.clone()
-    }
-
-    /// Re-read, merge and validate the files; run them if they pass.
-    fn reload(&self) {
-        let configs = self.lock().configs.clone();
-        match load(&configs) {
-            Ok(merged) => self.lock().running = merged,
-            Err(e) => self.lock().refusals.push(e),
-        }
     }
 
     /// Every call so far.
@@ -107,9 +110,15 @@ impl Recorder {
             .push_back(status);
     }
 
+    /// Record a call and carry it out. A reload is done before the call is visible: the real
+    /// manager answers `/reload` once it runs the result, so whoever sees the call sees the
+    /// configuration it made.
     fn record(&self, method: &str, path: &str) -> u16 {
         let mut state = self.lock();
         let status = state.answers.pop_front().unwrap_or(200);
+        if status == 200 && matches!(path, "/reload" | "/reload/force") {
+            state.reload();
+        }
         state.calls.push(Call {
             method: method.into(),
             path: path.into(),
@@ -215,7 +224,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(stream: S, re
             ("GET", _) => (404, Bytes::from_static(b"not found")),
             _ => match recorder.record(method, path) {
                 200 if matches!(path, "/reload" | "/reload/force") => {
-                    recorder.reload();
                     (200, Bytes::from_static(b"Reloading..."))
                 }
                 200 => (200, Bytes::new()),
