@@ -53,6 +53,11 @@ pub struct Batch<'a> {
     platform: &'a dyn Platform,
     /// Chunk sets looked at in this batch; `None`: there is none.
     sets: BTreeMap<String, Option<Set>>,
+    /// The message being processed (its index in the batch), and the first message that
+    /// looked at each chunk set: a set an earlier message of the batch depended on cannot be
+    /// removed before the batch is recorded, or a replay of that message would not find it.
+    message: usize,
+    first_use: BTreeMap<String, usize>,
     /// Sets whose record changed.
     dirty: BTreeSet<String>,
     /// Files staged as `<name>.tmp`, to rename into place.
@@ -76,6 +81,8 @@ impl<'a> Batch<'a> {
             files,
             platform,
             sets: BTreeMap::new(),
+            message: 0,
+            first_use: BTreeMap::new(),
             dirty: BTreeSet::new(),
             staged: BTreeSet::new(),
             finished: Vec::new(),
@@ -232,9 +239,17 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    /// The next message of the batch begins.
+    pub fn next_message(&mut self) {
+        self.message += 1;
+    }
+
     /// The chunk set of `name`, loaded once per batch. A set whose record cannot be read is
     /// stale: it is removed.
     pub fn set(&mut self, name: &str) -> Result<Option<&mut Set>> {
+        self.first_use
+            .entry(name.to_owned())
+            .or_insert(self.message);
         if !self.sets.contains_key(name) {
             let loaded = match Set::load(self.files, name)? {
                 Some(Some(set)) => Some(set),
@@ -254,15 +269,21 @@ impl<'a> Batch<'a> {
     }
 
     /// Start a new chunk set for `name`, removing the one there. A set whose transfer ended in
-    /// this batch cannot be removed before the batch is recorded: [`Error::Cut`] ends the
-    /// batch before this message, which comes again as the first of the next.
+    /// this batch, or that an earlier message of this batch looked at, cannot be removed before
+    /// the batch is recorded (a crash in between would replay those messages without it):
+    /// [`Error::Cut`] ends the batch before this message, which comes again as the first of the
+    /// next.
     pub fn restart_set(
         &mut self,
         name: &str,
         start: Option<(&crate::store::Transfer, u64)>,
     ) -> Result<()> {
+        let used_before = self
+            .first_use
+            .get(name)
+            .is_some_and(|first| *first < self.message);
         if let Some(set) = self.set(name)? {
-            if set.finished {
+            if set.finished || used_before {
                 return Err(Error::Cut);
             }
             self.touched = true;

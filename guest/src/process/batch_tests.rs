@@ -168,3 +168,49 @@ fn a_set_left_by_the_previous_guest_is_taken_over() {
         b"one,two,three"
     );
 }
+
+#[test]
+fn a_set_replaced_in_a_batch_goes_only_after_the_journal_so_a_crash_replays_the_same() {
+    // Chunk 1 of transfer A is recorded. A batch then brings A's chunk 2 and the first chunk
+    // of a new transfer B of the same name. The daemon is killed after the batch's effects and
+    // before its journal entry (the journal is put back as it was), and the batch comes again:
+    // every outcome the first run gave must come again, and A's set must still be whole.
+    let (dir, files) = setup();
+    let a = [("transfer-id", "aaaa")];
+    let b = [("transfer-id", "bbbb")];
+    assert!(matches!(
+        offer(&files, 0, chunk("z.rpz", 1, 3, b"a1", &a)),
+        Ok(Outcome::Stored(_))
+    ));
+    let journal = fs::read(dir.path().join(STATE_FILE)).unwrap();
+    let msgs = [
+        at(1, chunk("z.rpz", 2, 3, b"a2", &a)),
+        at(2, chunk("z.rpz", 1, 3, b"b1", &b)),
+    ];
+    let first = batch(&files, &NoResolver, &ctx(), &msgs);
+    fs::write(dir.path().join(STATE_FILE), &journal).unwrap();
+    let again = batch(&files, &NoResolver, &ctx(), &msgs);
+    let show = |o: &[Result<Outcome>]| format!("{o:?}");
+    assert!(
+        first.iter().all(|o| matches!(o, Ok(Outcome::Stored(_)))),
+        "{}",
+        show(&first)
+    );
+    assert_eq!(
+        again.len(),
+        first.len(),
+        "{} then {}",
+        show(&first),
+        show(&again)
+    );
+    assert!(
+        again.iter().all(|o| matches!(o, Ok(Outcome::Stored(_)))),
+        "a replay after the crash: {}",
+        show(&again)
+    );
+    // The batch ended before B's chunk, which comes again as the next batch and replaces A.
+    assert_eq!(first.len(), 1, "{}", show(&first));
+    let rest = batch(&files, &NoResolver, &ctx(), &msgs[1..]);
+    assert!(matches!(rest[..], [Ok(Outcome::Stored(_))]), "{}", show(&rest));
+    assert_eq!(applied(dir.path()), Some(2));
+}

@@ -99,6 +99,7 @@ pub fn process(
     let mut batch = Batch::new(files, platform);
     let mut outcomes = Vec::with_capacity(msgs.len());
     for msg in msgs {
+        batch.next_message();
         match one(&mut batch, &journal, resolver, ctx, msg) {
             Err(Error::Cut) if !outcomes.is_empty() => break,
             // What this message did in the batch cannot be told apart from the rest: none of
