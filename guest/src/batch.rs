@@ -58,6 +58,10 @@ pub struct Batch<'a> {
     /// removed before the batch is recorded, or a replay of that message would not find it.
     message: usize,
     first_use: BTreeMap<String, usize>,
+    /// The signatures of files staged or found unchanged in this batch.
+    signed: BTreeMap<String, crate::signature::Signed>,
+    /// Signatures verified in this batch (the chunks of a transfer carry the same one).
+    verified: Vec<[u8; 64]>,
     /// Sets whose record changed.
     dirty: BTreeSet<String>,
     /// Files staged as `<name>.tmp`, to rename into place.
@@ -83,6 +87,8 @@ impl<'a> Batch<'a> {
             sets: BTreeMap::new(),
             message: 0,
             first_use: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            verified: Vec::new(),
             dirty: BTreeSet::new(),
             staged: BTreeSet::new(),
             finished: Vec::new(),
@@ -239,6 +245,23 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    /// The signatures verified in this batch.
+    pub fn verified(&mut self) -> &mut Vec<[u8; 64]> {
+        &mut self.verified
+    }
+
+    /// The signature of `name` as staged or found in place earlier in this batch.
+    pub fn signed(&self, name: &str) -> Option<crate::signature::Signed> {
+        self.signed.get(name).copied()
+    }
+
+    /// `name` is staged, or found in place, with this signature (if any).
+    pub fn sign(&mut self, name: &str, signed: Option<crate::signature::Signed>) {
+        if let Some(signed) = signed {
+            self.signed.insert(name.to_owned(), signed);
+        }
+    }
+
     /// The next message of the batch begins.
     pub fn next_message(&mut self) {
         self.message += 1;
@@ -376,6 +399,17 @@ impl<'a> Batch<'a> {
         if backups {
             self.flush()?;
         }
+        // Signatures of what is about to be put in place go on record first.
+        let signed: BTreeMap<String, crate::journal::Signed> = self
+            .signed
+            .iter()
+            .filter(|(name, _)| self.staged.contains(*name))
+            .map(|(name, s)| (name.clone(), crate::journal::Signed::of(s)))
+            .collect();
+        if !signed.is_empty() {
+            journal.record_signed(files.root(), &signed)?;
+            self.flush()?;
+        }
         for name in &self.staged {
             files.rename_into_place(name)?;
         }
@@ -384,6 +418,11 @@ impl<'a> Batch<'a> {
         }
         // Messages injected by hand (`apply`) have no position: nothing to record, and a crash
         // before the removal below leaves sets that expire.
+        journal.signed.extend(
+            self.signed
+                .iter()
+                .map(|(name, s)| (name.clone(), crate::journal::Signed::of(s))),
+        );
         if !self.positions.is_empty() {
             journal.record(files.root(), &self.positions, self.finished.clone())?;
         }

@@ -21,6 +21,21 @@ pub enum Error {
     /// A limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
+    /// A signature is required and the message has none.
+    #[error("{0}")]
+    Unsigned(String),
+    /// The message is signed by a key that is not trusted.
+    #[error("{0}")]
+    UnknownKey(String),
+    /// The signature does not verify.
+    #[error("{0}")]
+    BadSignature(String),
+    /// The signature names another recipient.
+    #[error("{0}")]
+    WrongRecipient(String),
+    /// The signed transfer is not newer than the version in place.
+    #[error("{0}")]
+    Stale(String),
     /// Not an error of the message: the batch must end before it (see
     /// [`crate::batch::Batch::restart_set`]). Never leaves the guest.
     #[error("the batch ends before this message")]
@@ -34,6 +49,25 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// The kind, as the WIT `process-error` case is named.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::BadHeader(_) => "bad-header",
+            Error::BadName(_) => "bad-name",
+            Error::InvalidConfig(_) => "invalid-config",
+            Error::ChecksumMismatch(_) => "checksum-mismatch",
+            Error::TooLarge(_) => "too-large",
+            Error::Unsigned(_) => "unsigned",
+            Error::UnknownKey(_) => "unknown-key",
+            Error::BadSignature(_) => "bad-signature",
+            Error::WrongRecipient(_) => "wrong-recipient",
+            Error::Stale(_) => "stale",
+            Error::Cut | Error::Io { .. } => "io",
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -18,6 +18,10 @@ pub const CHUNK_INDEX: &str = "chunk-index";
 pub const SHA256: &str = "sha256";
 /// Optional opaque transfer token (kres-kafka extension).
 pub const TRANSFER_ID: &str = "transfer-id";
+/// `ed25519:<key-id>:<base64 signature>` (see [`crate::signature`]).
+pub const SIGNATURE: &str = "signature";
+/// When the transfer was signed: decimal milliseconds since the Unix epoch.
+pub const SIGNED_AT: &str = "signed-at";
 
 /// Longest `transfer-id` accepted: it is stored in every chunk set's metadata.
 pub const MAX_TRANSFER_ID_LEN: usize = 256;
@@ -50,6 +54,9 @@ pub struct Parsed<'a> {
     pub sha256: Option<[u8; 32]>,
     /// `transfer-id`, as sent.
     pub transfer_id: Option<&'a [u8]>,
+    /// `signature` and `signed-at`, as sent (see [`crate::signature`]).
+    pub signature: Option<&'a [u8]>,
+    pub signed_at: Option<&'a [u8]>,
 }
 
 /// Who this resolver is, for addressing.
@@ -135,6 +142,8 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
     let mut index = None;
     let mut sha256 = None;
     let mut transfer_id = None;
+    let mut signature = None;
+    let mut signed_at = None;
     for (name, value) in headers {
         let slot = match name {
             FILE_NAME => &mut file_name,
@@ -142,6 +151,8 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
             CHUNK_INDEX => &mut index,
             SHA256 => &mut sha256,
             TRANSFER_ID => &mut transfer_id,
+            SIGNATURE => &mut signature,
+            SIGNED_AT => &mut signed_at,
             _ => continue,
         };
         if slot.replace(value).is_some() {
@@ -208,6 +219,8 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
         chunk,
         sha256,
         transfer_id,
+        signature,
+        signed_at,
     })
 }
 

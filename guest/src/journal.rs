@@ -38,6 +38,41 @@ pub struct Journal {
     /// Chunk sets whose transfer is over (committed, unchanged or rejected), to remove.
     #[serde(default)]
     pub cleanup: Vec<String>,
+    /// For each file whose version in place came signed: when it was signed, and its digest.
+    /// A signed transfer that is not newer is refused as stale (no rollback by replay).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signed: BTreeMap<String, Signed>,
+}
+
+/// The signature of a file in place: `signed-at` (milliseconds) and the SHA-256 it covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    pub at: u64,
+    pub sha256: String,
+}
+
+impl Signed {
+    pub fn of(signed: &crate::signature::Signed) -> Signed {
+        Signed {
+            at: signed.at,
+            sha256: crate::durable::hex(&signed.sha256),
+        }
+    }
+
+    /// As the signature module compares them; a damaged digest compares as none.
+    pub fn to_signed(&self) -> Option<crate::signature::Signed> {
+        let mut sha256 = [0u8; 32];
+        if self.sha256.len() != 64 {
+            return None;
+        }
+        for (i, byte) in sha256.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(self.sha256.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(crate::signature::Signed {
+            at: self.at,
+            sha256,
+        })
+    }
 }
 
 /// Where a message came from, when it came from Kafka (not injected by hand).
@@ -79,6 +114,15 @@ impl Journal {
             .is_some_and(|done| *done >= position.offset)
     }
 
+    /// Record the signatures of files about to be put in place, durably, before they are:
+    /// a crash after the rename must not leave an older signature on record (a replay of an
+    /// older version would then pass as newer).
+    pub fn record_signed(&mut self, root: &Path, signed: &BTreeMap<String, Signed>) -> Result<()> {
+        self.signed
+            .extend(signed.iter().map(|(n, s)| (n.clone(), s.clone())));
+        self.write(root)
+    }
+
     /// Record `positions` as done, with the chunk sets their transfers left, durably.
     pub fn record(
         &mut self,
@@ -94,6 +138,10 @@ impl Journal {
             *done = (*done).max(at.offset);
         }
         self.cleanup = cleanup;
+        self.write(root)
+    }
+
+    fn write(&self, root: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).expect("the journal serializes");
         durable::write_atomically(
             &root.join(STATE_FILE),

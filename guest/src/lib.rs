@@ -13,6 +13,7 @@
 //! - `digest`: SHA-256 that can be stored with a transfer and resumed (the host compresses).
 //! - `judge`: a configuration judged in layers (schema, the resolver's validator); whether a
 //!   commit changes what the manager runs.
+//! - `signature`: signed transfers: the signed text, verification, freshness (pure).
 //! - `journal`: the offset applied per partition, recorded with what it applied: replay is a
 //!   no-op.
 //! - `process`: one message from headers to outcome, built from the modules above.
@@ -32,6 +33,7 @@ pub mod journal;
 pub mod judge;
 pub mod name;
 pub mod process;
+pub mod signature;
 pub mod store;
 
 /// Bindings generated from `wit/`, the contract shared with the host.
@@ -245,6 +247,11 @@ impl From<Error> for ProcessError {
             Error::InvalidConfig(_) => ProcessError::InvalidConfig(reason),
             Error::ChecksumMismatch(_) => ProcessError::ChecksumMismatch(reason),
             Error::TooLarge(_) => ProcessError::TooLarge(reason),
+            Error::Unsigned(_) => ProcessError::Unsigned(reason),
+            Error::UnknownKey(_) => ProcessError::UnknownKey(reason),
+            Error::BadSignature(_) => ProcessError::BadSignature(reason),
+            Error::WrongRecipient(_) => ProcessError::WrongRecipient(reason),
+            Error::Stale(_) => ProcessError::Stale(reason),
             Error::Io { .. } | Error::Cut => ProcessError::Io(reason),
         }
     }

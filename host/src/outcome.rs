@@ -81,6 +81,15 @@ pub struct Context {
     pub limits: Limits,
     /// Seconds since the Unix epoch, from the host's clock.
     pub now: u64,
+    /// The publishers' keys trusted, and whether a signature is required.
+    pub trust: Trust,
+}
+
+/// The publishers' Ed25519 public keys this resolver trusts (see `kafka.trusted-keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    pub keys: Vec<[u8; 32]>,
+    pub require_signature: bool,
 }
 
 /// What the resolver's manager must be asked to do after a commit. `None` is the absence of a
@@ -258,6 +267,11 @@ pub enum RejectKind {
     ChecksumMismatch,
     TooLarge,
     Io,
+    Unsigned,
+    UnknownKey,
+    BadSignature,
+    WrongRecipient,
+    Stale,
 }
 
 impl RejectKind {
@@ -270,6 +284,11 @@ impl RejectKind {
             RejectKind::ChecksumMismatch => "checksum-mismatch",
             RejectKind::TooLarge => "too-large",
             RejectKind::Io => "io",
+            RejectKind::Unsigned => "unsigned",
+            RejectKind::UnknownKey => "unknown-key",
+            RejectKind::BadSignature => "bad-signature",
+            RejectKind::WrongRecipient => "wrong-recipient",
+            RejectKind::Stale => "stale",
         }
     }
 }

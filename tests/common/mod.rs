@@ -62,6 +62,7 @@ pub fn ctx() -> Context {
         zone_id: None,
         limits: Limits::default(),
         now: 1_700_000_000,
+        trust: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::headers::{self, Me, Parsed, Skip};
 use crate::journal::{Journal, Position};
 use crate::judge::{self, Resolver};
 use crate::name;
+use crate::signature::{self, Recipient, Signed, Trust};
 use crate::store::Files;
 use crate::store::Transfer;
 
@@ -96,11 +97,12 @@ pub fn process(
         Ok(journal) => journal,
         Err(e) => return vec![Err(e)],
     };
+    let trust = Trust::new(&ctx.trust.keys, ctx.trust.require_signature);
     let mut batch = Batch::new(files, platform);
     let mut outcomes = Vec::with_capacity(msgs.len());
     for msg in msgs {
         batch.next_message();
-        match one(&mut batch, &journal, resolver, ctx, msg) {
+        match one(&mut batch, &journal, &trust, resolver, ctx, msg) {
             Err(Error::Cut) if !outcomes.is_empty() => break,
             // What this message did in the batch cannot be told apart from the rest: none of
             // it is kept, and the whole batch comes again (as after a crash).
@@ -118,6 +120,7 @@ pub fn process(
 fn one(
     batch: &mut Batch<'_>,
     journal: &Journal,
+    trust: &std::result::Result<Trust, String>,
     resolver: &dyn Resolver,
     ctx: &Context,
     msg: &Msg<'_>,
@@ -149,7 +152,7 @@ fn one(
             ),
         }));
     }
-    let result = handle(batch, resolver, ctx, msg, position.is_some());
+    let result = handle(batch, journal, trust, resolver, ctx, msg, position.is_some());
     if let Some(at) = position
         && !matches!(result, Err(Error::Io { .. } | Error::Cut))
     {
@@ -161,6 +164,8 @@ fn one(
 /// A message for this resolver, to its outcome.
 fn handle(
     batch: &mut Batch<'_>,
+    journal: &Journal,
+    trust: &std::result::Result<Trust, String>,
     resolver: &dyn Resolver,
     ctx: &Context,
     msg: &Msg<'_>,
@@ -168,6 +173,7 @@ fn handle(
 ) -> Result<Outcome> {
     let parsed = headers::parse(msg.headers.iter().copied())?;
     let name = name::check(parsed.file_name)?;
+    let signed = verify(batch, journal, trust, ctx, name, &parsed, msg)?;
     batch.check_clash(name)?;
     let max_size = ctx.limits.max_file_size;
     if parsed.chunk.total > ctx.limits.max_chunks {
@@ -183,10 +189,52 @@ fn handle(
         )));
     }
     if parsed.chunk.is_whole() {
-        commit_whole(batch, resolver, name, &parsed, msg.value)
+        commit_whole(batch, resolver, name, &parsed, msg.value, signed)
     } else {
-        store_chunk(batch, resolver, ctx, name, &parsed, msg.value, ordered)
+        store_chunk(batch, resolver, ctx, name, &parsed, msg.value, ordered, signed)
     }
+}
+
+/// Check the message's signature (see [`crate::signature`]) before anything of it is stored:
+/// by a trusted key, for this resolver, and newer than the version in place or staged.
+fn verify(
+    batch: &mut Batch<'_>,
+    journal: &Journal,
+    trust: &std::result::Result<Trust, String>,
+    ctx: &Context,
+    name: &str,
+    parsed: &Parsed<'_>,
+    msg: &Msg<'_>,
+) -> Result<Option<Signed>> {
+    let trust = trust.as_ref().map_err(|why| {
+        Error::BadSignature(format!("the trusted keys cannot be used: {why}"))
+    })?;
+    let zone = ctx.zone_id.as_deref();
+    let key = msg.key.and_then(|k| std::str::from_utf8(k).ok());
+    let recipient = match (key, zone) {
+        (Some(key), Some(zone)) if key == zone => Recipient::Zone(zone.to_owned()),
+        _ => Recipient::Host(ctx.hostname.clone()),
+    };
+    let mut others = Vec::new();
+    if let Some(key) = key {
+        others.push(Recipient::Zone(key.to_owned()));
+        others.push(Recipient::Host(key.to_owned()));
+    }
+    for (header, value) in msg.headers.iter() {
+        if *header == headers::HOSTNAME
+            && let Ok(host) = std::str::from_utf8(value)
+        {
+            others.push(Recipient::Host(host.to_owned()));
+        }
+    }
+    let signed = signature::check(trust, name, parsed, &recipient, &others, batch.verified())?;
+    if let Some(signed) = &signed {
+        let current = batch
+            .signed(name)
+            .or_else(|| journal.signed.get(name).and_then(|s| s.to_signed()));
+        signature::check_fresh(name, signed, current.as_ref())?;
+    }
+    Ok(signed)
 }
 
 /// A whole file: unchanged, or judged and staged. Its bytes enter the guest only when they
@@ -198,6 +246,7 @@ fn commit_whole(
     name: &str,
     parsed: &Parsed,
     value: &dyn Value,
+    signed: Option<Signed>,
 ) -> Result<Outcome> {
     let size = value.size();
     let config = Format::of(name).is_some();
@@ -208,6 +257,7 @@ fn commit_whole(
             check_digest(name, parsed.sha256, &batch.sha256(content))?;
         }
         if batch.holds(name, content)? {
+            batch.sign(name, signed);
             return Ok(Outcome::Unchanged(name.to_owned()));
         }
     }
@@ -220,6 +270,7 @@ fn commit_whole(
     };
     let changed = config_changed(batch, name, doc.as_ref())?;
     let sha256 = batch.stage_value(name, value)?;
+    batch.sign(name, signed);
     owe(resolver, name)?;
     Ok(committed(name, size, &sha256, changed))
 }
@@ -270,6 +321,7 @@ fn store_chunk(
     parsed: &Parsed,
     value: &dyn Value,
     ordered: bool,
+    signed: Option<Signed>,
 ) -> Result<Outcome> {
     let transfer = Transfer {
         total: parsed.chunk.total,
@@ -347,7 +399,7 @@ fn store_chunk(
         // Its last chunk again, within the batch that committed it.
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
-    finish_transfer(batch, resolver, name, parsed)
+    finish_transfer(batch, resolver, name, parsed, signed)
 }
 
 /// A complete chunk set: check it, then commit it, unless it is the file in place already.
@@ -357,6 +409,7 @@ fn finish_transfer(
     resolver: &dyn Resolver,
     name: &str,
     parsed: &Parsed,
+    signed: Option<Signed>,
 ) -> Result<Outcome> {
     let files = batch.files;
     let (sha256, size, part) = batch.assembled(name)?;
@@ -366,6 +419,7 @@ fn finish_transfer(
     // Judged only when it would change the file in place: a replayed transfer of the file
     // already there changes nothing, and a validator need not run for it.
     if batch.holds_file(name, &part)? {
+        batch.sign(name, signed);
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
     let doc = match Format::of(name) {
@@ -380,6 +434,7 @@ fn finish_transfer(
     };
     let changed = config_changed(batch, name, doc.as_ref())?;
     batch.stage_assembled(name, &part)?;
+    batch.sign(name, signed);
     owe(resolver, name)?;
     Ok(committed(name, size, &sha256, changed))
 }

@@ -1,7 +1,7 @@
 //! Messages, start to end, on a real directory: every rule of SPEC section 2 natively.
 use super::*;
 use crate::batch::Unsynced;
-use crate::bindings::kres::kafka::types::Limits;
+use crate::bindings::kres::kafka::types::{Limits, Trust as WitTrust};
 use crate::judge::NoResolver;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -18,6 +18,10 @@ pub(super) fn ctx() -> Context {
             max_chunks: 16,
         },
         now: 1_000,
+        trust: WitTrust {
+            keys: Vec::new(),
+            require_signature: false,
+        },
     }
 }
 

@@ -116,6 +116,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         zone_id: args.zone_id,
         limits: args.limits.limits(),
         now: crate::system::unix_now(),
+        // Applied by hand: the operator is the authority, no publisher's signature is asked.
+        trust: Default::default(),
     };
     let (topic, partition, offset) = args.position.unwrap_or((String::new(), -1, -1));
     let msg = Message {

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod bench;
 pub mod demo;
 pub mod guest;
+pub mod keygen;
 pub mod run;
 pub mod send;
 pub mod status;
@@ -70,6 +71,10 @@ pub enum Command {
     #[command(subcommand)]
     Guest(guest::Command),
 
+    /// Make a publisher's signing key for `send --sign`, and print the line resolvers trust
+    /// it by (`kafka.trusted-keys`).
+    Keygen(keygen::Args),
+
     /// Measure kres-kafka's figures on this machine and print them.
     Bench(bench::Args),
 }
@@ -93,6 +98,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args),
             Command::Validate(args) => validate::run(args),
             Command::Guest(command) => guest::run(command),
+            Command::Keygen(args) => keygen::run(args),
             Command::Bench(args) => bench::run(args),
         }
     }

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         zone_id: kafka.zone_id.clone(),
         limits: kafka.limits,
         now: crate::system::unix_now(),
+        trust: kafka.trust.clone(),
     };
 
     let mut status = ExitCode::SUCCESS;

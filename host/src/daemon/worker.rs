@@ -40,6 +40,7 @@ impl Runner {
             zone_id: self.config.kafka.zone_id.clone(),
             limits: self.config.kafka.limits,
             now: crate::system::unix_now(),
+            trust: self.config.kafka.trust.clone(),
         }
     }
 

@@ -21,6 +21,10 @@ pub(super) fn context(ctx: &Context) -> wit::Context {
             max_chunks,
         },
         now: ctx.now,
+        trust: wit::Trust {
+            keys: ctx.trust.keys.iter().map(|k| k.to_vec()).collect(),
+            require_signature: ctx.trust.require_signature,
+        },
     }
 }
 
@@ -62,6 +66,11 @@ pub(super) fn rejection(e: wit::ProcessError) -> Rejection {
         wit::ProcessError::ChecksumMismatch(r) => (RejectKind::ChecksumMismatch, r),
         wit::ProcessError::TooLarge(r) => (RejectKind::TooLarge, r),
         wit::ProcessError::Io(r) => (RejectKind::Io, r),
+        wit::ProcessError::Unsigned(r) => (RejectKind::Unsigned, r),
+        wit::ProcessError::UnknownKey(r) => (RejectKind::UnknownKey, r),
+        wit::ProcessError::BadSignature(r) => (RejectKind::BadSignature, r),
+        wit::ProcessError::WrongRecipient(r) => (RejectKind::WrongRecipient, r),
+        wit::ProcessError::Stale(r) => (RejectKind::Stale, r),
     };
     Rejection { kind, reason }
 }

@@ -77,6 +77,7 @@ impl Guest {
                 max_chunks: 1,
             },
             now: 0,
+            trust: Default::default(),
         });
         let msg = Message {
             headers: vec![(FILE_NAME.into(), b"self-test".to_vec())],

@@ -10,7 +10,9 @@ use crate::outcome::{Context, Limits, Message};
 use crate::sandbox::{DEFAULT_GUEST, Sandbox, SandboxConfig};
 use anyhow::Context as _;
 use kres_kafka_guest::batch::Platform;
-use kres_kafka_guest::headers::{CHUNK_INDEX, FILE_NAME, HOSTNAME, TOTAL_CHUNKS};
+use kres_kafka_guest::headers::{
+    CHUNK_INDEX, FILE_NAME, HOSTNAME, SHA256, SIGNATURE, SIGNED_AT, TOTAL_CHUNKS,
+};
 use kres_kafka_guest::process::Msg;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -69,12 +71,23 @@ fn batches(msgs: &[Message]) -> Vec<Range<usize>> {
     out
 }
 
+/// The bench's publisher key: a fixed seed, so that runs compare.
+fn publisher() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// The resolver's context: it trusts the bench's publisher, and requires no signature (the
+/// unsigned workloads run as they do by default).
 fn ctx() -> Context {
     Context {
         hostname: ME.into(),
         zone_id: None,
         limits: Limits::default(),
         now: crate::system::unix_now(),
+        trust: crate::outcome::Trust {
+            keys: vec![publisher().verifying_key().to_bytes()],
+            require_signature: false,
+        },
     }
 }
 
@@ -91,6 +104,10 @@ fn native(dir: &Path, msgs: &[Message]) -> anyhow::Result<Duration> {
             max_chunks: ctx.limits.max_chunks,
         },
         now: ctx.now,
+        trust: wit::Trust {
+            keys: ctx.trust.keys.iter().map(|k| k.to_vec()).collect(),
+            require_signature: ctx.trust.require_signature,
+        },
     };
     let started = Instant::now();
     for range in batches(msgs) {
@@ -182,9 +199,27 @@ pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
         ];
         (headers, Configs::content(i))
     }));
+    let key = publisher();
+    let signed = messages((0..2000).map(|i| {
+        use sha2::Digest as _;
+        let name = format!("views/{i:05}.rpz");
+        let content = Configs::content(i);
+        let digest: [u8; 32] = sha2::Sha256::digest(&content).into();
+        let to = crate::publish::Recipient::Host(ME.to_owned());
+        let (signature, at) = crate::publish::sign(&key, &name, &digest, &to);
+        let headers = vec![
+            (HOSTNAME, ME.to_owned()),
+            (FILE_NAME, name),
+            (SHA256, kres_kafka_guest::durable::hex(&digest)),
+            (SIGNED_AT, at),
+            (SIGNATURE, signature),
+        ];
+        (headers, content)
+    }));
     let workloads = [
         ("B: a whole 1 KiB configuration, judged, committed", configs),
         ("B': the same as a 1 KiB RPZ file (not judged)", rpz),
+        ("B'': the same RPZ, signed: its signature verified", signed),
         ("A: a 512 KiB chunk, appended and hashed", chunks),
         ("S: a 512 KiB chunk for another resolver, skipped", foreign),
     ];

@@ -193,6 +193,7 @@ async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
         zone_id: None,
         limits: Limits::default(),
         now: crate::system::unix_now(),
+        trust: Default::default(),
     };
     let msg = Message {
         headers: vec![

@@ -1,0 +1,350 @@
+//! Signed transfers, tried as an attacker would: with write access to the topic and without
+//! the publisher's private key. The real `kres-kafka run`, `send --sign` and `keygen`, against
+//! the mock broker; every refusal is read from the daemon's metrics, and the file in place is
+//! checked to be the last one a trusted key signed.
+
+mod common;
+
+use common::daemon::{Broker, Host, PATIENCE, SIGTERM, TOPIC, free_port, scrape};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const ME: &str = "resolver1";
+
+fn kres_kafka(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A new key from `keygen`: its file and the line resolvers trust it by.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = kres_kafka(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the private key is readable by its owner only");
+    let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(line.starts_with("ed25519:"), "{line}");
+    (path, line)
+}
+
+/// `send` `file` (named `name`) to `to` (`--hostname X` or `--zone-id Z`), signed by `key`.
+fn send(broker: &Broker, dir: &Path, name: &str, content: &[u8], to: &[&str], key: Option<&Path>) {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    let server = broker.server();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kres-kafka"));
+    command
+        .args(["send", "--server", &server, "--topic", TOPIC])
+        .args(to);
+    if let Some(key) = key {
+        command.arg("--sign").arg(key);
+    }
+    let out = command.arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A record as it is on the topic.
+#[derive(Clone, Debug)]
+struct Record {
+    key: Option<String>,
+    headers: Vec<(String, String)>,
+    value: Vec<u8>,
+}
+
+impl Record {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn with(mut self, name: &str, value: &str) -> Record {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Every record of the topic so far.
+fn records(broker: &Broker) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
+        .set("group.id", "signing-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(TOPIC, 0, Duration::from_secs(10))
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(TOPIC, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while (out.len() as i64) < high {
+        assert!(Instant::now() < deadline);
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(Record {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                value: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// The last record of the topic.
+fn last(broker: &Broker) -> Record {
+    records(broker).pop().expect("a record")
+}
+
+async fn publish(broker: &Broker, record: &Record) {
+    let headers: Vec<(&str, &str)> = record
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    broker
+        .publish(record.key.as_deref().unwrap_or(""), &headers, &record.value, Some(0))
+        .await;
+    use rdkafka::producer::Producer as _;
+    broker.producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    kres_kafka_guest::durable::hex(&sha2::Sha256::digest(data))
+}
+
+fn metric(port: u16, name: &str) -> u64 {
+    scrape(port)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn rejections(port: u16, kind: &str) -> u64 {
+    metric(port, &format!("kres_kafka_rejections_total{{kind=\"{kind}\"}}"))
+}
+
+/// A resolver trusting `keys`, with metrics on a port of its own.
+fn resolver(broker: &Broker, keys: &[&str]) -> (Host, u16) {
+    let port = free_port();
+    let kafka = format!(
+        "trusted-keys: [{}]\nmetrics-address: 127.0.0.1@{port}\n",
+        keys.join(", ")
+    );
+    (Host::with(&broker.server(), ME, &kafka, &[]), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_come_back() {
+    let broker = Broker::start(1);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, line) = keygen(keys.path(), "publisher.pem");
+    let (stranger, _) = keygen(keys.path(), "stranger.pem");
+    let (mut host, port) = resolver(&broker, &[&line]);
+    host.start();
+    let out = keys.path();
+
+    // The publisher's first version, signed: committed.
+    send(&broker, out, "zone.rpz", b"version 1\n", &["--hostname", ME], Some(&key));
+    host.wait_for("version 1", |h| h.holds("zone.rpz", b"version 1\n")).await;
+    let v1 = last(&broker);
+    send(&broker, out, "zone.rpz", b"version 2\n", &["--hostname", ME], Some(&key));
+    host.wait_for("version 2", |h| h.holds("zone.rpz", b"version 2\n")).await;
+
+    // 1. Unsigned, as any publisher without the key would send it.
+    broker.publish_upstream(ME, "zone.rpz", b"attacker 1\n").await;
+    host.wait_for("unsigned refused", |_| rejections(port, "unsigned") == 1).await;
+    // 2. Signed by a key the resolver does not trust.
+    send(&broker, out, "zone.rpz", b"attacker 2\n", &["--hostname", ME], Some(&stranger));
+    host.wait_for("unknown key refused", |_| rejections(port, "unknown-key") == 1).await;
+    // 3. The trusted key's signature of version 2, over the attacker's content (with its
+    //    true digest, so that the content check alone would pass).
+    let forged = last_signed_by(&broker, &line)
+        .with("sha256", &sha256_hex(b"attacker 3\n"))
+        .with("transfer-id", "forged-3");
+    let forged = Record { value: b"attacker 3\n".to_vec(), ..forged };
+    publish(&broker, &forged).await;
+    host.wait_for("another digest refused", |_| rejections(port, "bad-signature") == 1).await;
+    // 4. A file the publisher signed for another resolver, retargeted at this one.
+    send(&broker, out, "zone.rpz", b"for r2\n", &["--hostname", "resolver2"], Some(&key));
+    let retargeted = last(&broker).with("hostname", ME);
+    publish(&broker, &retargeted).await;
+    host.wait_for("another recipient refused", |_| rejections(port, "wrong-recipient") == 1)
+        .await;
+    // 5. Version 1 replayed, exactly as the publisher signed it.
+    publish(&broker, &v1).await;
+    host.wait_for("the old version refused", |_| rejections(port, "stale") == 1).await;
+
+    assert!(host.holds("zone.rpz", b"version 2\n"), "{}", host.logs());
+    assert_eq!(
+        metric(port, "kres_kafka_messages_total{outcome=\"committed\"}"),
+        2,
+        "only the publisher's two versions were committed\n{}",
+        host.logs()
+    );
+    // Nothing the attacker sent left a chunk set or a staged file behind.
+    let mut left: Vec<_> = std::fs::read_dir(host.files())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".kres-kafka-state")
+        .collect();
+    left.sort();
+    assert_eq!(left, ["zone.rpz", "zone.rpz.backup"]);
+    // The same version re-sent with a new signature is fine (unchanged).
+    send(&broker, out, "zone.rpz", b"version 2\n", &["--hostname", ME], Some(&key));
+    host.wait_for("re-signed version 2 unchanged", |_| {
+        metric(port, "kres_kafka_messages_total{outcome=\"unchanged\"}") == 1
+    })
+    .await;
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+/// The last record signed by the key of `line`.
+fn last_signed_by(broker: &Broker, line: &str) -> Record {
+    use base64::Engine as _;
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(line.strip_prefix("ed25519:").unwrap())
+        .unwrap();
+    let id = kres_kafka_guest::signature::key_id(&public.try_into().unwrap());
+    records(broker)
+        .into_iter()
+        .rev()
+        .find(|r| r.header("signature").is_some_and(|s| s.contains(&id)))
+        .expect("a record signed by the key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
+    let broker = Broker::start(1);
+    let keys = tempfile::tempdir().unwrap();
+    let out = keys.path();
+    let (old, old_line) = keygen(out, "old.pem");
+    // The new key made by openssl, as an operator may.
+    let new = out.join("new.pem");
+    let status = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&new)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let new_line = public_line_of(&new);
+
+    // Both trusted: either signs.
+    let (mut host, port) = resolver(&broker, &[&old_line, &new_line]);
+    host.start();
+    send(&broker, out, "a.rpz", b"by the old key\n", &["--hostname", ME], Some(&old));
+    send(&broker, out, "b.rpz", b"by the new key\n", &["--hostname", ME], Some(&new));
+    host.wait_for("both files", |h| {
+        h.holds("a.rpz", b"by the old key\n") && h.holds("b.rpz", b"by the new key\n")
+    })
+    .await;
+    assert!(host.stop(SIGTERM).await.success());
+
+    // The old key retired: its new transfers are refused, the new key's accepted.
+    let kafka = host.dir.path().join("kres-kafka.yaml");
+    let config = std::fs::read_to_string(&kafka).unwrap();
+    std::fs::write(&kafka, config.replace(&format!("{old_line}, "), "")).unwrap();
+    host.start();
+    send(&broker, out, "a.rpz", b"old key again\n", &["--hostname", ME], Some(&old));
+    host.wait_for("the retired key refused", |_| rejections(port, "unknown-key") == 1).await;
+    assert!(host.holds("a.rpz", b"by the old key\n"));
+
+    // A transfer signed by a few lines of Python (`cryptography`), from the documented
+    // format alone, keyed by zone.
+    let content = b"signed in python\n";
+    let headers = python_signature(&new, "p.rpz", content, "zone:z1");
+    let mut record = Record {
+        key: Some("z1".into()),
+        headers: vec![("file-name".into(), "p.rpz".into())],
+        value: content.to_vec(),
+    };
+    for (n, v) in headers {
+        record = record.with(&n, &v);
+    }
+    assert!(host.stop(SIGTERM).await.success());
+    let config = std::fs::read_to_string(&kafka).unwrap();
+    std::fs::write(&kafka, format!("{config}  zone-id: z1\n")).unwrap();
+    host.start();
+    publish(&broker, &record).await;
+    host.wait_for("the Python-signed file", |h| h.holds("p.rpz", content)).await;
+    assert!(host.stop(SIGTERM).await.success());
+}
+
+/// The `trusted-keys` line of a PEM private key, through `openssl pkey -pubout`.
+fn public_line_of(key: &Path) -> String {
+    use base64::Engine as _;
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // The SubjectPublicKeyInfo of an Ed25519 key ends with the 32-byte key.
+    let der = out.stdout;
+    format!(
+        "ed25519:{}",
+        base64::engine::general_purpose::STANDARD.encode(&der[der.len() - 32..])
+    )
+}
+
+/// `sha256`, `signed-at` and `signature` headers made by Python's `cryptography`, from the
+/// README's description of the format.
+fn python_signature(key: &Path, name: &str, content: &[u8], recipient: &str) -> Vec<(String, String)> {
+    const SCRIPT: &str = r#"
+import base64, hashlib, sys, time
+from cryptography.hazmat.primitives import serialization
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
+name, recipient = sys.argv[2], sys.argv[4]
+sha256 = hashlib.sha256(open(sys.argv[3], "rb").read()).hexdigest()
+signed_at = str(int(time.time() * 1000))
+text = f"kres-kafka-signature-v1\n{name}\n{sha256}\n{recipient}\n{signed_at}\n"
+public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+key_id = hashlib.sha256(public).hexdigest()[:16]
+signature = base64.b64encode(key.sign(text.encode())).decode()
+print(f"sha256={sha256}\nsigned-at={signed_at}\nsignature=ed25519:{key_id}:{signature}")
+"#;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), content).unwrap();
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(key)
+        .arg(name)
+        .arg(file.path())
+        .arg(recipient)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (n, v) = l.split_once('=').unwrap();
+            (n.to_owned(), v.to_owned())
+        })
+        .collect()
+}
