@@ -173,10 +173,7 @@ fn watch(files: std::path::PathBuf, published: Published, stop: Arc<AtomicBool>)
 /// runs until settled, and everything is checked.
 async fn crash_run(seed: u64, rounds: u64, kills: u32) {
     let mut rng = Rng(seed | 1);
-    let broker = common::daemon::broker_with_session_timeout(
-        Duration::from_secs(2),
-        Duration::from_millis(300),
-    );
+    let broker = common::daemon::Broker::start(1);
     let mut host = Host::new(&broker, ME, &[]);
     let published: Published = Arc::new(Mutex::new(
         FILES
@@ -231,8 +228,10 @@ async fn crash_run(seed: u64, rounds: u64, kills: u32) {
         last.iter().all(|(n, d)| h.holds(n, d)) && h.manager.running()["logging"]["level"] == level
     })
     .await;
-    // Let a crash's leftovers show if the last run left any.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The last batch is over (its reload was asked for after it returned, and made): what is
+    // left in the files directory now stays.
+    host.wait_for(&format!("seed {seed}: no call owed"), Host::owes_no_call)
+        .await;
     stop.store(true, Ordering::Relaxed);
     let wrong = watcher.join().unwrap();
     assert!(wrong.is_empty(), "seed {seed}: {wrong:?}\n{}", host.logs());

@@ -14,8 +14,8 @@
 //!
 //! Services:
 //! - `sandbox`: the only module that touches wasmtime: engine, limits, loading and calling the guest.
-//! - `kafka`: rdkafka's client options, the consumer (its group protocol chosen at start-up in
-//!   `kafka::protocol`), offsets, librdkafka's logs.
+//! - `kafka`: rdkafka's client options, the consumer (partitions assigned by hand, positions
+//!   from the journal, commits), Kafka's default partitioner, librdkafka's logs.
 //! - `tls`: start-up checks of the TLS files.
 //! - `manager`: calls to the resolver's management API (reload, renew, its running
 //!   configuration and schema), retried with backoff.

@@ -35,6 +35,8 @@ struct Inner {
     received_bytes: Counter,
     batches: Counter,
     skipped: Family<Labels, Counter>,
+    skipped_bytes: Family<Labels, Counter>,
+    commit_failures: Counter,
     rejections: Family<Labels, Counter>,
     guest_failures: Family<Labels, Counter>,
     manager_calls: Family<Labels, Counter>,
@@ -63,6 +65,8 @@ impl Default for Metrics {
             received_bytes: Counter::default(),
             batches: Counter::default(),
             skipped: Family::default(),
+            skipped_bytes: Family::default(),
+            commit_failures: Counter::default(),
             rejections: Family::default(),
             guest_failures: Family::default(),
             manager_calls: Family::default(),
@@ -99,6 +103,16 @@ impl Default for Metrics {
             "skipped",
             "Messages not for this resolver, by reason (other-host, other-zone, no-recipient)",
             inner.skipped.clone(),
+        );
+        registry.register(
+            "skipped_bytes",
+            "Bytes of message values not for this resolver, by reason: with received_bytes, what was fetched for nothing",
+            inner.skipped_bytes.clone(),
+        );
+        registry.register(
+            "commit_failures",
+            "Offset commits to the group that the broker refused or did not answer (the journal holds the positions)",
+            inner.commit_failures.clone(),
         );
         registry.register(
             "rejections",
@@ -161,6 +175,29 @@ impl Metrics {
     pub fn received(&self, bytes: usize) {
         self.inner.received.inc();
         self.inner.received_bytes.inc_by(bytes as u64);
+    }
+
+    /// Count `bytes` of a message that was not for this resolver, skipped for `reason`.
+    pub fn skipped_bytes(&self, reason: &str, bytes: usize) {
+        self.inner
+            .skipped_bytes
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(bytes as u64);
+    }
+
+    /// Count an offset commit that failed.
+    pub fn commit_failed(&self) {
+        self.inner.commit_failures.inc();
+    }
+
+    /// Bytes of values received, and how many of them were for this resolver.
+    pub fn addressed_share(&self) -> (u64, u64) {
+        let received = self.inner.received_bytes.get();
+        let skipped: u64 = ["other-host", "other-zone", "no-recipient"]
+            .iter()
+            .map(|r| self.inner.skipped_bytes.get_or_create(&labels(&[("reason", r)])).get())
+            .sum();
+        (received, received.saturating_sub(skipped))
     }
 
     /// Count a batch handed to the guest.

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use ed25519_dalek::SigningKey;
 use std::time::Duration;
 
 /// Messages in flight at once: enough to keep the broker busy, few enough to bound memory
@@ -78,8 +79,15 @@ pub fn is_config(name: &str) -> bool {
     kres_kafka_guest::config::Format::of(name).is_some()
 }
 
-/// The producer for `kafka`'s brokers and TLS settings.
-pub fn producer(kafka: &Settings) -> Result<Publisher, rdkafka::error::KafkaError> {
+/// `send`'s compression: zstd decodes fast and shrinks a block list five-fold.
+pub const DEFAULT_COMPRESSION: &str = "zstd";
+
+/// The producer for `kafka`'s brokers and TLS settings, compressing with `compression`
+/// (librdkafka's `compression.type`: `zstd`, `lz4`, `gzip`, `snappy` or `none`).
+pub fn producer(
+    kafka: &Settings,
+    compression: &str,
+) -> Result<Publisher, rdkafka::error::KafkaError> {
     let mut config = kafka::client_config(kafka, "kres-kafka-send");
     config
         // Retries must not reorder chunks, nor duplicate them.
@@ -88,7 +96,11 @@ pub fn producer(kafka: &Settings) -> Result<Publisher, rdkafka::error::KafkaErro
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
         )
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // Kafka's default partitioner (the Java client's, kafka-python's): the daemon's
+        // `partitions: addressed` computes the same to know where its messages are.
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", compression);
     kafka::apply_extra_options(&mut config, kafka);
     let log = kafka::LogContext::default();
     Ok(Publisher {
@@ -103,20 +115,21 @@ pub struct Publisher {
     log: kafka::LogContext,
 }
 
-/// Send `files` to `to`, non-configuration files first.
+/// Send `files` to `to`, non-configuration files first, each signed by `signer` if given.
 pub async fn send(
     publisher: &Publisher,
     topic: &str,
     to: &Recipient,
     files: &[Outgoing],
     chunk_size: u64,
+    signer: Option<&SigningKey>,
     progress: &ProgressBar,
 ) -> Sent {
     let mut ordered: Vec<&Outgoing> = files.iter().collect();
     ordered.sort_by_key(|f| is_config(&f.name));
     let mut sent = Sent::default();
     for file in ordered {
-        match send_file(&publisher.producer, topic, to, file, chunk_size, progress).await {
+        match send_file(&publisher.producer, topic, to, file, chunk_size, signer, progress).await {
             Ok((size, chunks, transfer_id)) => sent.delivered.push(Delivered {
                 name: file.name.clone(),
                 size,
@@ -134,6 +147,54 @@ pub async fn send(
     }
     let _ = publisher.producer.flush(DELIVERY_TIMEOUT);
     sent
+}
+
+/// The `signature` and `signed-at` headers of file `name` with digest `sha256` for `to`,
+/// signed now by `key` (see `kres_kafka_guest::signature` for the format).
+pub fn sign(key: &SigningKey, name: &str, sha256: &[u8; 32], to: &Recipient) -> (String, String) {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use kres_kafka_guest::signature::{self, Recipient as Signed};
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let recipient = match to {
+        Recipient::Host(host) => Signed::Host(host.clone()),
+        Recipient::Zone(zone) => Signed::Zone(zone.clone()),
+    };
+    let text = signature::signed_text(name, sha256, &recipient, at);
+    let sig = key.sign(text.as_bytes());
+    (
+        format!(
+            "ed25519:{}:{}",
+            signature::key_id(key.verifying_key().as_bytes()),
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        ),
+        at.to_string(),
+    )
+}
+
+/// Read a private key for `send --sign`: PKCS#8 PEM, as `kres-kafka keygen` and
+/// `openssl genpkey -algorithm ed25519` write it.
+pub fn read_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the signing key {}: {e}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "the signing key {} is not an Ed25519 private key in PKCS#8 PEM: {e}",
+            path.display()
+        )
+    })
+}
+
+/// The line a resolver's `kafka.trusted-keys` takes for `key`.
+pub fn public_key_line(key: &ed25519_dalek::VerifyingKey) -> String {
+    use base64::Engine as _;
+    format!(
+        "ed25519:{}",
+        base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+    )
 }
 
 /// A progress bar of bytes, drawn only on a terminal.
@@ -158,6 +219,7 @@ async fn send_file(
     to: &Recipient,
     file: &Outgoing,
     chunk_size: u64,
+    signer: Option<&SigningKey>,
     progress: &ProgressBar,
 ) -> Result<(u64, u32, String), String> {
     let read_error = |e: io::Error| format!("reading {}: {e}", file.path.display());
@@ -167,7 +229,9 @@ async fn send_file(
     let mut hasher = Sha256::new();
     let mut reader = File::open(&file.path).map_err(read_error)?;
     let size = io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(read_error)?;
-    let sha256 = kres_kafka_guest::durable::hex(&hasher.finalize());
+    let digest: [u8; 32] = hasher.finalize().into();
+    let sha256 = kres_kafka_guest::durable::hex(&digest);
+    let signature = signer.map(|key| sign(key, &file.name, &digest, to));
     let total = size.div_ceil(chunk_size).max(1);
     let total = u32::try_from(total).map_err(|_| format!("{} chunks is too many", total))?;
     let transfer_id = uuid::Uuid::new_v4().to_string();
@@ -213,6 +277,17 @@ async fn send_file(
                 key: headers::TRANSFER_ID,
                 value: Some(&transfer_id),
             });
+        if let Some((signature, at)) = &signature {
+            headers = headers
+                .insert(Header {
+                    key: headers::SIGNED_AT,
+                    value: Some(at),
+                })
+                .insert(Header {
+                    key: headers::SIGNATURE,
+                    value: Some(signature),
+                });
+        }
         let record = FutureRecord::to(topic)
             .key(key.as_str())
             .payload(&chunk)

@@ -5,7 +5,7 @@ use kres_kafka::demo::standin::{Recorder, StandIn};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -35,6 +35,9 @@ impl Broker {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
             .set("linger.ms", "1")
+            // Upstream's publisher is kafka-python, which places a keyed record as the Java
+            // client does.
+            .set("partitioner", "murmur2_random")
             .create()
             .unwrap();
         Broker { cluster, producer }
@@ -48,6 +51,30 @@ impl Broker {
             .next()
             .unwrap()
             .replacen(':', "@", 1)
+    }
+
+    /// The offsets committed to `group` for the first `partitions` partitions (-1: none).
+    pub fn committed(&self, group: &str, partitions: i32) -> Vec<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(TOPIC, p);
+        }
+        let list = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        list.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => -1,
+            })
+            .collect()
     }
 
     /// Publish one message with these headers, as any publisher would.
@@ -135,33 +162,6 @@ impl Broker {
     }
 }
 
-/// A mock broker whose consumer-protocol groups time a member out after `session` without a
-/// heartbeat, asking for one every `heartbeat`. rdkafka's `MockCluster` does not expose these
-/// settings, so the cluster is owned by a client (`test.mock.num.brokers`), leaked to live as
-/// long as the test process.
-pub fn broker_with_session_timeout(session: Duration, heartbeat: Duration) -> Broker {
-    let owner: &'static BaseProducer = Box::leak(Box::new(
-        ClientConfig::new()
-            .set("test.mock.num.brokers", "1")
-            .create()
-            .unwrap(),
-    ));
-    // SAFETY: the mock cluster belongs to `owner`, which is never dropped.
-    unsafe {
-        let mock = rdkafka_sys::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
-        assert!(!mock.is_null());
-        rdkafka_sys::rd_kafka_mock_set_group_consumer_session_timeout_ms(
-            mock,
-            session.as_millis() as i32,
-        );
-        rdkafka_sys::rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(
-            mock,
-            heartbeat.as_millis() as i32,
-        );
-    }
-    Broker::on(owner.client().mock_cluster().unwrap(), 1)
-}
-
 /// A resolver host: files directory, config, stand-in manager, and the daemon when running.
 pub struct Host {
     pub dir: tempfile::TempDir,
@@ -218,7 +218,6 @@ impl Host {
             files = dir.path().join("files").display(),
             resolver = resolver_config.display(),
             delivered = delivered.display(),
-            // The defaults otherwise: the group protocol and its settings are kres-kafka's.
             librdkafka = if librdkafka.is_empty() {
                 String::new()
             } else {
@@ -272,6 +271,36 @@ impl Host {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
+    }
+
+    /// The running daemon's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Run `kres-kafka run` on this host's configuration in the foreground, with `args` added,
+    /// and return how it ended (for a start that must fail).
+    pub fn run_once(&self, args: &[&str]) -> std::process::Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .arg("--config")
+            .arg(self.dir.path().join("kres-kafka.yaml"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("kres-kafka run did not end within {PATIENCE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// Send `signal` to the running daemon.
@@ -354,6 +383,13 @@ impl Host {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.files().join(name)
+    }
+
+    /// Whether the daemon owes the manager no call: its marker of a call owed (written before
+    /// a commit becomes visible, removed once every call asked for has been made) is gone.
+    /// Waiting for this after the files are in place is waiting until no further call can come.
+    pub fn owes_no_call(&self) -> bool {
+        !self.dir.path().join("kres-kafka/pending-action").exists()
     }
 }
 

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 pub enum Command {
     /// Compile, check against the world, self-test; print the version. Exit 1 if refused.
     Check(CheckArgs),
-    /// Compile into the cache the daemon uses, so that starting or swapping to it is fast.
+    /// Compile into the cache the daemon uses, so that starting or swapping to it is fast;
+    /// without a path, the embedded guest (what a daemon without `kafka.guest` runs).
     Compile(CompileArgs),
 }
 
@@ -27,9 +28,9 @@ pub struct CheckArgs {
 /// Arguments of `kres-kafka guest compile`.
 #[derive(Debug, clap::Args)]
 pub struct CompileArgs {
-    /// The guest component.
+    /// The guest component [default: the embedded guest].
     #[arg(value_name = "PATH")]
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
 
     /// The resolver config whose guest cache (in `kafka.state-dir`, or its default) to fill.
     #[arg(long = "config", short = 'c', value_name = "PATH")]
@@ -45,7 +46,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     // The self-test runs in a scratch directory of its own: no files directory is needed.
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let (path, cache_dir) = match &command {
-        Command::Check(args) => (args.path.clone(), None),
+        Command::Check(args) => (Some(args.path.clone()), None),
         Command::Compile(args) => {
             let dir = match &args.cache_dir {
                 Some(dir) => dir.clone(),
@@ -61,10 +62,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         cache_dir,
         ..SandboxConfig::new(scratch.path())
     })?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("reading guest {}", path.display()))?;
+    let (bytes, origin) = match &path {
+        Some(path) => (
+            std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (crate::sandbox::DEFAULT_GUEST.to_vec(), "embedded".to_owned()),
+    };
     let started = std::time::Instant::now();
-    let guest = match sandbox.load(&bytes, &path.display().to_string()) {
+    let guest = match sandbox.load(&bytes, &origin) {
         Ok(guest) => guest,
         Err(e) => {
             eprintln!("kres-kafka: refused: {e}");
@@ -73,13 +79,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     };
     let took = started.elapsed();
     println!(
-        "ok: {}: version {:?}, sha256 {}, checked in {took:.0?}",
-        path.display(),
+        "ok: {origin}: version {:?}, sha256 {}, checked in {took:.0?}",
         guest.version(),
         guest.digest()
     );
     if matches!(command, Command::Compile(_)) {
-        let artifact = sandbox.precompile(&bytes, &path.display().to_string())?;
+        let artifact = sandbox.precompile(&bytes, &origin)?;
         println!("compiled into {}", artifact.display());
     }
     Ok(ExitCode::SUCCESS)

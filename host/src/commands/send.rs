@@ -37,6 +37,16 @@ pub struct Args {
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<ByteSize>,
 
+    /// How the producer compresses its batches (chunks and whole files alike): `zstd`, `lz4`,
+    /// `gzip`, `snappy` or `none`. Consumers decode every one of them without a setting.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = ["zstd", "lz4", "gzip", "snappy", "none"])]
+    pub compression: String,
+
+    /// Sign every transfer with this Ed25519 private key (PKCS#8 PEM, from `kres-kafka keygen`
+    /// or `openssl genpkey -algorithm ed25519`): resolvers that trust its public key accept it.
+    #[arg(long, value_name = "KEY-FILE")]
+    pub sign: Option<PathBuf>,
+
     /// Directory inside the resolver's files directory to deliver to (default: its top).
     #[arg(long, value_name = "DIR")]
     pub dest_dir: Option<String>,
@@ -107,11 +117,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let signer = args
+        .sign
+        .as_deref()
+        .map(crate::publish::read_signing_key)
+        .transpose()?;
     let sent = super::block_on(async {
-        let producer = crate::publish::producer(&kafka).context("creating the Kafka producer")?;
+        let producer = crate::publish::producer(&kafka, &args.compression).context("creating the Kafka producer")?;
         let progress = crate::publish::progress_bar(&files);
         let sent =
-            crate::publish::send(&producer, &kafka.topic, &to, &files, chunk_size, &progress).await;
+            crate::publish::send(
+            &producer,
+            &kafka.topic,
+            &to,
+            &files,
+            chunk_size,
+            signer.as_ref(),
+            &progress,
+        )
+        .await;
         progress.finish_and_clear();
         anyhow::Ok(sent)
     })?;

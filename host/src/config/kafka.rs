@@ -2,9 +2,9 @@
 //! and its resolution into checked [`Settings`]. Combinations that cannot work are refused here,
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
-use super::librdkafka::{CLASSIC_ONLY_OPTIONS, GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
 use super::{ConfigError, Server};
-use crate::outcome::Limits;
+use crate::outcome::{Limits, Trust};
 use bytesize::ByteSize;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -70,29 +70,67 @@ pub const DELIVERED_CONFIG_NAME: &str = "config.json";
 /// topic's ACLs can grant both with one prefix.
 pub const STATUS_TOPIC_SUFFIX: &str = "-status";
 
-/// Which consumer group protocol to use.
+/// Which partitions of the topic to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-pub enum GroupProtocol {
-    /// The consumer protocol where the broker offers it (it answers `ConsumerGroupHeartbeat`
-    /// v1, as Kafka 4 does), else the classic one; asked at every start.
+pub enum Partitions {
+    /// Every partition: works with every publisher, whatever it keys its messages by.
     #[default]
-    Auto,
-    /// KIP-848: the broker assigns partitions; a member that leaves hands them back at once.
-    Consumer,
-    /// JoinGroup/SyncGroup, with static membership ([`Section::group_instance_id`]).
-    Classic,
+    All,
+    /// Only those a message for this resolver can be on: the ones its zone-id and hostname
+    /// keys map to under Kafka's default partitioner (murmur2), as `send` and upstream's newest
+    /// publisher place them.
+    Addressed,
 }
 
-/// Session timeout of the classic protocol: 10 s, Kafka's default before 3.0 (KIP-735 raised
-/// it to librdkafka's 45 s). It is how long a broker that does not honour static membership
-/// keeps a killed daemon's partitions; a resolver's group has one member, so a shorter
-/// timeout costs nothing but tolerance of a stalled network, and 10 s still rides out a few
-/// lost heartbeats (one every 3 s).
-pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-/// The shortest session timeout accepted: Kafka brokers refuse less by default
-/// (`group.min.session.timeout.ms`).
-pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+impl Partitions {
+    pub fn name(self) -> &'static str {
+        match self {
+            Partitions::All => "all",
+            Partitions::Addressed => "addressed",
+        }
+    }
+}
+
+/// `trusted-keys`: the keys themselves, or a file of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TrustedKeys {
+    Keys(Vec<String>),
+    File(PathBuf),
+}
+
+impl Default for TrustedKeys {
+    fn default() -> Self {
+        TrustedKeys::Keys(Vec::new())
+    }
+}
+
+/// Parse one trusted key, `ed25519:<base64 of 32 bytes>`.
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let encoded = text
+        .strip_prefix("ed25519:")
+        .ok_or_else(|| format!("{text:?} does not start with \"ed25519:\""))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("{text:?}: not base64 ({e})"))?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{text:?}: {} bytes, an Ed25519 public key has 32", b.len()))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| format!("{text:?} is not an Ed25519 public key"))?;
+    Ok(key)
+}
+
+/// How often the topic's partition count is read again: 30 s. A producer notices new
+/// partitions at its own metadata refresh (5 minutes by default), so this is rarely the later.
+pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(30);
+
+/// Options of the consumer-group era, accepted and ignored (with a warning) so that existing
+/// configurations keep starting: kres-kafka joins no group any more.
+const DEPRECATED_GROUP_OPTIONS: [&str; 3] =
+    ["group-protocol", "group-instance-id", "session-timeout"];
 
 /// The `kafka` section as written. Upstream's fields keep their meaning and defaults; the rest
 /// are kres-kafka's, each with the default documented on its constant.
@@ -127,8 +165,8 @@ pub struct Section {
     /// warning at every start.
     #[serde(default = "yes")]
     pub verify_hostname: bool,
-    /// Consumer group. Default: `kres-kafka-<hostname>`, one group per resolver, so every
-    /// resolver reads the whole topic.
+    /// The group id offsets are committed to, for lag tools (no group is joined). Default:
+    /// `kres-kafka-<hostname>`.
     pub group_id: Option<String>,
     /// This resolver's zone: a message whose Kafka key equals it is for this resolver
     /// (upstream's newest publisher addresses resolvers this way). Default: none, only the
@@ -187,19 +225,25 @@ pub struct Section {
     /// validator checks a delivered configuration with. Default: [`RESOLVER_CONFIG_FILE`] and
     /// `<files-dir>/`[`DELIVERED_CONFIG_NAME`].
     pub resolver_config: Option<Vec<PathBuf>>,
-    /// Consumer group protocol: `auto` (default), `consumer` or `classic`.
+    /// Which partitions to read: `all` (default) or `addressed`.
     #[serde(default)]
-    pub group_protocol: GroupProtocol,
-    /// Static membership with the classic protocol (librdkafka's `group.instance.id`), so that
-    /// a restarted daemon takes its partitions back at once, even after a kill. Default:
-    /// `kres-kafka-<hostname>`; `null` or `""` turns it off. Absent and `null` differ, hence
-    /// the two layers of `Option`.
-    #[serde(default, deserialize_with = "present")]
-    pub group_instance_id: Option<Option<String>>,
-    /// Session timeout of the classic protocol: [`DEFAULT_SESSION_TIMEOUT`]. The consumer
-    /// protocol's is the broker's (`group.consumer.session.timeout.ms`).
-    #[serde(default, with = "humantime_serde")]
-    pub session_timeout: Option<Duration>,
+    pub partitions: Partitions,
+    /// How often the partition count is read again: [`DEFAULT_METADATA_REFRESH`].
+    #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
+    pub metadata_refresh: Duration,
+    /// The publishers' Ed25519 public keys whose signatures are accepted: a list of
+    /// `ed25519:<base64 of 32 bytes>`, or the path of a file of them, one a line. Default: none.
+    #[serde(default)]
+    pub trusted_keys: TrustedKeys,
+    /// Refuse any transfer that no trusted key signed. Default: true when `trusted-keys` is
+    /// not empty, else false (with a warning at every start).
+    pub require_signature: Option<bool>,
+    /// Deprecated, ignored: kres-kafka joins no consumer group.
+    pub group_protocol: Option<Value>,
+    /// Deprecated, ignored: kres-kafka joins no consumer group.
+    pub group_instance_id: Option<Value>,
+    /// Deprecated, ignored: kres-kafka joins no consumer group.
+    pub session_timeout: Option<Value>,
     /// Where the daemon reports what it did (see `status`). Default: `<topic>`
     /// [`STATUS_TOPIC_SUFFIX`]; `null` turns reporting off. Absent and `null` differ, hence the
     /// two layers of `Option`.
@@ -245,6 +289,9 @@ fn default_guest_time_limit() -> Duration {
 }
 fn default_validate_timeout() -> Duration {
     DEFAULT_VALIDATE_TIMEOUT
+}
+fn default_metadata_refresh() -> Duration {
+    DEFAULT_METADATA_REFRESH
 }
 
 impl Default for Section {
@@ -305,12 +352,12 @@ pub struct Settings {
     pub validate_timeout: Duration,
     /// The manager's `--config` files, in order.
     pub resolver_config: Vec<PathBuf>,
-    /// `group-protocol`: as configured, or `auto` to be decided at start-up.
-    pub group_protocol: GroupProtocol,
-    /// `group.instance.id` when the classic protocol is used; `None`: no static membership.
-    pub group_instance_id: Option<String>,
-    /// `session.timeout.ms` when the classic protocol is used.
-    pub session_timeout: Duration,
+    pub partitions: Partitions,
+    pub metadata_refresh: Duration,
+    /// `trusted-keys` and `require-signature`, resolved.
+    pub trust: Trust,
+    /// Warnings to log at start-up: deprecated options that are set.
+    pub warnings: Vec<String>,
     /// `status-topic` as written: `None` for the default, `Some(None)` for off. Read through
     /// [`Settings::status_topic`], so that a topic overridden on the command line moves the
     /// default status topic with it.
@@ -405,28 +452,24 @@ impl Section {
                 "kres-kafka's delivery guarantees rest on it",
             ),
         ];
-        if self.group_protocol == GroupProtocol::Consumer {
-            if self.session_timeout.is_some() {
-                return invalid("kafka.session-timeout is set but kafka.group-protocol is consumer, whose session timeout is the broker's (group.consumer.session.timeout.ms): remove it, or use classic".into());
-            }
-            if matches!(&self.group_instance_id, Some(Some(id)) if !id.is_empty()) {
-                return invalid("kafka.group-instance-id is set but kafka.group-protocol is consumer: with that protocol a restarted static member is refused (UNRELEASED_INSTANCE_ID, fatal in librdkafka) until the killed one times out; remove it, or use classic".into());
-            }
+        if self.metadata_refresh < Duration::from_secs(1) {
+            return invalid("kafka.metadata-refresh must be at least 1s".into());
         }
-        let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
-        if session_timeout < MIN_SESSION_TIMEOUT {
-            return invalid(format!(
-                "kafka.session-timeout ({session_timeout:?}) is below {MIN_SESSION_TIMEOUT:?}, which brokers refuse by default (group.min.session.timeout.ms)"
-            ));
-        }
-        if self.group_protocol != GroupProtocol::Classic
-            && let Some(option) = CLASSIC_ONLY_OPTIONS
-                .iter()
-                .find(|o| self.librdkafka.contains_key(**o))
-        {
-            return invalid(format!(
-                "kafka.librdkafka.{option} applies only to the classic group protocol, and librdkafka refuses it with the consumer protocol: set kafka.group-protocol: classic to use it"
-            ));
+        let trust = self.trust()?;
+        let mut warnings: Vec<String> = DEPRECATED_GROUP_OPTIONS
+            .iter()
+            .zip([
+                self.group_protocol.is_some(),
+                self.group_instance_id.is_some(),
+                self.session_timeout.is_some(),
+            ])
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| {
+                format!("kafka.{key} is deprecated and ignored: kres-kafka assigns itself partitions and joins no consumer group (remove it)")
+            })
+            .collect();
+        if !trust.require_signature {
+            warnings.push("kafka.require-signature is off: anyone who can write to the topic controls this resolver's files (see the README's \"Signed transfers\")".into());
         }
         for option in self.librdkafka.keys() {
             for (options, why) in guarded {
@@ -471,13 +514,53 @@ impl Section {
                     self.files_dir.join(DELIVERED_CONFIG_NAME),
                 ]
             }),
-            group_protocol: self.group_protocol,
-            group_instance_id: match self.group_instance_id {
-                None => Some(format!("kres-kafka-{hostname}")),
-                Some(id) => id.filter(|id| !id.is_empty()),
-            },
-            session_timeout,
+            partitions: self.partitions,
+            metadata_refresh: self.metadata_refresh,
+            trust,
+            warnings,
             status_topic_setting: self.status_topic,
+        })
+    }
+
+    /// The trusted keys (reading the file that holds them, if one is named) and whether a
+    /// signature is required.
+    fn trust(&self) -> Result<Trust, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let (lines, whence) = match &self.trusted_keys {
+            TrustedKeys::Keys(keys) => (keys.clone(), "kafka.trusted-keys".to_owned()),
+            TrustedKeys::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => (
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned)
+                        .collect(),
+                    format!("kafka.trusted-keys file {}", path.display()),
+                ),
+                Err(e) => {
+                    return invalid(format!(
+                        "kafka.trusted-keys: reading {}: {e}",
+                        path.display()
+                    ));
+                }
+            },
+        };
+        let mut keys = Vec::new();
+        for line in &lines {
+            match parse_public_key(line) {
+                Ok(key) => keys.push(key),
+                Err(why) => return invalid(format!("{whence}: {why}")),
+            }
+        }
+        let require_signature = self.require_signature.unwrap_or(!keys.is_empty());
+        if require_signature && keys.is_empty() {
+            return invalid(
+                "kafka.require-signature is true but kafka.trusted-keys is empty: no transfer could be accepted".into(),
+            );
+        }
+        Ok(Trust {
+            keys,
+            require_signature,
         })
     }
 

@@ -1,18 +1,9 @@
 //! The librdkafka options the `librdkafka` passthrough map may not set: those kres-kafka's
-//! delivery guarantees and TLS settings rest on (each names the key to use instead), and those
-//! only the classic group protocol takes.
-
-/// librdkafka options that only the classic group protocol takes: librdkafka refuses a
-/// consumer that sets them with the consumer protocol.
-pub const CLASSIC_ONLY_OPTIONS: [&str; 3] = [
-    "heartbeat.interval.ms",
-    "partition.assignment.strategy",
-    "group.protocol.type",
-];
+//! delivery guarantees and TLS settings rest on, each naming the key to use instead.
 
 /// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
 /// refuses them, naming the config key to use instead.
-pub const RESERVED_OPTIONS: [(&str, &str); 9] = [
+pub const RESERVED_OPTIONS: [(&str, &str); 10] = [
     ("bootstrap.servers", "kafka.server"),
     ("group.id", "kafka.group-id"),
     (
@@ -25,12 +16,25 @@ pub const RESERVED_OPTIONS: [(&str, &str); 9] = [
     ),
     ("auto.offset.reset", "kafka.start-from"),
     (
+        "partitioner",
+        "nothing: `send` places messages with Kafka's default partitioner, which kafka.partitions: addressed relies on",
+    ),
+    (
         "enable.idempotence",
         "nothing: the publisher must not reorder or duplicate chunks",
     ),
-    ("group.protocol", "kafka.group-protocol"),
-    ("group.instance.id", "kafka.group-instance-id"),
-    ("session.timeout.ms", "kafka.session-timeout"),
+    (
+        "group.protocol",
+        "nothing: kres-kafka assigns itself partitions and joins no group",
+    ),
+    (
+        "group.instance.id",
+        "nothing: kres-kafka assigns itself partitions and joins no group",
+    ),
+    (
+        "session.timeout.ms",
+        "nothing: kres-kafka assigns itself partitions and joins no group",
+    ),
 ];
 
 /// librdkafka options that would replace or weaken kres-kafka's TLS settings; the passthrough

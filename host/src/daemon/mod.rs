@@ -5,8 +5,8 @@
 //! is tracked and awaited before [`run`] returns. Shutdown and the "check the guest" signal
 //! come from the caller. Messages are processed in batches (those already fetched, up to a
 //! bound), in order; each batch is one group commit in the guest.
-//! Shutdown finishes the message in progress, commits stored offsets, then serves the pending
-//! manager call. Each durable outcome, manager call, swap, start and stop is reported on the
+//! Shutdown finishes the message in progress, commits stored offsets (giving the broker a few
+//! seconds: the journal holds the positions), then serves the pending manager call. Each durable outcome, manager call, swap, start and stop is reported on the
 //! status topic (`status`), which never holds up the loop.
 //!
 //! # Layout
@@ -98,7 +98,7 @@ async fn deliver(
     worker: &Worker,
     scheduler: &Scheduler,
     status: &Status,
-    consumer: &kafka::Consumer,
+    reader: &kafka::Reader,
     batch: Vec<Message>,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -120,7 +120,12 @@ async fn deliver(
             // and a counter, never delivery.
             status.message(&about, outcome);
             scheduler.request_for(outcome, about.transfer_id);
-            if let Err(e) = kafka::store(consumer, position) {
+            if let crate::outcome::Outcome::Skipped { why, .. } = outcome
+                && *why != crate::outcome::SkipReason::Replayed
+            {
+                worker.metrics.skipped_bytes(why.as_str(), message.value.len());
+            }
+            if let Err(e) = reader.store(position) {
                 tracing::warn!(
                     partition = position.partition,
                     offset = position.offset,
@@ -153,6 +158,43 @@ async fn deliver(
         wait = (wait * 2).min(IO_RETRY_MAX);
     }
     true
+}
+
+/// The lock that keeps a second daemon off the same state directory, in it.
+pub const LOCK_FILE: &str = "lock";
+
+/// Take the state directory's lock for as long as the returned file is open, and write this
+/// process's pid in it; a second daemon on the same directory fails here, naming the first.
+fn lock_state_dir(kafka: &Settings) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = kafka.state_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another kres-kafka (pid {}) already delivers to kafka.files-dir {} with kafka.state-dir {}: one daemon per directory",
+                pid.trim(),
+                kafka.files_dir.display(),
+                kafka.state_dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// The manager's schema as last fetched, in the state directory.
@@ -193,6 +235,8 @@ pub async fn run(
         .mode(0o700)
         .create(&kafka.state_dir)
         .with_context(|| format!("creating kafka.state-dir {}", kafka.state_dir.display()))?;
+    // Before anything touches the files directory or the state directory.
+    let _lock = lock_state_dir(kafka)?;
     let manager = Manager::new(config.management.clone(), kafka.force);
     let schema_cache = kafka.state_dir.join(SCHEMA_CACHE);
     let resolver = Arc::new(ResolverAccess::new(
@@ -273,9 +317,20 @@ pub async fn run(
         scheduler.request(owed, None);
     }
 
-    let consumer = kafka::consumer(&config, &shutdown)
+    for warning in &kafka.warnings {
+        tracing::warn!("{warning}");
+    }
+    let Some(mut reader) = kafka::Reader::start(&config, worker.metrics.clone(), &shutdown)
         .await
-        .context("creating the Kafka consumer")?;
+        .context("creating the Kafka consumer")?
+    else {
+        tracing::info!("stopped before the broker answered");
+        drop(scheduler);
+        drop(swaps);
+        tasks.close();
+        tasks.wait().await;
+        return Ok(());
+    };
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(),
@@ -283,6 +338,11 @@ pub async fn run(
     );
     status.lifecycle(Event::Started);
 
+    let mut commits = tokio::time::interval(kafka::COMMIT_EVERY);
+    let mut refresh = tokio::time::interval_at(
+        tokio::time::Instant::now() + kafka.metadata_refresh,
+        kafka.metadata_refresh,
+    );
     let mut maintenance = tokio::time::interval_at(
         tokio::time::Instant::now() + MAINTENANCE_EVERY,
         MAINTENANCE_EVERY,
@@ -297,7 +357,13 @@ pub async fn run(
             // progress, if any, has finished on the guest it started with.
             Some(swapped) = swaps.recv() => worker.swap(swapped),
             _ = maintenance.tick() => worker.maintain().await,
-            record = consumer.recv() => {
+            _ = commits.tick() => reader.commit(),
+            _ = refresh.tick() => {
+                reader.refresh().await;
+                let (received, addressed) = worker.metrics.addressed_share();
+                tracing::debug!(received, addressed, "bytes fetched, and for this resolver");
+            }
+            record = reader.consumer().recv() => {
                 let record = match record {
                     Ok(record) => record,
                     Err(e) => {
@@ -307,8 +373,8 @@ pub async fn run(
                 };
                 let first = kafka::to_message(&record);
                 drop(record);
-                let batch = take_batch(&consumer, &worker.metrics, first).await;
-                if !deliver(&worker, &scheduler, &status, &consumer, batch, &shutdown).await {
+                let batch = take_batch(reader.consumer(), &worker.metrics, first).await;
+                if !deliver(&worker, &scheduler, &status, &reader, batch, &shutdown).await {
                     // Shut down while the files directory could not be written: the offsets
                     // not stored come again after the restart.
                     break;
@@ -317,17 +383,9 @@ pub async fn run(
         }
     }
 
-    tracing::info!("shutting down: committing offsets");
-    if let Err(e) = kafka::commit_stored(&consumer) {
-        tracing::warn!("committing offsets at shutdown: {e}");
-    }
-    // Leaving the group cleanly is what lets a restart take the partitions back at once.
-    // librdkafka's close blocks until it is done: off the async threads.
-    let leaving = std::time::Instant::now();
-    match tokio::task::spawn_blocking(move || kafka::close(consumer)).await {
-        Ok(()) => tracing::info!(took = ?leaving.elapsed(), "left the consumer group"),
-        Err(e) => tracing::warn!("closing the Kafka consumer: {e}"),
-    }
+    let (received, addressed) = worker.metrics.addressed_share();
+    tracing::info!(received, addressed, "shutting down: committing offsets (bytes fetched, and for this resolver)");
+    reader.stop().await;
     // The scheduler serves what is pending once its last handle is gone; the metrics server
     // and the swap watcher end at `shutdown`.
     drop(scheduler);

@@ -102,7 +102,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let daemon = tokio::spawn(daemon::run(config.clone(), shutdown.clone(), recheck));
 
     let published = Instant::now();
-    let producer = send::producer(&config.kafka)?;
+    let producer = send::producer(&config.kafka, send::DEFAULT_COMPRESSION)?;
     let progress = send::progress_bar(&files);
     let sent = send::send(
         &producer,
@@ -110,6 +110,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         &send::Recipient::Host(HOSTNAME.into()),
         &files,
         config.kafka.chunk_size,
+        None,
         &progress,
     )
     .await;

@@ -1,32 +1,27 @@
 //! Kafka, through rdkafka (librdkafka): client options (brokers, TLS, the operator's extra
-//! options), the consumer, the conversion of records into guest messages, and librdkafka's logs
-//! routed to `tracing`.
+//! options), the consumer ([`Reader`]: partitions assigned by hand, offsets from the journal),
+//! Kafka's default partitioner, the conversion of records into guest messages, and
+//! librdkafka's logs routed to `tracing`.
 //!
-//! Offsets are stored by hand (`enable.auto.offset.store=false`) once a message reached a
-//! durable end, and committed in the background by librdkafka; so a crash replays from the last
-//! stored offset and loses nothing.
-//!
-//! A restart must resume at once, so the group protocol is chosen with that in mind (see
-//! [`choose_protocol`]): the consumer protocol (KIP-848) where the broker offers it, since a
-//! member that leaves hands its partitions back at once; else the classic protocol with static
-//! membership, with which a broker gives a restarted daemon its partitions back at once even
-//! after a kill. [`close`] leaves the group at shutdown.
+//! Offsets are stored by hand once a message reached a durable end, and committed in the
+//! background; the guest's journal is what a restart resumes from, so a crash replays nothing
+//! that was done and loses nothing that was not.
 
-use crate::config::{ClientCertificate, Config, GroupProtocol, Settings, StartFrom, Tls};
+use crate::config::{ClientCertificate, Settings, Tls};
 use crate::outcome::Message;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
-mod protocol;
+pub mod partitioner;
+mod reader;
 
-pub use protocol::{Choice, Protocol, choose_protocol};
+pub use reader::{COMMIT_EVERY, Consumer, Reader, STOP_WAIT, consumer_config};
 
 /// A repeated broker error (the same text) is logged at most this often; in between it goes
 /// to `debug`. librdkafka retries on its own and would otherwise repeat itself every second.
@@ -163,92 +158,6 @@ impl rdkafka::producer::ProducerContext for LogContext {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-/// The daemon's consumer.
-pub type Consumer = StreamConsumer<LogContext>;
-
-/// Create the consumer of `config`'s topic, in the resolver's own group, after choosing its
-/// group protocol ([`choose_protocol`], which may wait for a broker to answer). Logs the choice.
-pub async fn consumer(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<Consumer, KafkaError> {
-    let kafka = &config.kafka;
-    let client_id = format!("kres-kafka-{}", config.hostname);
-    let choice = choose_protocol(kafka, &client_id, shutdown).await;
-    match choice.protocol {
-        Protocol::Consumer => tracing::info!(
-            protocol = choice.protocol.name(), why = %choice.why,
-            "group protocol: consumer (KIP-848)"
-        ),
-        Protocol::Classic => tracing::info!(
-            protocol = choice.protocol.name(), why = %choice.why,
-            group_instance_id = kafka.group_instance_id.as_deref().unwrap_or("none"),
-            session_timeout = ?kafka.session_timeout,
-            "group protocol: classic"
-        ),
-    }
-    let consumer: Consumer = consumer_config(kafka, &client_id, choice.protocol)
-        .create_with_context(LogContext::default())?;
-    consumer.subscribe(&[&kafka.topic])?;
-    Ok(consumer)
-}
-
-/// The consumer's options: the client's, the group's for `protocol`, then the operator's.
-pub fn consumer_config(kafka: &Settings, client_id: &str, protocol: Protocol) -> ClientConfig {
-    let mut client = client_config(kafka, client_id);
-    client
-        .set("group.id", &kafka.group_id)
-        .set("group.protocol", protocol.name())
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        // What librdkafka prefetches (64 MiB by default): bounded so that memory stays flat,
-        // still two batches ahead of the guest.
-        .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
-        .set(
-            "auto.offset.reset",
-            match kafka.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        );
-    // The consumer protocol's session timeout is the broker's, and librdkafka refuses one set
-    // here; static membership with it would be refused after a kill (UNRELEASED_INSTANCE_ID,
-    // fatal to librdkafka) until the killed member timed out, and buys nothing after a clean
-    // stop, when the member has left.
-    if protocol == Protocol::Classic {
-        client.set(
-            "session.timeout.ms",
-            kafka.session_timeout.as_millis().to_string(),
-        );
-        if let Some(id) = &kafka.group_instance_id {
-            client.set("group.instance.id", id);
-        }
-    }
-    apply_extra_options(&mut client, kafka);
-    client
-}
-
-/// Commit the offsets stored so far, synchronously (at shutdown).
-pub fn commit_stored(consumer: &Consumer) -> Result<(), KafkaError> {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last commit.
-        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
-        other => other,
-    }
-}
-
-/// Leave the group and stop the consumer; blocks until librdkafka is done. With the consumer
-/// protocol the member leaves (a last heartbeat), so a restart gets the partitions at once;
-/// with the classic protocol a static member deliberately does not (its partitions wait for
-/// it, without a rebalance), a dynamic one sends LeaveGroup. Offsets stored and not yet
-/// committed are committed on the way (`enable.auto.commit`), though [`commit_stored`] has
-/// done so already.
-pub fn close(consumer: Consumer) {
-    // Dropping the last handle is rdkafka's close: `rd_kafka_consumer_close_queue`, then
-    // polling until librdkafka says it is closed.
-    drop(consumer);
-}
-
 /// Where a record came from: enough to store its offset once it is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
@@ -289,11 +198,6 @@ pub fn to_message(record: &BorrowedMessage<'_>) -> (Message, Position) {
     (message, position)
 }
 
-/// Mark `position` done: its offset is committed with the next (auto-)commit.
-pub fn store(consumer: &Consumer, position: &Position) -> Result<(), KafkaError> {
-    consumer.store_offset(&position.topic, position.partition, position.offset)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -308,60 +212,58 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_classic_protocol_gets_static_membership_and_a_bounded_session_timeout() {
+    fn the_consumer_joins_no_group_and_commits_only_what_is_done() {
         let kafka = settings("enable: true\n").unwrap();
-        let classic = consumer_config(&kafka, "c", Protocol::Classic);
-        assert_eq!(classic.get("group.protocol"), Some("classic"));
-        assert_eq!(classic.get("group.instance.id"), Some("kres-kafka-r1"));
-        assert_eq!(classic.get("session.timeout.ms"), Some("10000"));
-        // The consumer protocol's session timeout is the broker's; static membership would be
-        // refused after a kill.
-        let consumer = consumer_config(&kafka, "c", Protocol::Consumer);
-        assert_eq!(consumer.get("group.protocol"), Some("consumer"));
-        assert_eq!(consumer.get("group.instance.id"), None);
-        assert_eq!(consumer.get("session.timeout.ms"), None);
-
-        for off in ["group-instance-id: null\n", "group-instance-id: ''\n"] {
-            let kafka = settings(off).unwrap();
-            assert_eq!(kafka.group_instance_id, None, "{off}");
-            let classic = consumer_config(&kafka, "c", Protocol::Classic);
-            assert_eq!(classic.get("group.instance.id"), None, "{off}");
+        let config = consumer_config(&kafka, "c");
+        assert_eq!(config.get("group.id"), Some("kres-kafka-r1"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        for key in ["group.protocol", "group.instance.id", "session.timeout.ms"] {
+            assert_eq!(config.get(key), None, "{key}");
         }
-        let kafka = settings("group-instance-id: rack7-r1\nsession-timeout: 30s\n").unwrap();
-        let classic = consumer_config(&kafka, "c", Protocol::Classic);
-        assert_eq!(classic.get("group.instance.id"), Some("rack7-r1"));
-        assert_eq!(classic.get("session.timeout.ms"), Some("30000"));
     }
 
     #[test]
-    fn group_options_that_cannot_work_are_refused_naming_the_key() {
-        let refused = |yaml: &str| settings(yaml).unwrap_err();
-        for (option, key) in [
-            ("group.protocol", "kafka.group-protocol"),
-            ("group.instance.id", "kafka.group-instance-id"),
-            ("session.timeout.ms", "kafka.session-timeout"),
-        ] {
-            let error = refused(&format!("librdkafka:\n  {option}: x\n"));
+    fn group_options_of_old_configurations_are_accepted_with_a_deprecation_warning() {
+        let deprecated = |kafka: &Settings| {
+            kafka
+                .warnings
+                .iter()
+                .filter(|w| w.contains("deprecated"))
+                .count()
+        };
+        let kafka = settings("enable: true\n").unwrap();
+        assert_eq!(deprecated(&kafka), 0, "{:?}", kafka.warnings);
+        let kafka = settings(
+            "group-protocol: classic\ngroup-instance-id: rack7-r1\nsession-timeout: 30s\n",
+        )
+        .unwrap();
+        assert_eq!(deprecated(&kafka), 3, "{:?}", kafka.warnings);
+        for key in ["group-protocol", "group-instance-id", "session-timeout"] {
             assert!(
-                error.contains(&format!("kafka.librdkafka.{option} is refused")),
+                kafka
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("kafka.{key} is deprecated and ignored"))),
+                "{key}: {:?}",
+                kafka.warnings
+            );
+        }
+        // Setting them through the passthrough map is refused: nothing would honour them.
+        for option in ["group.protocol", "group.instance.id", "session.timeout.ms"] {
+            let error = settings(&format!("librdkafka:\n  {option}: x\n")).unwrap_err();
+            assert!(
+                error.contains(&format!("kafka.librdkafka.{option} is refused"))
+                    && error.contains("joins no group"),
                 "{error}"
             );
-            assert!(error.contains(key), "{error}");
         }
-        let error = refused("librdkafka:\n  heartbeat.interval.ms: 1000\n");
-        assert!(error.contains("kafka.group-protocol: classic"), "{error}");
-        settings("group-protocol: classic\nlibrdkafka:\n  heartbeat.interval.ms: 1000\n").unwrap();
-        let error = refused("group-protocol: consumer\nsession-timeout: 20s\n");
-        assert!(error.contains("kafka.session-timeout is set"), "{error}");
-        let error = refused("group-protocol: consumer\ngroup-instance-id: r1\n");
-        assert!(error.contains("kafka.group-instance-id is set"), "{error}");
-        let error = refused("session-timeout: 2s\n");
-        assert!(
-            error.contains("kafka.session-timeout (2s) is below"),
-            "{error}"
+        let error = settings("partitions: some\n").unwrap_err();
+        assert!(error.contains("unknown variant `some`"), "{error}");
+        assert_eq!(
+            settings("partitions: addressed\n").unwrap().partitions,
+            crate::config::Partitions::Addressed
         );
-        let error = refused("group-protocol: kip-848\n");
-        assert!(error.contains("unknown variant `kip-848`"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,482 @@
+//! The daemon's consumer: it assigns itself partitions (no consumer group membership, so no
+//! rebalance and no session timeout to wait out after a crash), starts each where the journal
+//! says, and commits offsets to its group id only for the usual lag tools.
+//!
+//! Every resolver consumes the whole stream on its own; a group would share nothing and cost a
+//! session timeout after every kill. So, as Kafka Connect sinks and Flink's source do:
+//!
+//! - **Which partitions**: `partitions: all` reads every one; `addressed` reads only those a
+//!   message for this resolver can be on, the ones its zone-id and hostname keys map to under
+//!   Kafka's default partitioner ([`super::partitioner`]).
+//! - **Where to start**: the later of the journal's position plus one (what the guest made
+//!   durable) and the group's committed offset (which also covers messages for others, skipped
+//!   after the journal's last entry); with neither, `start-from`.
+//! - **Growth**: the partition count is read again every `metadata-refresh`. New partitions
+//!   are read from their start (a publisher's new messages may already be there); in
+//!   `addressed` mode a partition no longer addressed is kept until its messages up to the
+//!   growth are read, then dropped.
+//! - **Commits**: stored offsets are committed asynchronously every [`COMMIT_EVERY`]; a
+//!   refusal is logged and counted, never fatal (the journal holds the positions).
+//! - **Stop**: one last commit and the close, given [`STOP_WAIT`]; a broker that does not
+//!   answer is given up on, and the log says so.
+
+use super::{LogContext, Position, QUEUED_KBYTES, apply_extra_options, client_config};
+use crate::config::{Config, Partitions, Settings, StartFrom};
+use crate::metrics::Metrics;
+use kres_kafka_guest::journal::Journal;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often stored offsets are committed to the group (for lag tools; the journal is what a
+/// restart reads).
+pub const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a stop waits for the broker: the last commit and closing the client.
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// How long one metadata, watermark or committed-offset request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consumer's client context: librdkafka's logs, and the results of commits.
+#[derive(Clone)]
+pub struct ReaderContext {
+    log: LogContext,
+    metrics: Metrics,
+}
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ReaderContext {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::trace!(offsets = ?offsets.to_topic_map(), "offsets committed"),
+            // Nothing stored since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.metrics.commit_failed();
+                let text = format!("committing offsets to the group: {e}");
+                if self.log.first_in_a_while(&text) {
+                    tracing::warn!("{text} (the journal holds the positions; retrying)");
+                } else {
+                    tracing::debug!("{text}");
+                }
+            }
+        }
+    }
+}
+
+/// The consumer's librdkafka client.
+pub type Consumer = StreamConsumer<ReaderContext>;
+
+/// The consumer's options: the client's, the offsets', then the operator's.
+pub fn consumer_config(kafka: &Settings, client_id: &str) -> ClientConfig {
+    let mut client = client_config(kafka, client_id);
+    client
+        // Only for committing offsets: no group is joined (`assign`, never `subscribe`).
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // What librdkafka prefetches (64 MiB by default): bounded so that memory stays flat,
+        // still two batches ahead of the guest.
+        .set("queued.max.messages.kbytes", QUEUED_KBYTES.to_string())
+        // When that queue is full, librdkafka waits this long before fetching again (1 s by
+        // default): a resolver that is behind then drains the queue in a fraction of that and
+        // idles for the rest. Checking every 10 ms costs a wake-up, and memory stays bounded
+        // by the queue.
+        .set("fetch.queue.backoff.ms", "10")
+        .set(
+            "auto.offset.reset",
+            match kafka.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        );
+    apply_extra_options(&mut client, kafka);
+    client
+}
+
+/// A partition kept after a growth that no longer maps to this resolver's keys: read up to
+/// `until` (the high watermark when it stopped being addressed), then dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Draining {
+    until: i64,
+}
+
+/// The consumer and the partitions it reads.
+pub struct Reader {
+    consumer: Consumer,
+    topic: String,
+    mode: Partitions,
+    /// This resolver's keys: its zone-id, if any, and its hostname.
+    keys: Vec<Vec<u8>>,
+    /// The topic's partition count when last read.
+    count: i32,
+    /// Assigned partitions; those in `draining` go once read up to their bound.
+    assigned: BTreeSet<i32>,
+    draining: BTreeMap<i32, Draining>,
+    /// The offset of the last message done on each partition.
+    done: Mutex<BTreeMap<i32, i64>>,
+    /// Whether an offset was stored since the last commit.
+    stored: AtomicBool,
+}
+
+impl Reader {
+    /// Create the consumer and assign it its partitions. Waits for the broker to describe the
+    /// topic (logging why while it cannot); `None` when `shutdown` came first.
+    pub async fn start(
+        config: &Config,
+        metrics: Metrics,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Reader>> {
+        let kafka = &config.kafka;
+        let client_id = format!("kres-kafka-{}", config.hostname);
+        let context = ReaderContext {
+            log: LogContext::default(),
+            metrics,
+        };
+        let consumer: Consumer =
+            consumer_config(kafka, &client_id).create_with_context(context)?;
+        let mut keys = Vec::new();
+        if let Some(zone) = &kafka.zone_id {
+            keys.push(zone.as_bytes().to_vec());
+        }
+        keys.push(config.hostname.as_bytes().to_vec());
+        let mut reader = Reader {
+            consumer,
+            topic: kafka.topic.clone(),
+            mode: kafka.partitions,
+            keys,
+            count: 0,
+            assigned: BTreeSet::new(),
+            draining: BTreeMap::new(),
+            done: Mutex::default(),
+            stored: AtomicBool::new(false),
+        };
+        let Some(count) = reader.wait_for_partition_count(shutdown).await else {
+            return Ok(None);
+        };
+        let journal = Journal::read(&kafka.files_dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .applied;
+        reader.assign_initial(count, &journal)?;
+        Ok(Some(reader))
+    }
+
+    /// The librdkafka consumer.
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// The partitions this resolver's keys map to among `count`, or all of them.
+    fn addressed(&self, count: i32) -> BTreeSet<i32> {
+        match self.mode {
+            Partitions::All => (0..count).collect(),
+            Partitions::Addressed => {
+                super::partitioner::partitions_of(self.keys.iter().map(Vec::as_slice), count)
+            }
+        }
+    }
+
+    /// The topic's partition count, asked until the broker answers or `shutdown`.
+    async fn wait_for_partition_count(&self, shutdown: &CancellationToken) -> Option<i32> {
+        let mut said = None::<String>;
+        loop {
+            match self.partition_count() {
+                Ok(count) => return Some(count),
+                Err(why) => {
+                    if said.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(topic = %self.topic, "waiting for the topic: {why}");
+                        said = Some(why);
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// The topic's partition count, from the broker's metadata.
+    fn partition_count(&self) -> Result<i32, String> {
+        let metadata = tokio::task::block_in_place(|| {
+            self.consumer
+                .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+        })
+        .map_err(|e| format!("the broker did not describe it: {e}"))?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .ok_or_else(|| "the broker did not describe it".to_owned())?;
+        if let Some(error) = topic.error() {
+            return Err(format!("{}", RDKafkaErrorCode::from(error)));
+        }
+        match topic.partitions().len() {
+            0 => Err("it has no partitions".to_owned()),
+            n => Ok(n as i32),
+        }
+    }
+
+    /// The high watermark of `partition` (the offset of the next message published).
+    fn high_watermark(&self, partition: i32) -> Result<i64, KafkaError> {
+        tokio::task::block_in_place(|| {
+            self.consumer
+                .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+        })
+        .map(|(_, high)| high)
+    }
+
+    /// The group's committed offsets of `partitions`; none when the broker does not say.
+    fn committed(&self, partitions: &BTreeSet<i32>) -> BTreeMap<i32, i64> {
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition(&self.topic, *p);
+        }
+        let answer = tokio::task::block_in_place(|| {
+            self.consumer.committed_offsets(list, REQUEST_TIMEOUT)
+        });
+        match answer {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) if e.error().is_ok() => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!("the group's committed offsets: {e} (starting from the journal)");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Assign the partitions of a topic of `count`, each from where `journal` (the guest's
+    /// `applied` map) and the group say.
+    fn assign_initial(&mut self, count: i32, journal: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+        let mut wanted = self.addressed(count);
+        let known: BTreeMap<i32, i64> = journal
+            .iter()
+            .filter_map(|(at, offset)| {
+                let (topic, partition) = at.rsplit_once('/')?;
+                (topic == self.topic)
+                    .then(|| partition.parse().ok().map(|p| (p, *offset)))
+                    .flatten()
+            })
+            .collect();
+        // A partition this resolver read before but no longer maps to (the topic grew, or
+        // `partitions` changed): read until what is in it now is read.
+        for (partition, offset) in &known {
+            if wanted.contains(partition) || *partition >= count {
+                continue;
+            }
+            match self.high_watermark(*partition) {
+                Ok(high) if high > offset + 1 => {
+                    self.draining.insert(*partition, Draining { until: high });
+                    wanted.insert(*partition);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    partition,
+                    "cannot tell whether a partition read before holds more: {e} (not reading it)"
+                ),
+            }
+        }
+        let committed = self.committed(&wanted);
+        let mut list = TopicPartitionList::new();
+        let mut starts = Vec::new();
+        for p in &wanted {
+            let from_journal = known.get(p).map(|o| o + 1);
+            let start = from_journal.max(committed.get(p).copied());
+            let offset = start.map_or(Offset::Stored, Offset::Offset);
+            if let Some(start) = start {
+                self.set_done(*p, start - 1);
+            }
+            list.add_partition_offset(&self.topic, *p, offset)?;
+            starts.push(match start {
+                Some(o) => format!("{p}@{o}"),
+                None => format!("{p}@start-from"),
+            });
+        }
+        self.consumer.assign(&list)?;
+        self.count = count;
+        self.assigned = wanted;
+        tracing::info!(
+            topic = %self.topic, partitions = count, mode = self.mode.name(),
+            reading = %starts.join(" "), "partitions assigned"
+        );
+        Ok(())
+    }
+
+    /// Read the partition count again; on growth, take the partitions now addressed and keep
+    /// those no longer addressed until they are read. Drops the drained ones.
+    pub async fn refresh(&mut self) {
+        match self.partition_count() {
+            Ok(count) if count > self.count => self.grow(count),
+            Ok(count) if count < self.count => tracing::warn!(
+                topic = %self.topic, was = self.count, now = count,
+                "the topic has fewer partitions than before: was it deleted and created again? (the journal then needs removing, see the README)"
+            ),
+            Ok(_) => {}
+            Err(why) => tracing::debug!(topic = %self.topic, "metadata refresh: {why}"),
+        }
+        self.drop_drained();
+    }
+
+    fn grow(&mut self, count: i32) {
+        let wanted = self.addressed(count);
+        let mut added = TopicPartitionList::new();
+        for p in wanted.difference(&self.assigned) {
+            // New, or newly addressed: everything in it may be for us.
+            let start = self.done(*p).map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
+            if let Err(e) = added.add_partition_offset(&self.topic, *p, start) {
+                tracing::warn!(partition = p, "{e}");
+            }
+        }
+        for p in self.assigned.difference(&wanted).copied().collect::<Vec<_>>() {
+            if self.draining.contains_key(&p) {
+                continue;
+            }
+            match self.high_watermark(p) {
+                Ok(until) => {
+                    self.draining.insert(p, Draining { until });
+                }
+                // Kept for good rather than risk missing what is on it.
+                Err(e) => tracing::warn!(partition = p, "keeping a partition no longer addressed: {e}"),
+            }
+        }
+        if added.count() > 0 {
+            if let Err(e) = self.consumer.incremental_assign(&added) {
+                tracing::error!("assigning the new partitions: {e} (retrying at the next refresh)");
+                return;
+            }
+            self.assigned
+                .extend(added.elements().iter().map(|e| e.partition()));
+        }
+        tracing::info!(
+            topic = %self.topic, was = self.count, now = count,
+            added = ?added.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(),
+            draining = ?self.draining.keys().collect::<Vec<_>>(),
+            "the topic grew"
+        );
+        self.count = count;
+    }
+
+    /// Stop reading the partitions no longer addressed whose messages up to their bound are
+    /// done.
+    fn drop_drained(&mut self) {
+        let drained: Vec<i32> = self
+            .draining
+            .iter()
+            .filter(|(p, d)| self.done(**p).is_some_and(|o| o + 1 >= d.until) || d.until == 0)
+            .map(|(p, _)| *p)
+            .collect();
+        if drained.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for p in &drained {
+            list.add_partition(&self.topic, *p);
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&list) {
+            tracing::warn!("releasing partitions no longer addressed: {e}");
+            return;
+        }
+        for p in &drained {
+            self.draining.remove(p);
+            self.assigned.remove(p);
+        }
+        tracing::info!(partitions = ?drained, "read what was left on partitions no longer addressed: released");
+    }
+
+    /// Mark `position` done: its offset is committed with the next commit.
+    pub fn store(&self, position: &Position) -> Result<(), KafkaError> {
+        self.set_done(position.partition, position.offset);
+        self.stored.store(true, Ordering::Relaxed);
+        self.consumer
+            .store_offset(&position.topic, position.partition, position.offset)
+    }
+
+    /// Commit the offsets stored since the last commit, without waiting for the broker; the
+    /// result is logged (and counted) when it comes.
+    pub fn commit(&self) {
+        if !self.stored.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::debug!("committing offsets: {e}");
+        }
+    }
+
+    /// The offset of the last message done on `partition`, if any.
+    fn done(&self, partition: i32) -> Option<i64> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).get(&partition).copied()
+    }
+
+    fn set_done(&self, partition: i32, offset: i64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let last = done.entry(partition).or_insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    /// The partitions read, for the log and tests.
+    pub fn assigned(&self) -> &BTreeSet<i32> {
+        &self.assigned
+    }
+
+    /// Commit what is stored and close the client, giving the broker [`STOP_WAIT`]: past it,
+    /// the stop goes on without it (the journal holds the positions) and the log says what was
+    /// given up.
+    pub async fn stop(self) {
+        let started = std::time::Instant::now();
+        let (done, waited) = tokio::sync::oneshot::channel();
+        // A thread of its own, not the runtime's blocking pool: a runtime waits for those.
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                // Whatever is stored and not acknowledged yet, a failed periodic commit's
+                // offsets included; `NoOffset` when there is nothing.
+                let commit = self.consumer.commit_consumer_state(CommitMode::Sync);
+                // Dropping the client is librdkafka's close.
+                drop(self);
+                let _ = done.send(commit);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("closing the Kafka consumer: {e}");
+            return;
+        }
+        match tokio::time::timeout(STOP_WAIT, waited).await {
+            Ok(Ok(Ok(()))) => tracing::info!(took = ?started.elapsed(), "offsets committed, consumer closed"),
+            Ok(Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {
+                tracing::info!(took = ?started.elapsed(), "nothing left to commit, consumer closed")
+            }
+            Ok(Ok(Err(e))) => tracing::warn!(
+                took = ?started.elapsed(),
+                "committing offsets at stop: {e} (the journal holds the positions: nothing is lost)"
+            ),
+            Ok(Err(_)) => tracing::warn!("closing the Kafka consumer: the closing thread ended early"),
+            Err(_) => tracing::warn!(
+                waited = ?STOP_WAIT,
+                "the broker did not answer: gave up committing offsets and closing the connection (the journal holds the positions: nothing is lost)"
+            ),
+        }
+    }
+}
