@@ -47,6 +47,31 @@ impl Platform for Unsynced {
     }
 }
 
+/// Roll forward a batch killed after it recorded the files it was putting in place and before
+/// its journal entry (see [`Journal::renaming`]): each one's staged `.tmp`, flushed before the
+/// record, is renamed into place and flushed; then the journal forgets them. Run at start-up,
+/// before leftovers are removed. Returns how many files it put in place.
+pub fn recover(files: &Files, platform: &dyn Platform) -> Result<u32> {
+    let mut journal = Journal::read(files.root())?;
+    if journal.renaming.is_empty() {
+        return Ok(0);
+    }
+    let mut renamed = 0;
+    for name in &journal.renaming {
+        if files.sibling(name, ".tmp").exists() {
+            files.rename_into_place(name)?;
+            renamed += 1;
+        }
+    }
+    platform
+        .sync()
+        .map_err(std::io::Error::other)
+        .io(|| "flushing the files directory".to_owned())?;
+    journal.renaming.clear();
+    journal.write(files.root())?;
+    Ok(renamed)
+}
+
 /// The state of a batch in progress.
 pub struct Batch<'a> {
     pub files: &'a Files,
@@ -62,6 +87,12 @@ pub struct Batch<'a> {
     signed: BTreeMap<String, crate::signature::Signed>,
     /// Signatures verified in this batch (the chunks of a transfer carry the same one).
     verified: Vec<[u8; 64]>,
+    /// Where the message being processed came from (none when injected by hand), and where
+    /// the message that staged each file did.
+    position: Option<crate::journal::Position>,
+    placed: BTreeMap<String, crate::journal::Position>,
+    /// How each transfer that ended in this batch ended: accepted, or rejected (kind, reason).
+    ended: BTreeMap<String, std::result::Result<(), (&'static str, String)>>,
     /// Sets whose record changed.
     dirty: BTreeSet<String>,
     /// Files staged as `<name>.tmp`, to rename into place.
@@ -89,6 +120,9 @@ impl<'a> Batch<'a> {
             first_use: BTreeMap::new(),
             signed: BTreeMap::new(),
             verified: Vec::new(),
+            ended: BTreeMap::new(),
+            position: None,
+            placed: BTreeMap::new(),
             dirty: BTreeSet::new(),
             staged: BTreeSet::new(),
             finished: Vec::new(),
@@ -227,6 +261,9 @@ impl<'a> Batch<'a> {
     ) -> Result<[u8; 32]> {
         self.touched = true;
         self.ensure_parents(name)?;
+        // An earlier version staged in this batch may be a chunk set's part, linked: written
+        // through, it would change that set (still there until the batch is recorded).
+        self.unstage(name)?;
         let platform = self.platform;
         let compress: Compress<'_> = &|s, b| platform.compress(s, b);
         let mut hashed = Sha256State::default();
@@ -234,15 +271,53 @@ impl<'a> Batch<'a> {
             .write_to(self.files, &format!("{name}.tmp"), 0, &mut hashed, compress)
             .io(|| format!("writing {name}.tmp"))?;
         self.staged.insert(name.to_owned());
+        self.place(name);
         Ok(hashed.finish(compress))
     }
 
     /// Stage the complete chunk set of `name` as its next version (a link: no copy).
     pub fn stage_assembled(&mut self, name: &str, part: &std::path::Path) -> Result<()> {
         self.touched = true;
+        self.unstage(name)?;
         self.files.link_temporary(name, part)?;
         self.staged.insert(name.to_owned());
+        self.place(name);
         Ok(())
+    }
+
+    /// Remove what an earlier message of this batch staged as `name`, if anything.
+    fn unstage(&mut self, name: &str) -> Result<()> {
+        if self.staged.contains(name) {
+            let tmp = self.files.sibling(name, ".tmp");
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).io(|| format!("removing {name}.tmp")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The message being processed staged `name`.
+    fn place(&mut self, name: &str) {
+        match &self.position {
+            Some(at) => {
+                self.placed.insert(name.to_owned(), at.clone());
+            }
+            None => {
+                self.placed.remove(name);
+            }
+        }
+    }
+
+    /// The transfer of `name` ended in this batch, so.
+    pub fn end(&mut self, name: &str, how: std::result::Result<(), (&'static str, String)>) {
+        self.ended.insert(name.to_owned(), how);
+    }
+
+    /// How the transfer of `name` ended in this batch, if it did.
+    pub fn ended(&self, name: &str) -> Option<std::result::Result<(), (&'static str, String)>> {
+        self.ended.get(name).cloned()
     }
 
     /// The signatures verified in this batch.
@@ -262,9 +337,10 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// The next message of the batch begins.
-    pub fn next_message(&mut self) {
+    /// The next message of the batch begins; it came from `position`.
+    pub fn next_message(&mut self, position: Option<crate::journal::Position>) {
         self.message += 1;
+        self.position = position;
     }
 
     /// The chunk set of `name`, loaded once per batch. A set whose record cannot be read is
@@ -399,15 +475,22 @@ impl<'a> Batch<'a> {
         if backups {
             self.flush()?;
         }
-        // Signatures of what is about to be put in place go on record first.
+        // What is about to be put in place goes on record first: the message that made each
+        // file, and its signature.
         let signed: BTreeMap<String, crate::journal::Signed> = self
             .signed
             .iter()
             .filter(|(name, _)| self.staged.contains(*name))
             .map(|(name, s)| (name.clone(), crate::journal::Signed::of(s)))
             .collect();
-        if !signed.is_empty() {
-            journal.record_signed(files.root(), &signed)?;
+        let placed: BTreeMap<String, crate::journal::Position> = self
+            .placed
+            .iter()
+            .filter(|(name, _)| self.staged.contains(*name))
+            .map(|(name, at)| (name.clone(), at.clone()))
+            .collect();
+        if !signed.is_empty() || !placed.is_empty() {
+            journal.record_placed(files.root(), &placed, &signed)?;
             self.flush()?;
         }
         for name in &self.staged {

@@ -70,6 +70,24 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The rejection `kind` (as [`Error::kind`] names it) with `reason`, once more.
+    pub fn again(kind: &str, reason: String) -> Error {
+        match kind {
+            "bad-name" => Error::BadName(reason),
+            "invalid-config" => Error::InvalidConfig(reason),
+            "checksum-mismatch" => Error::ChecksumMismatch(reason),
+            "too-large" => Error::TooLarge(reason),
+            "unsigned" => Error::Unsigned(reason),
+            "unknown-key" => Error::UnknownKey(reason),
+            "bad-signature" => Error::BadSignature(reason),
+            "wrong-recipient" => Error::WrongRecipient(reason),
+            "stale" => Error::Stale(reason),
+            _ => Error::BadHeader(reason),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attach what was being done to an I/O error.

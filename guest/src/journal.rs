@@ -42,6 +42,16 @@ pub struct Journal {
     /// A signed transfer that is not newer is refused as stale (no rollback by replay).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signed: BTreeMap<String, Signed>,
+    /// For each file, the message whose version is in place, recorded before the rename: a
+    /// batch killed after its renames and before its entry above comes again, and its messages
+    /// up to that one must not put older versions back (see [`Journal::placed_after`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placed: BTreeMap<String, Position>,
+    /// Files a batch was putting in place, from their staged `.tmp`, when it recorded them in
+    /// `placed`: a crash before its entry above is rolled forward at start-up (see
+    /// [`crate::batch::recover`]), so that what `placed` says is what is in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renaming: Vec<String>,
 }
 
 /// The signature of a file in place: `signed-at` (milliseconds) and the SHA-256 it covered.
@@ -76,7 +86,7 @@ impl Signed {
 }
 
 /// Where a message came from, when it came from Kafka (not injected by hand).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub partition: String,
     pub offset: i64,
@@ -114,13 +124,30 @@ impl Journal {
             .is_some_and(|done| *done >= position.offset)
     }
 
-    /// Record the signatures of files about to be put in place, durably, before they are:
-    /// a crash after the rename must not leave an older signature on record (a replay of an
-    /// older version would then pass as newer).
-    pub fn record_signed(&mut self, root: &Path, signed: &BTreeMap<String, Signed>) -> Result<()> {
+    /// Record the files about to be put in place, durably, before they are: the message that
+    /// made each, and its signature if signed. A crash after the rename must not leave older
+    /// ones on record (a replay of an older version would then pass as newer).
+    pub fn record_placed(
+        &mut self,
+        root: &Path,
+        placed: &BTreeMap<String, Position>,
+        signed: &BTreeMap<String, Signed>,
+    ) -> Result<()> {
+        self.placed
+            .extend(placed.iter().map(|(n, p)| (n.clone(), p.clone())));
         self.signed
             .extend(signed.iter().map(|(n, s)| (n.clone(), s.clone())));
+        self.renaming = placed.keys().cloned().collect();
         self.write(root)
+    }
+
+    /// Whether the version of `name` in place came from a message at or after `position` on
+    /// the same partition: the message at `position` is then one of a batch that was killed
+    /// after its renames, come again, and its work is done.
+    pub fn placed_after(&self, name: &str, position: &Position) -> bool {
+        self.placed
+            .get(name)
+            .is_some_and(|p| p.partition == position.partition && p.offset >= position.offset)
     }
 
     /// Record `positions` as done, with the chunk sets their transfers left, durably.
@@ -138,10 +165,12 @@ impl Journal {
             *done = (*done).max(at.offset);
         }
         self.cleanup = cleanup;
+        self.renaming.clear();
         self.write(root)
     }
 
-    fn write(&self, root: &Path) -> Result<()> {
+    /// Write the journal as it is, durably.
+    pub fn write(&self, root: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).expect("the journal serializes");
         durable::write_atomically(
             &root.join(STATE_FILE),

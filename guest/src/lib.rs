@@ -92,6 +92,13 @@ impl Guest for Component {
 
     fn maintain(ctx: Context, max_age_seconds: u64) -> Result<MaintenanceReport, ProcessError> {
         let files = Files::new(ROOT);
+        // Files a batch killed before its journal entry was putting in place.
+        let renamed = batch::recover(&files, &Host)?;
+        if renamed > 0 {
+            log_info(format!(
+                "put {renamed} file(s) in place that a batch stopped short of renaming"
+            ));
+        }
         // Sets a transfer left when a crash came between its journal entry and their removal.
         for name in journal::Journal::read(files.root())?.cleanup {
             store::chunks::discard(&files, &name)?;

@@ -19,9 +19,9 @@
 //! Each message is verified before anything of it is stored, so a writer without a trusted key
 //! cannot even fill the disk with chunks; a batch verifies a given signature once.
 
+use crate::durable::hex;
 use crate::error::{Error, Result};
 use crate::headers::{Parsed, SIGNATURE, SIGNED_AT, show};
-use crate::durable::hex;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -73,18 +73,18 @@ impl Trust {
     /// The keys as the host sends them (32 bytes each); one that is not a valid Ed25519
     /// public key is an error naming it.
     pub fn new(keys: &[Vec<u8>], require: bool) -> std::result::Result<Trust, String> {
-        let keys = keys
-            .iter()
-            .map(|bytes| {
-                let public: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| format!("a trusted key is {} bytes long, not 32", bytes.len()))?;
-                let key = VerifyingKey::from_bytes(&public)
-                    .map_err(|_| format!("trusted key {} is not an Ed25519 key", key_id(&public)))?;
-                Ok((key_id(&public), key))
-            })
-            .collect::<std::result::Result<_, String>>()?;
+        let keys =
+            keys.iter()
+                .map(|bytes| {
+                    let public: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                        format!("a trusted key is {} bytes long, not 32", bytes.len())
+                    })?;
+                    let key = VerifyingKey::from_bytes(&public).map_err(|_| {
+                        format!("trusted key {} is not an Ed25519 key", key_id(&public))
+                    })?;
+                    Ok((key_id(&public), key))
+                })
+                .collect::<std::result::Result<_, String>>()?;
         Ok(Trust { keys, require })
     }
 
@@ -145,14 +145,10 @@ pub fn check(
         verified.push(bytes);
         return Ok(Some(signed));
     }
-    if let Some(other) = others
-        .iter()
-        .filter(|o| *o != recipient)
-        .find(|o| {
-            key.verify_strict(signed_text(name, &sha256, o, at).as_bytes(), &sig)
-                .is_ok()
-        })
-    {
+    if let Some(other) = others.iter().filter(|o| *o != recipient).find(|o| {
+        key.verify_strict(signed_text(name, &sha256, o, at).as_bytes(), &sig)
+            .is_ok()
+    }) {
         return Err(Error::WrongRecipient(format!(
             "file {name:?} is signed for {other}, but reached this resolver as {recipient}"
         )));
@@ -258,10 +254,18 @@ mod tests {
 
     #[test]
     fn the_signed_text_is_the_documented_one() {
-        let text = signed_text("zones/a.rpz", &[0xab; 32], &Recipient::Zone("z1".into()), 42);
+        let text = signed_text(
+            "zones/a.rpz",
+            &[0xab; 32],
+            &Recipient::Zone("z1".into()),
+            42,
+        );
         assert_eq!(
             text,
-            format!("kres-kafka-signature-v1\nzones/a.rpz\n{}\nzone:z1\n42\n", "ab".repeat(32))
+            format!(
+                "kres-kafka-signature-v1\nzones/a.rpz\n{}\nzone:z1\n42\n",
+                "ab".repeat(32)
+            )
         );
     }
 
@@ -273,8 +277,21 @@ mod tests {
         let sha = [7; 32];
         let text = signed_text("a.rpz", &sha, &me, 1000);
         let sig = header(&good, &text);
-        let ok = check(&trust, "a.rpz", &parsed(&sig, "1000", sha), &me, &[], &mut Vec::new());
-        assert_eq!(ok.unwrap(), Some(Signed { at: 1000, sha256: sha }));
+        let ok = check(
+            &trust,
+            "a.rpz",
+            &parsed(&sig, "1000", sha),
+            &me,
+            &[],
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            ok.unwrap(),
+            Some(Signed {
+                at: 1000,
+                sha256: sha
+            })
+        );
 
         let reason = |r: Result<Option<Signed>>| match r {
             Err(e) => e.kind(),
@@ -282,48 +299,130 @@ mod tests {
         };
         let mut unsigned = parsed(&sig, "1000", sha);
         (unsigned.signature, unsigned.signed_at) = (None, None);
-        assert_eq!(reason(check(&trust, "a.rpz", &unsigned, &me, &[], &mut Vec::new())), "unsigned");
+        assert_eq!(
+            reason(check(&trust, "a.rpz", &unsigned, &me, &[], &mut Vec::new())),
+            "unsigned"
+        );
         let by_other = header(&other, &text);
         assert_eq!(
-            reason(check(&trust, "a.rpz", &parsed(&by_other, "1000", sha), &me, &[], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &parsed(&by_other, "1000", sha),
+                &me,
+                &[],
+                &mut Vec::new()
+            )),
             "unknown-key"
         );
         // Another file's digest, another time.
         assert_eq!(
-            reason(check(&trust, "a.rpz", &parsed(&sig, "1000", [8; 32]), &me, &[], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &parsed(&sig, "1000", [8; 32]),
+                &me,
+                &[],
+                &mut Vec::new()
+            )),
             "bad-signature"
         );
         assert_eq!(
-            reason(check(&trust, "a.rpz", &parsed(&sig, "1001", sha), &me, &[], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &parsed(&sig, "1001", sha),
+                &me,
+                &[],
+                &mut Vec::new()
+            )),
             "bad-signature"
         );
         // Signed for r2, retargeted at r1.
         let r2 = Recipient::Host("r2".into());
         let for_r2 = header(&good, &signed_text("a.rpz", &sha, &r2, 1000));
         assert_eq!(
-            reason(check(&trust, "a.rpz", &parsed(&for_r2, "1000", sha), &me, &[r2], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &parsed(&for_r2, "1000", sha),
+                &me,
+                &[r2],
+                &mut Vec::new()
+            )),
             "wrong-recipient"
         );
-        for bad in ["ed25519:xyz:AAAA", "rsa:0123456789abcdef:AAAA", "ed25519:0123456789abcdef:!!"] {
+        for bad in [
+            "ed25519:xyz:AAAA",
+            "rsa:0123456789abcdef:AAAA",
+            "ed25519:0123456789abcdef:!!",
+        ] {
             assert_eq!(
-                reason(check(&trust, "a.rpz", &parsed(bad, "1000", sha), &me, &[], &mut Vec::new())),
+                reason(check(
+                    &trust,
+                    "a.rpz",
+                    &parsed(bad, "1000", sha),
+                    &me,
+                    &[],
+                    &mut Vec::new()
+                )),
                 "bad-header",
                 "{bad}"
             );
         }
         assert_eq!(
-            reason(check(&trust, "a.rpz", &parsed(&sig, "-1", sha), &me, &[], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &parsed(&sig, "-1", sha),
+                &me,
+                &[],
+                &mut Vec::new()
+            )),
             "bad-header"
         );
     }
 
     #[test]
     fn only_a_newer_signature_or_the_same_one_again_replaces_a_file() {
-        let now = Signed { at: 10, sha256: [1; 32] };
-        assert!(check_fresh("a", &Signed { at: 11, sha256: [2; 32] }, Some(&now)).is_ok());
+        let now = Signed {
+            at: 10,
+            sha256: [1; 32],
+        };
+        assert!(
+            check_fresh(
+                "a",
+                &Signed {
+                    at: 11,
+                    sha256: [2; 32]
+                },
+                Some(&now)
+            )
+            .is_ok()
+        );
         assert!(check_fresh("a", &now, Some(&now)).is_ok(), "a redelivery");
-        assert!(check_fresh("a", &Signed { at: 9, sha256: [1; 32] }, Some(&now)).is_err());
-        assert!(check_fresh("a", &Signed { at: 10, sha256: [2; 32] }, Some(&now)).is_err());
+        assert!(
+            check_fresh(
+                "a",
+                &Signed {
+                    at: 9,
+                    sha256: [1; 32]
+                },
+                Some(&now)
+            )
+            .is_err()
+        );
+        assert!(
+            check_fresh(
+                "a",
+                &Signed {
+                    at: 10,
+                    sha256: [2; 32]
+                },
+                Some(&now)
+            )
+            .is_err()
+        );
         assert!(check_fresh("a", &now, None).is_ok());
     }
 }

@@ -211,6 +211,10 @@ fn a_set_replaced_in_a_batch_goes_only_after_the_journal_so_a_crash_replays_the_
     // The batch ended before B's chunk, which comes again as the next batch and replaces A.
     assert_eq!(first.len(), 1, "{}", show(&first));
     let rest = batch(&files, &NoResolver, &ctx(), &msgs[1..]);
-    assert!(matches!(rest[..], [Ok(Outcome::Stored(_))]), "{}", show(&rest));
+    assert!(
+        matches!(rest[..], [Ok(Outcome::Stored(_))]),
+        "{}",
+        show(&rest)
+    );
     assert_eq!(applied(dir.path()), Some(2));
 }

@@ -101,7 +101,7 @@ pub fn process(
     let mut batch = Batch::new(files, platform);
     let mut outcomes = Vec::with_capacity(msgs.len());
     for msg in msgs {
-        batch.next_message();
+        batch.next_message(Position::of(msg.topic, msg.partition, msg.offset));
         match one(&mut batch, &journal, &trust, resolver, ctx, msg) {
             Err(Error::Cut) if !outcomes.is_empty() => break,
             // What this message did in the batch cannot be told apart from the rest: none of
@@ -152,7 +152,15 @@ fn one(
             ),
         }));
     }
-    let result = handle(batch, journal, trust, resolver, ctx, msg, position.is_some());
+    let result = handle(
+        batch,
+        journal,
+        trust,
+        resolver,
+        ctx,
+        msg,
+        position.is_some(),
+    );
     if let Some(at) = position
         && !matches!(result, Err(Error::Io { .. } | Error::Cut))
     {
@@ -173,6 +181,11 @@ fn handle(
 ) -> Result<Outcome> {
     let parsed = headers::parse(msg.headers.iter().copied())?;
     let name = name::check(parsed.file_name)?;
+    // A message of a batch killed after its renames and before its journal entry, come
+    // again: it is judged as it was, but a later message's version is in place already, and
+    // its own must not replace it.
+    let superseded = Position::of(msg.topic, msg.partition, msg.offset)
+        .is_some_and(|at| journal.placed_after(name, &at));
     let signed = verify(batch, journal, trust, ctx, name, &parsed, msg)?;
     batch.check_clash(name)?;
     let max_size = ctx.limits.max_file_size;
@@ -189,9 +202,13 @@ fn handle(
         )));
     }
     if parsed.chunk.is_whole() {
-        commit_whole(batch, resolver, name, &parsed, msg.value, signed)
+        commit_whole(
+            batch, resolver, name, &parsed, msg.value, signed, superseded,
+        )
     } else {
-        store_chunk(batch, resolver, ctx, name, &parsed, msg.value, ordered, signed)
+        store_chunk(
+            batch, resolver, ctx, name, &parsed, msg.value, ordered, signed, superseded,
+        )
     }
 }
 
@@ -206,9 +223,9 @@ fn verify(
     parsed: &Parsed<'_>,
     msg: &Msg<'_>,
 ) -> Result<Option<Signed>> {
-    let trust = trust.as_ref().map_err(|why| {
-        Error::BadSignature(format!("the trusted keys cannot be used: {why}"))
-    })?;
+    let trust = trust
+        .as_ref()
+        .map_err(|why| Error::BadSignature(format!("the trusted keys cannot be used: {why}")))?;
     let zone = ctx.zone_id.as_deref();
     let key = msg.key.and_then(|k| std::str::from_utf8(k).ok());
     let recipient = match (key, zone) {
@@ -247,6 +264,7 @@ fn commit_whole(
     parsed: &Parsed,
     value: &dyn Value,
     signed: Option<Signed>,
+    superseded: bool,
 ) -> Result<Outcome> {
     let size = value.size();
     let config = Format::of(name).is_some();
@@ -268,6 +286,9 @@ fn commit_whole(
         }
         _ => None,
     };
+    if superseded {
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
     let changed = config_changed(batch, name, doc.as_ref())?;
     let sha256 = batch.stage_value(name, value)?;
     batch.sign(name, signed);
@@ -322,6 +343,7 @@ fn store_chunk(
     value: &dyn Value,
     ordered: bool,
     signed: Option<Signed>,
+    superseded: bool,
 ) -> Result<Outcome> {
     let transfer = Transfer {
         total: parsed.chunk.total,
@@ -330,6 +352,12 @@ fn store_chunk(
     };
     let index = parsed.chunk.index;
     let files = batch.files;
+    // A first chunk after a transfer of the same name ended in this batch starts a new one
+    // (its chunks may equal the last transfer's): it waits for the next batch, when that set
+    // is gone.
+    if ordered && index == 1 && batch.set(name)?.is_some_and(|set| set.finished) {
+        return Err(Error::Cut);
+    }
     let fit = match batch.set(name)? {
         Some(set) if set.meta.transfer == transfer => {
             if set.has(index) {
@@ -387,7 +415,11 @@ fn store_chunk(
         batch.store_chunk(name, index, value)?;
     }
     let set = batch.set(name)?.expect("the set was loaded or started");
-    if !set.complete() {
+    // A chunk below the last one received, come again to a set that is complete (a batch
+    // killed after storing the rest and before its journal entry): it is stored, as it was
+    // the first time; the last chunk, when it comes again, ends the transfer as it did.
+    let early = ordered && matches!(fit, Fit::Again) && index < set.highest();
+    if !set.complete() || early {
         return Ok(Outcome::Stored(ChunkStored {
             file: name.to_owned(),
             index,
@@ -396,10 +428,20 @@ fn store_chunk(
         }));
     }
     if set.finished {
-        // Its last chunk again, within the batch that committed it.
-        return Ok(Outcome::Unchanged(name.to_owned()));
+        // Its last chunk again, within the batch that ended its transfer: the same end.
+        return match batch.ended(name) {
+            Some(Err((kind, reason))) => Err(Error::again(kind, reason)),
+            _ => Ok(Outcome::Unchanged(name.to_owned())),
+        };
     }
-    finish_transfer(batch, resolver, name, parsed, signed)
+    let end = finish_transfer(batch, resolver, name, parsed, signed, superseded);
+    batch.end(
+        name,
+        end.as_ref()
+            .map(|_| ())
+            .map_err(|e| (e.kind(), e.to_string())),
+    );
+    end
 }
 
 /// A complete chunk set: check it, then commit it, unless it is the file in place already.
@@ -410,6 +452,7 @@ fn finish_transfer(
     name: &str,
     parsed: &Parsed,
     signed: Option<Signed>,
+    superseded: bool,
 ) -> Result<Outcome> {
     let files = batch.files;
     let (sha256, size, part) = batch.assembled(name)?;
@@ -432,6 +475,9 @@ fn finish_transfer(
         }
         None => None,
     };
+    if superseded {
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
     let changed = config_changed(batch, name, doc.as_ref())?;
     batch.stage_assembled(name, &part)?;
     batch.sign(name, signed);
@@ -483,6 +529,8 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod property_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]
