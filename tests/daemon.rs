@@ -324,7 +324,10 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
         3,
         "the second run re-read old messages: {processed:#?}"
     );
-    assert!(processed.iter().all(|l| l.contains("file=last")), "{processed:#?}");
+    assert!(
+        processed.iter().all(|l| l.contains("file=last")),
+        "{processed:#?}"
+    );
     assert!(host.stop(SIGTERM).await.success());
 }
 

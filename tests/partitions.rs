@@ -45,7 +45,11 @@ fn topic_contents(broker: &Broker, expected: usize) -> Vec<(i32, String, usize)>
     let mut records = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     while records.len() < expected {
-        assert!(Instant::now() < deadline, "read {} of {expected}", records.len());
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {expected}",
+            records.len()
+        );
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             records.push((m.partition(), key, m.payload().unwrap_or_default().len()));
@@ -63,7 +67,8 @@ fn received_bytes(port: u16) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_only_its_partitions() {
+async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_only_its_partitions()
+{
     let broker = Broker::start(PARTITIONS);
     let outbox = tempfile::tempdir().unwrap();
     for i in 0..RESOLVERS {
@@ -75,7 +80,11 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for z in 0..ZONES {
         let content = common::daemon::content(100 + z as u8, FILE);
@@ -86,7 +95,10 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
     let records = topic_contents(&broker, RESOLVERS + ZONES);
     let total: usize = records.iter().map(|r| r.2).sum();
     let used: BTreeSet<i32> = records.iter().map(|r| r.0).collect();
-    assert!(used.len() > 4, "the keys spread over the partitions: {used:?}");
+    assert!(
+        used.len() > 4,
+        "the keys spread over the partitions: {used:?}"
+    );
 
     // The partitions a message for resolver `i` is on, and the bytes on them: what it must
     // read, and all it may read.
@@ -144,7 +156,10 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
         } else {
             ((0..PARTITIONS).collect(), total)
         };
-        let wanted = [format!("host-{me:02}.rpz"), format!("zone-{}.rpz", me % ZONES)];
+        let wanted = [
+            format!("host-{me:02}.rpz"),
+            format!("zone-{}.rpz", me % ZONES),
+        ];
         host.wait_for("its two files, and every byte of its partitions", |h| {
             wanted.iter().all(|n| h.path(n).exists()) && received_bytes(port) == bytes as u64
         })
@@ -156,7 +171,11 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
             .collect();
         assert_eq!(held, wanted.iter().cloned().collect(), "resolver {i}");
         // Exactly the partitions its keys are on, and nothing beyond them, was read.
-        assert_eq!(received_bytes(port), bytes as u64, "resolver {i} on {partitions:?}");
+        assert_eq!(
+            received_bytes(port),
+            bytes as u64,
+            "resolver {i} on {partitions:?}"
+        );
         if i < RESOLVERS {
             assert!(partitions.len() <= 2, "{partitions:?}");
             ratios.push(bytes as f64 / total as f64);
@@ -169,7 +188,10 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
         mean,
         2.0 / PARTITIONS as f64
     );
-    assert!(worst < 1.0, "no resolver fetched the whole topic in addressed mode");
+    assert!(
+        worst < 1.0,
+        "no resolver fetched the whole topic in addressed mode"
+    );
     for (host, _) in &mut hosts {
         assert!(host.stop(SIGTERM).await.success(), "{}", host.logs());
     }
@@ -198,7 +220,11 @@ fn the_daemons_partitioner_agrees_with_where_the_broker_got_each_key() {
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}.example.net")).collect();
     for key in &keys {
         producer
-            .send(rdkafka::producer::BaseRecord::to(TOPIC).key(key).payload(key))
+            .send(
+                rdkafka::producer::BaseRecord::to(TOPIC)
+                    .key(key)
+                    .payload(key),
+            )
             .unwrap();
     }
     use rdkafka::producer::Producer as _;

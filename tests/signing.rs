@@ -27,8 +27,13 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(name);
     let out = kres_kafka(&["keygen", "--out", path.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600, "the private key is readable by its owner only");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the private key is readable by its owner only"
+    );
     let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(line.starts_with("ed25519:"), "{line}");
     (path, line)
@@ -47,7 +52,11 @@ fn send(broker: &Broker, dir: &Path, name: &str, content: &[u8], to: &[&str], ke
         command.arg("--sign").arg(key);
     }
     let out = command.arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A record as it is on the topic.
@@ -102,7 +111,8 @@ fn records(broker: &Broker) -> Vec<Record> {
                             .map(|h| {
                                 (
                                     h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
                                 )
                             })
                             .collect()
@@ -127,7 +137,12 @@ async fn publish(broker: &Broker, record: &Record) {
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     broker
-        .publish(record.key.as_deref().unwrap_or(""), &headers, &record.value, Some(0))
+        .publish(
+            record.key.as_deref().unwrap_or(""),
+            &headers,
+            &record.value,
+            Some(0),
+        )
         .await;
     use rdkafka::producer::Producer as _;
     broker.producer.flush(Duration::from_secs(10)).unwrap();
@@ -146,7 +161,10 @@ fn metric(port: u16, name: &str) -> u64 {
 }
 
 fn rejections(port: u16, kind: &str) -> u64 {
-    metric(port, &format!("kres_kafka_rejections_total{{kind=\"{kind}\"}}"))
+    metric(
+        port,
+        &format!("kres_kafka_rejections_total{{kind=\"{kind}\"}}"),
+    )
 }
 
 /// A resolver trusting `keys`, with metrics on a port of its own.
@@ -170,35 +188,82 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     let out = keys.path();
 
     // The publisher's first version, signed: committed.
-    send(&broker, out, "zone.rpz", b"version 1\n", &["--hostname", ME], Some(&key));
-    host.wait_for("version 1", |h| h.holds("zone.rpz", b"version 1\n")).await;
+    send(
+        &broker,
+        out,
+        "zone.rpz",
+        b"version 1\n",
+        &["--hostname", ME],
+        Some(&key),
+    );
+    host.wait_for("version 1", |h| h.holds("zone.rpz", b"version 1\n"))
+        .await;
     let v1 = last(&broker);
-    send(&broker, out, "zone.rpz", b"version 2\n", &["--hostname", ME], Some(&key));
-    host.wait_for("version 2", |h| h.holds("zone.rpz", b"version 2\n")).await;
+    send(
+        &broker,
+        out,
+        "zone.rpz",
+        b"version 2\n",
+        &["--hostname", ME],
+        Some(&key),
+    );
+    host.wait_for("version 2", |h| h.holds("zone.rpz", b"version 2\n"))
+        .await;
 
     // 1. Unsigned, as any publisher without the key would send it.
-    broker.publish_upstream(ME, "zone.rpz", b"attacker 1\n").await;
-    host.wait_for("unsigned refused", |_| rejections(port, "unsigned") == 1).await;
+    broker
+        .publish_upstream(ME, "zone.rpz", b"attacker 1\n")
+        .await;
+    host.wait_for("unsigned refused", |_| rejections(port, "unsigned") == 1)
+        .await;
     // 2. Signed by a key the resolver does not trust.
-    send(&broker, out, "zone.rpz", b"attacker 2\n", &["--hostname", ME], Some(&stranger));
-    host.wait_for("unknown key refused", |_| rejections(port, "unknown-key") == 1).await;
+    send(
+        &broker,
+        out,
+        "zone.rpz",
+        b"attacker 2\n",
+        &["--hostname", ME],
+        Some(&stranger),
+    );
+    host.wait_for("unknown key refused", |_| {
+        rejections(port, "unknown-key") == 1
+    })
+    .await;
     // 3. The trusted key's signature of version 2, over the attacker's content (with its
     //    true digest, so that the content check alone would pass).
     let forged = last_signed_by(&broker, &line)
         .with("sha256", &sha256_hex(b"attacker 3\n"))
         .with("transfer-id", "forged-3");
-    let forged = Record { value: b"attacker 3\n".to_vec(), ..forged };
+    let forged = Record {
+        value: b"attacker 3\n".to_vec(),
+        ..forged
+    };
     publish(&broker, &forged).await;
-    host.wait_for("another digest refused", |_| rejections(port, "bad-signature") == 1).await;
+    host.wait_for("another digest refused", |_| {
+        rejections(port, "bad-signature") == 1
+    })
+    .await;
     // 4. A file the publisher signed for another resolver, retargeted at this one.
-    send(&broker, out, "zone.rpz", b"for r2\n", &["--hostname", "resolver2"], Some(&key));
+    send(
+        &broker,
+        out,
+        "zone.rpz",
+        b"for r2\n",
+        &["--hostname", "resolver2"],
+        Some(&key),
+    );
     let retargeted = last(&broker).with("hostname", ME);
     publish(&broker, &retargeted).await;
-    host.wait_for("another recipient refused", |_| rejections(port, "wrong-recipient") == 1)
-        .await;
+    host.wait_for("another recipient refused", |_| {
+        rejections(port, "wrong-recipient") == 1
+    })
+    .await;
     // 5. Version 1 replayed, exactly as the publisher signed it.
     publish(&broker, &v1).await;
-    host.wait_for("the old version refused", |_| rejections(port, "stale") == 1).await;
+    host.wait_for("the old version refused", |_| {
+        rejections(port, "stale") == 1
+    })
+    .await;
 
     assert!(host.holds("zone.rpz", b"version 2\n"), "{}", host.logs());
     assert_eq!(
@@ -216,7 +281,14 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     left.sort();
     assert_eq!(left, ["zone.rpz", "zone.rpz.backup"]);
     // The same version re-sent with a new signature is fine (unchanged).
-    send(&broker, out, "zone.rpz", b"version 2\n", &["--hostname", ME], Some(&key));
+    send(
+        &broker,
+        out,
+        "zone.rpz",
+        b"version 2\n",
+        &["--hostname", ME],
+        Some(&key),
+    );
     host.wait_for("re-signed version 2 unchanged", |_| {
         metric(port, "kres_kafka_messages_total{outcome=\"unchanged\"}") == 1
     })
@@ -257,8 +329,22 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     // Both trusted: either signs.
     let (mut host, port) = resolver(&broker, &[&old_line, &new_line]);
     host.start();
-    send(&broker, out, "a.rpz", b"by the old key\n", &["--hostname", ME], Some(&old));
-    send(&broker, out, "b.rpz", b"by the new key\n", &["--hostname", ME], Some(&new));
+    send(
+        &broker,
+        out,
+        "a.rpz",
+        b"by the old key\n",
+        &["--hostname", ME],
+        Some(&old),
+    );
+    send(
+        &broker,
+        out,
+        "b.rpz",
+        b"by the new key\n",
+        &["--hostname", ME],
+        Some(&new),
+    );
     host.wait_for("both files", |h| {
         h.holds("a.rpz", b"by the old key\n") && h.holds("b.rpz", b"by the new key\n")
     })
@@ -270,8 +356,18 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     let config = std::fs::read_to_string(&kafka).unwrap();
     std::fs::write(&kafka, config.replace(&format!("{old_line}, "), "")).unwrap();
     host.start();
-    send(&broker, out, "a.rpz", b"old key again\n", &["--hostname", ME], Some(&old));
-    host.wait_for("the retired key refused", |_| rejections(port, "unknown-key") == 1).await;
+    send(
+        &broker,
+        out,
+        "a.rpz",
+        b"old key again\n",
+        &["--hostname", ME],
+        Some(&old),
+    );
+    host.wait_for("the retired key refused", |_| {
+        rejections(port, "unknown-key") == 1
+    })
+    .await;
     assert!(host.holds("a.rpz", b"by the old key\n"));
 
     // A transfer signed by a few lines of Python (`cryptography`), from the documented
@@ -291,7 +387,8 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     std::fs::write(&kafka, format!("{config}  zone-id: z1\n")).unwrap();
     host.start();
     publish(&broker, &record).await;
-    host.wait_for("the Python-signed file", |h| h.holds("p.rpz", content)).await;
+    host.wait_for("the Python-signed file", |h| h.holds("p.rpz", content))
+        .await;
     assert!(host.stop(SIGTERM).await.success());
 }
 
@@ -314,7 +411,12 @@ fn public_line_of(key: &Path) -> String {
 
 /// `sha256`, `signed-at` and `signature` headers made by Python's `cryptography`, from the
 /// README's description of the format.
-fn python_signature(key: &Path, name: &str, content: &[u8], recipient: &str) -> Vec<(String, String)> {
+fn python_signature(
+    key: &Path,
+    name: &str,
+    content: &[u8],
+    recipient: &str,
+) -> Vec<(String, String)> {
     const SCRIPT: &str = r#"
 import base64, hashlib, sys, time
 from cryptography.hazmat.primitives import serialization
@@ -338,7 +440,11 @@ print(f"sha256={sha256}\nsigned-at={signed_at}\nsignature=ed25519:{key_id}:{sign
         .arg(recipient)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

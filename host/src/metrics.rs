@@ -195,7 +195,12 @@ impl Metrics {
         let received = self.inner.received_bytes.get();
         let skipped: u64 = ["other-host", "other-zone", "no-recipient"]
             .iter()
-            .map(|r| self.inner.skipped_bytes.get_or_create(&labels(&[("reason", r)])).get())
+            .map(|r| {
+                self.inner
+                    .skipped_bytes
+                    .get_or_create(&labels(&[("reason", r)]))
+                    .get()
+            })
             .sum();
         (received, received.saturating_sub(skipped))
     }

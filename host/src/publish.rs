@@ -8,6 +8,7 @@
 
 use crate::config::Settings;
 use crate::kafka;
+use ed25519_dalek::SigningKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use kres_kafka_guest::headers;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -17,7 +18,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use ed25519_dalek::SigningKey;
 use std::time::Duration;
 
 /// Messages in flight at once: enough to keep the broker busy, few enough to bound memory
@@ -129,7 +129,17 @@ pub async fn send(
     ordered.sort_by_key(|f| is_config(&f.name));
     let mut sent = Sent::default();
     for file in ordered {
-        match send_file(&publisher.producer, topic, to, file, chunk_size, signer, progress).await {
+        match send_file(
+            &publisher.producer,
+            topic,
+            to,
+            file,
+            chunk_size,
+            signer,
+            progress,
+        )
+        .await
+        {
             Ok((size, chunks, transfer_id)) => sent.delivered.push(Delivered {
                 name: file.name.clone(),
                 size,

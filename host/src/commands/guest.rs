@@ -67,7 +67,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
             path.display().to_string(),
         ),
-        None => (crate::sandbox::DEFAULT_GUEST.to_vec(), "embedded".to_owned()),
+        None => (
+            crate::sandbox::DEFAULT_GUEST.to_vec(),
+            "embedded".to_owned(),
+        ),
     };
     let started = std::time::Instant::now();
     let guest = match sandbox.load(&bytes, &origin) {

@@ -123,10 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(crate::publish::read_signing_key)
         .transpose()?;
     let sent = super::block_on(async {
-        let producer = crate::publish::producer(&kafka, &args.compression).context("creating the Kafka producer")?;
+        let producer = crate::publish::producer(&kafka, &args.compression)
+            .context("creating the Kafka producer")?;
         let progress = crate::publish::progress_bar(&files);
-        let sent =
-            crate::publish::send(
+        let sent = crate::publish::send(
             &producer,
             &kafka.topic,
             &to,

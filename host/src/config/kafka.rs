@@ -115,9 +115,9 @@ pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|e| format!("{text:?}: not base64 ({e})"))?;
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{text:?}: {} bytes, an Ed25519 public key has 32", b.len()))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        format!("{text:?}: {} bytes, an Ed25519 public key has 32", b.len())
+    })?;
     ed25519_dalek::VerifyingKey::from_bytes(&key)
         .map_err(|_| format!("{text:?} is not an Ed25519 public key"))?;
     Ok(key)

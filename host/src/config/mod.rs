@@ -237,10 +237,18 @@ mod tests {
             "ed25519:{}",
             base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
         );
-        let c = parse(&format!("hostname: r1\nkafka:\n  trusted-keys: [\"{line}\"]\n")).unwrap();
+        let c = parse(&format!(
+            "hostname: r1\nkafka:\n  trusted-keys: [\"{line}\"]\n"
+        ))
+        .unwrap();
         assert_eq!(c.kafka.trust.keys, [key.to_bytes()]);
         assert!(c.kafka.trust.require_signature);
-        assert!(!c.kafka.warnings.iter().any(|w| w.contains("require-signature")));
+        assert!(
+            !c.kafka
+                .warnings
+                .iter()
+                .any(|w| w.contains("require-signature"))
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("publishers.keys");
@@ -266,12 +274,18 @@ mod tests {
 
         for (keys, says) in [
             ("[\"rsa:AAAA\"]", "does not start with \"ed25519:\""),
-            ("[\"ed25519:AAAA\"]", "3 bytes, an Ed25519 public key has 32"),
+            (
+                "[\"ed25519:AAAA\"]",
+                "3 bytes, an Ed25519 public key has 32",
+            ),
             ("[\"ed25519:!!\"]", "not base64"),
             ("/nonexistent/keys", "reading /nonexistent/keys"),
         ] {
             let e = error(&format!("hostname: r1\nkafka:\n  trusted-keys: {keys}\n"));
-            assert!(e.contains("kafka.trusted-keys") && e.contains(says), "{keys}: {e}");
+            assert!(
+                e.contains("kafka.trusted-keys") && e.contains(says),
+                "{keys}: {e}"
+            );
         }
         let e = error("hostname: r1\nkafka:\n  require-signature: true\n");
         assert!(e.contains("kafka.trusted-keys is empty"), "{e}");

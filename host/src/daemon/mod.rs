@@ -123,7 +123,9 @@ async fn deliver(
             if let crate::outcome::Outcome::Skipped { why, .. } = outcome
                 && *why != crate::outcome::SkipReason::Replayed
             {
-                worker.metrics.skipped_bytes(why.as_str(), message.value.len());
+                worker
+                    .metrics
+                    .skipped_bytes(why.as_str(), message.value.len());
             }
             if let Err(e) = reader.store(position) {
                 tracing::warn!(
@@ -384,7 +386,11 @@ pub async fn run(
     }
 
     let (received, addressed) = worker.metrics.addressed_share();
-    tracing::info!(received, addressed, "shutting down: committing offsets (bytes fetched, and for this resolver)");
+    tracing::info!(
+        received,
+        addressed,
+        "shutting down: committing offsets (bytes fetched, and for this resolver)"
+    );
     reader.stop().await;
     // The scheduler serves what is pending once its last handle is gone; the metrics server
     // and the swap watcher end at `shutdown`.

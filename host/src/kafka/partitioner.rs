@@ -41,7 +41,9 @@ pub fn partition_of(key: &[u8], count: i32) -> i32 {
 
 /// The partitions among `count` that a record keyed by one of `keys` goes to.
 pub fn partitions_of<'a>(keys: impl IntoIterator<Item = &'a [u8]>, count: i32) -> BTreeSet<i32> {
-    keys.into_iter().map(|key| partition_of(key, count)).collect()
+    keys.into_iter()
+        .map(|key| partition_of(key, count))
+        .collect()
 }
 
 #[cfg(test)]

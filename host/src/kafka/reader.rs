@@ -151,8 +151,7 @@ impl Reader {
             log: LogContext::default(),
             metrics,
         };
-        let consumer: Consumer =
-            consumer_config(kafka, &client_id).create_with_context(context)?;
+        let consumer: Consumer = consumer_config(kafka, &client_id).create_with_context(context)?;
         let mut keys = Vec::new();
         if let Some(zone) = &kafka.zone_id {
             keys.push(zone.as_bytes().to_vec());
@@ -250,9 +249,8 @@ impl Reader {
         for p in partitions {
             list.add_partition(&self.topic, *p);
         }
-        let answer = tokio::task::block_in_place(|| {
-            self.consumer.committed_offsets(list, REQUEST_TIMEOUT)
-        });
+        let answer =
+            tokio::task::block_in_place(|| self.consumer.committed_offsets(list, REQUEST_TIMEOUT));
         match answer {
             Ok(list) => list
                 .elements()
@@ -271,7 +269,11 @@ impl Reader {
 
     /// Assign the partitions of a topic of `count`, each from where `journal` (the guest's
     /// `applied` map) and the group say.
-    fn assign_initial(&mut self, count: i32, journal: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+    fn assign_initial(
+        &mut self,
+        count: i32,
+        journal: &BTreeMap<String, i64>,
+    ) -> anyhow::Result<()> {
         let mut wanted = self.addressed(count);
         let known: BTreeMap<i32, i64> = journal
             .iter()
@@ -346,12 +348,19 @@ impl Reader {
         let mut added = TopicPartitionList::new();
         for p in wanted.difference(&self.assigned) {
             // New, or newly addressed: everything in it may be for us.
-            let start = self.done(*p).map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
+            let start = self
+                .done(*p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(o + 1));
             if let Err(e) = added.add_partition_offset(&self.topic, *p, start) {
                 tracing::warn!(partition = p, "{e}");
             }
         }
-        for p in self.assigned.difference(&wanted).copied().collect::<Vec<_>>() {
+        for p in self
+            .assigned
+            .difference(&wanted)
+            .copied()
+            .collect::<Vec<_>>()
+        {
             if self.draining.contains_key(&p) {
                 continue;
             }
@@ -360,7 +369,10 @@ impl Reader {
                     self.draining.insert(p, Draining { until });
                 }
                 // Kept for good rather than risk missing what is on it.
-                Err(e) => tracing::warn!(partition = p, "keeping a partition no longer addressed: {e}"),
+                Err(e) => tracing::warn!(
+                    partition = p,
+                    "keeping a partition no longer addressed: {e}"
+                ),
             }
         }
         if added.count() > 0 {
@@ -428,7 +440,11 @@ impl Reader {
 
     /// The offset of the last message done on `partition`, if any.
     fn done(&self, partition: i32) -> Option<i64> {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).get(&partition).copied()
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .copied()
     }
 
     fn set_done(&self, partition: i32, offset: i64) {
@@ -464,7 +480,9 @@ impl Reader {
             return;
         }
         match tokio::time::timeout(STOP_WAIT, waited).await {
-            Ok(Ok(Ok(()))) => tracing::info!(took = ?started.elapsed(), "offsets committed, consumer closed"),
+            Ok(Ok(Ok(()))) => {
+                tracing::info!(took = ?started.elapsed(), "offsets committed, consumer closed")
+            }
             Ok(Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {
                 tracing::info!(took = ?started.elapsed(), "nothing left to commit, consumer closed")
             }
@@ -472,7 +490,9 @@ impl Reader {
                 took = ?started.elapsed(),
                 "committing offsets at stop: {e} (the journal holds the positions: nothing is lost)"
             ),
-            Ok(Err(_)) => tracing::warn!("closing the Kafka consumer: the closing thread ended early"),
+            Ok(Err(_)) => {
+                tracing::warn!("closing the Kafka consumer: the closing thread ended early")
+            }
             Err(_) => tracing::warn!(
                 waited = ?STOP_WAIT,
                 "the broker did not answer: gave up committing offsets and closing the connection (the journal holds the positions: nothing is lost)"
