@@ -320,6 +320,11 @@ impl<'a> Batch<'a> {
         self.ended.get(name).cloned()
     }
 
+    /// Where the message being processed came from.
+    pub fn position(&self) -> Option<&crate::journal::Position> {
+        self.position.as_ref()
+    }
+
     /// The signatures verified in this batch.
     pub fn verified(&mut self) -> &mut Vec<[u8; 64]> {
         &mut self.verified
@@ -394,7 +399,13 @@ impl<'a> Batch<'a> {
                 self.touched = true;
                 self.ensure_parents(name)?;
                 self.dirty.insert(name.to_owned());
-                Some(Set::start(self.files, name, transfer, now)?)
+                Some(Set::start(
+                    self.files,
+                    name,
+                    transfer,
+                    now,
+                    self.position.clone(),
+                )?)
             }
             None => None,
         };

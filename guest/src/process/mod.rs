@@ -352,13 +352,17 @@ fn store_chunk(
     };
     let index = parsed.chunk.index;
     let files = batch.files;
-    // A first chunk after a transfer of the same name ended in this batch starts a new one
-    // (its chunks may equal the last transfer's): it waits for the next batch, when that set
-    // is gone.
-    if ordered && index == 1 && batch.set(name)?.is_some_and(|set| set.finished) {
+    // A chunk after a transfer of the same name ended in this batch is not of it (its bytes
+    // may equal that transfer's): it waits for the next batch, when that set is gone, and
+    // meets what it would have met had the batch ended there.
+    if ordered && batch.set(name)?.is_some_and(|set| set.finished) {
         return Err(Error::Cut);
     }
+    let position = batch.position().cloned();
     let fit = match batch.set(name)? {
+        // Started by a later message of a batch killed before its journal entry: this one,
+        // come again, was processed without it the first time, and is again.
+        Some(set) if set.meta.started_after(position.as_ref()) => Fit::Restart,
         Some(set) if set.meta.transfer == transfer => {
             if set.has(index) {
                 if set.holds(files, index, &value.read())? {
@@ -529,8 +533,8 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
 
 #[cfg(test)]
 mod batch_tests;
-#[cfg(test)]
-mod property_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]

@@ -56,6 +56,20 @@ pub struct Meta {
     /// Chunks stored ahead of their turn, by index: their length.
     #[serde(default)]
     waiting: BTreeMap<u32, u64>,
+    /// The message that started the set, when it came from Kafka: a message from before it on
+    /// the same partition (a batch killed before its journal entry, come again) is not of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<crate::journal::Position>,
+}
+
+impl Meta {
+    /// Whether the set was started by a message after `position` on the same partition.
+    pub fn started_after(&self, position: Option<&crate::journal::Position>) -> bool {
+        match (&self.started_by, position) {
+            (Some(start), Some(at)) => start.partition == at.partition && start.offset > at.offset,
+            _ => false,
+        }
+    }
 }
 
 /// A chunk set loaded for a batch.
@@ -80,7 +94,13 @@ pub enum Stored {
 impl Set {
     /// A new, empty set for `transfer` (its directory created, in a directory that exists;
     /// not yet durable).
-    pub fn start(files: &Files, name: &str, transfer: &Transfer, now: u64) -> Result<Set> {
+    pub fn start(
+        files: &Files,
+        name: &str,
+        transfer: &Transfer,
+        now: u64,
+        started_by: Option<crate::journal::Position>,
+    ) -> Result<Set> {
         let dir = dir(files, name);
         fs::create_dir(&dir).io(|| format!("creating {name}.chunks"))?;
         Ok(Set {
@@ -92,6 +112,7 @@ impl Set {
                 appended: Vec::new(),
                 hashed: Sha256State::default(),
                 waiting: BTreeMap::new(),
+                started_by,
             },
             finished: false,
         })

@@ -10,14 +10,16 @@
 //! - a replay of messages already done changes nothing (same tree, same bytes);
 //!
 //! and at the end, once every transfer has ended or expired, no `.tmp`, `.part` or `.chunks`
-//! is left. The same check runs under `cargo fuzz` (see `fuzz/`) for longer.
+//! is left, and a crash changed no message's outcome (against the same steps without crashes).
+//!
+//! The ordinary suite runs it as a property test (`proptest`, below); `fuzz/` runs it under
+//! libFuzzer (feature `fuzzing`).
 
-use super::tests::{HOST, ctx};
 use super::*;
 use crate::batch::Platform;
+use crate::bindings::kres::kafka::types::{Limits, Trust as WitTrust};
 use crate::digest::native_compress;
 use crate::judge::NoResolver;
-use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -35,8 +37,29 @@ const NAMES: [&str; 6] = [
     "d.rpz.tmp",
 ];
 
+/// The resolver the model's messages are for.
+const HOST: &str = "res1";
+
+fn ctx() -> Context {
+    Context {
+        hostname: HOST.into(),
+        zone_id: None,
+        limits: Limits {
+            max_file_size: 1 << 20,
+            max_chunks: 16,
+        },
+        now: 1_000,
+        trust: WitTrust {
+            keys: Vec::new(),
+            require_signature: false,
+        },
+    }
+}
+
+/// One step of a sequence. Out-of-range numbers (from a fuzzer) are folded into range.
 #[derive(Debug, Clone)]
-enum Step {
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Step {
     /// Publish a new version of `NAMES[name]` in `chunks` chunks; `digest`: 0 none, 1 right,
     /// 2 wrong; `drop`: leave out this chunk (1-based), if any, as a lost message would.
     Publish {
@@ -55,17 +78,62 @@ enum Step {
     Maintain,
 }
 
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        4 => (0..NAMES.len(), 0usize..300, 1u32..4, 0u8..3, any::<bool>(), proptest::option::weighted(0.15, 1u32..4))
-            .prop_map(|(name, size, chunks, digest, transfer_id, drop)| Step::Publish {
-                name, size, chunks, digest, transfer_id, drop
-            }),
-        4 => (1usize..8, proptest::option::weighted(0.3, 1u8..4))
-            .prop_map(|(max, crash)| Step::Deliver { max, crash }),
-        1 => (1usize..6).prop_map(|back| Step::Replay { back }),
-        1 => Just(Step::Maintain),
-    ]
+impl Step {
+    /// The step with its numbers in the ranges the model uses (those in range unchanged).
+    fn folded(self) -> Step {
+        fn fold(v: usize, lo: usize, hi: usize) -> usize {
+            if (lo..=hi).contains(&v) {
+                v
+            } else {
+                lo + v % (hi - lo + 1)
+            }
+        }
+        match self {
+            Step::Publish {
+                name,
+                size,
+                chunks,
+                digest,
+                transfer_id,
+                drop,
+            } => Step::Publish {
+                name: fold(name, 0, NAMES.len() - 1),
+                size: fold(size, 0, 299),
+                chunks: fold(chunks as usize, 1, 3) as u32,
+                digest: fold(digest.into(), 0, 2) as u8,
+                transfer_id,
+                drop: drop.map(|d| fold(d as usize, 1, 3) as u32),
+            },
+            Step::Deliver { max, crash } => Step::Deliver {
+                max: fold(max, 1, 8),
+                crash: crash.map(|c| fold(c.into(), 1, 4) as u8),
+            },
+            Step::Replay { back } => Step::Replay {
+                back: fold(back, 1, 6),
+            },
+            Step::Maintain => Step::Maintain,
+        }
+    }
+
+    /// The step without its crash.
+    pub fn calm(&self) -> Step {
+        match self {
+            Step::Deliver { max, .. } => Step::Deliver {
+                max: *max,
+                crash: None,
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+/// Run `steps`, then the same without crashes, and check that every message had the same
+/// outcome. Panics on any broken promise.
+pub fn check_sequence(steps: Vec<Step>) {
+    let calm: Vec<Step> = steps.iter().map(Step::calm).collect();
+    let with_crashes = run(steps);
+    let without = run(calm);
+    assert_eq!(with_crashes, without, "a crash changed an outcome");
 }
 
 /// A message on the topic, with what publishing it meant.
@@ -148,7 +216,8 @@ fn kind(outcome: &Result<Outcome>) -> String {
 }
 
 /// Run `steps`; return the outcome of each offset, as the batch that recorded it said.
-fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
+pub fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
+    let steps: Vec<Step> = steps.into_iter().map(Step::folded).collect();
     let outer = tempfile::tempdir().unwrap();
     let root = outer.path().join("files");
     std::fs::create_dir(&root).unwrap();
@@ -305,6 +374,9 @@ fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
                         if outcomes.iter().any(|o| matches!(o, Err(Error::Io { .. }))) {
                             panic!("an I/O error on a healthy disk: {:?}", outcomes);
                         }
+                        if std::env::var_os("MODEL_DEBUG").is_some() {
+                            eprintln!("batch at {position}: {outcomes:?}");
+                        }
                         for (i, outcome) in outcomes.iter().enumerate() {
                             said.insert(position + i, kind(outcome));
                         }
@@ -399,6 +471,9 @@ fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
             })
             .collect();
         let outcomes = super::process(&files, &NoResolver, &crate::batch::Unsynced, &ctx, &msgs);
+        if std::env::var_os("MODEL_DEBUG").is_some() {
+            eprintln!("final batch at {position}: {outcomes:?}");
+        }
         for (i, outcome) in outcomes.iter().enumerate() {
             said.insert(position + i, kind(outcome));
         }
@@ -431,92 +506,157 @@ fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
     said
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        // `PROPTEST_CASES=100000` searches longer.
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn any_sequence_keeps_the_promises(steps in proptest::collection::vec(step(), 1..40)) {
-        // And a crash changes no outcome: the same sequence without crashes says the same of
-        // every message.
-        let calm: Vec<Step> = steps
-            .iter()
-            .map(|s| match s {
-                Step::Deliver { max, .. } => Step::Deliver { max: *max, crash: None },
-                other => other.clone(),
-            })
-            .collect();
-        let with_crashes = run(steps);
-        let without = run(calm);
-        prop_assert_eq!(with_crashes, without);
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..NAMES.len(), 0usize..300, 1u32..4, 0u8..3, any::<bool>(), proptest::option::weighted(0.15, 1u32..4))
+                .prop_map(|(name, size, chunks, digest, transfer_id, drop)| Step::Publish {
+                    name, size, chunks, digest, transfer_id, drop
+                }),
+            4 => (1usize..8, proptest::option::weighted(0.3, 1u8..4))
+                .prop_map(|(max, crash)| Step::Deliver { max, crash }),
+            1 => (1usize..6).prop_map(|back| Step::Replay { back }),
+            1 => Just(Step::Maintain),
+        ]
     }
-}
 
-/// Found by the property: three versions of a file in one batch, killed after recording what
-/// it was putting in place and before the rename. The first versions, come again, must not
-/// replace the third (rolled forward at restart).
-#[test]
-fn three_versions_in_a_batch_killed_before_the_rename() {
-    let publish = || Step::Publish {
-        name: 0,
-        size: 0,
-        chunks: 1,
-        digest: 0,
-        transfer_id: false,
-        drop: None,
-    };
-    let steps = vec![
-        publish(),
-        publish(),
-        publish(),
-        Step::Deliver {
-            max: 3,
-            crash: Some(2),
-        },
-        Step::Deliver {
-            max: 1,
-            crash: None,
-        },
-    ];
-    run(steps);
-}
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            // `PROPTEST_CASES=100000` searches longer.
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
 
-/// Found by the property: a chunked version then a whole one of the same file in one batch,
-/// killed before its journal entry. Staging the whole one wrote through the link to the chunk
-/// set's part, so the set no longer matched its chunks when they came again.
-#[test]
-fn a_whole_version_after_an_assembled_one_in_a_batch_leaves_the_set_intact() {
-    let p = |name, chunks| Step::Publish {
-        name,
-        size: 0,
-        chunks,
-        digest: 0,
-        transfer_id: false,
-        drop: None,
-    };
-    let steps = vec![
-        p(0, 1),
-        p(1, 3),
-        p(1, 1),
-        p(0, 1),
-        Step::Deliver {
-            max: 5,
-            crash: Some(2),
-        },
-    ];
-    let calm = vec![
-        p(0, 1),
-        p(1, 3),
-        p(1, 1),
-        p(0, 1),
-        Step::Deliver {
-            max: 5,
-            crash: None,
-        },
-    ];
-    assert_eq!(run(steps), run(calm));
+        #[test]
+        fn any_sequence_keeps_the_promises(steps in proptest::collection::vec(step(), 1..40)) {
+            check_sequence(steps);
+        }
+    }
+
+    /// Found by the property: three versions of a file in one batch, killed after recording what
+    /// it was putting in place and before the rename. The first versions, come again, must not
+    /// replace the third (rolled forward at restart).
+    #[test]
+    fn three_versions_in_a_batch_killed_before_the_rename() {
+        let publish = || Step::Publish {
+            name: 0,
+            size: 0,
+            chunks: 1,
+            digest: 0,
+            transfer_id: false,
+            drop: None,
+        };
+        let steps = vec![
+            publish(),
+            publish(),
+            publish(),
+            Step::Deliver {
+                max: 3,
+                crash: Some(2),
+            },
+            Step::Deliver {
+                max: 1,
+                crash: None,
+            },
+        ];
+        run(steps);
+    }
+
+    /// Found by the property: a chunked version then a whole one of the same file in one batch,
+    /// killed before its journal entry. Staging the whole one wrote through the link to the chunk
+    /// set's part, so the set no longer matched its chunks when they came again.
+    #[test]
+    fn a_whole_version_after_an_assembled_one_in_a_batch_leaves_the_set_intact() {
+        let p = |name, chunks| Step::Publish {
+            name,
+            size: 0,
+            chunks,
+            digest: 0,
+            transfer_id: false,
+            drop: None,
+        };
+        let steps = vec![
+            p(0, 1),
+            p(1, 3),
+            p(1, 1),
+            p(0, 1),
+            Step::Deliver {
+                max: 5,
+                crash: Some(2),
+            },
+        ];
+        let calm = vec![
+            p(0, 1),
+            p(1, 3),
+            p(1, 1),
+            p(0, 1),
+            Step::Deliver {
+                max: 5,
+                crash: None,
+            },
+        ];
+        assert_eq!(run(steps), run(calm));
+    }
+
+    /// Found by the property (20,000 sequences): chunks of a transfer that lost its first
+    /// chunk, then a new transfer of the same name whose later chunks equal them, the batch
+    /// killed after it stored the new set. Come again, the older chunks must not join that set.
+    #[test]
+    fn chunks_come_again_do_not_join_a_set_a_later_message_started() {
+        let p = |drop| Step::Publish {
+            name: 1,
+            size: 0,
+            chunks: 3,
+            digest: 2,
+            transfer_id: false,
+            drop,
+        };
+        check_sequence(vec![
+            p(Some(1)),
+            p(None),
+            Step::Deliver {
+                max: 3,
+                crash: Some(2),
+            },
+        ]);
+    }
+
+    /// Found by the property (30,000 sequences): a chunk of a new transfer equal to a chunk of
+    /// the transfer that ended just before it in the same batch joined that finished set; in
+    /// the next batch it would have been refused. Batch boundaries must not change outcomes.
+    #[test]
+    fn a_chunk_after_a_transfer_ended_in_the_batch_meets_what_the_next_batch_would() {
+        let p = |name, chunks, drop| Step::Publish {
+            name,
+            size: 0,
+            chunks,
+            digest: 0,
+            transfer_id: false,
+            drop,
+        };
+        check_sequence(vec![
+            p(0, 3, None),
+            p(0, 1, None),
+            Step::Deliver {
+                max: 1,
+                crash: None,
+            },
+            p(0, 1, None),
+            p(3, 3, None),
+            p(3, 3, Some(1)),
+            Step::Deliver {
+                max: 1,
+                crash: Some(1),
+            },
+            Step::Deliver {
+                max: 6,
+                crash: None,
+            },
+        ]);
+    }
 }
