@@ -110,6 +110,31 @@ pub fn check_files(tls: &Tls) -> Result<Vec<String>, TlsError> {
     Ok(warnings)
 }
 
+/// Check the SASL password file: it exists, can be read and is not empty; return a warning
+/// when its group or others can read it.
+pub fn check_sasl(sasl: Option<&crate::config::Sasl>) -> Result<Vec<String>, TlsError> {
+    let Some(sasl) = sasl else {
+        return Ok(Vec::new());
+    };
+    let path = &sasl.password_file;
+    let password = sasl.password().map_err(|e| TlsError::Read {
+        key: "sasl-password-file",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if password.is_empty() {
+        return Err(TlsError::Read {
+            key: "sasl-password-file",
+            path: path.display().to_string(),
+            reason: "it is empty".into(),
+        });
+    }
+    Ok(key_permissions(path)
+        .map(|w| w.replacen("kafka.key-file", "kafka.sasl-password-file", 1))
+        .into_iter()
+        .collect())
+}
+
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| TlsError::Read {
         key,

@@ -142,6 +142,9 @@ impl ClientArgs {
             crate::config::Config::load(&self.configs)?
         };
         let mut kafka = config.kafka;
+        for warning in crate::tls::check_sasl(kafka.sasl.as_ref())? {
+            tracing::warn!("{warning}");
+        }
         for warning in crate::tls::check_files(&kafka.tls)? {
             tracing::warn!("{warning}");
         }

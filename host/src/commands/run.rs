@@ -38,6 +38,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for warning in crate::tls::check_files(&config.kafka.tls)? {
         tracing::warn!("{warning}");
     }
+    for warning in crate::tls::check_sasl(config.kafka.sasl.as_ref())? {
+        tracing::warn!("{warning}");
+    }
     if !config.kafka.enable {
         println!(
             "Kafka delivery is disabled (kafka.enable is false in {}): nothing to do",

@@ -12,15 +12,79 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `security-protocol`.
+/// `security-protocol`: Kafka's own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
 pub enum SecurityProtocol {
     /// No encryption (upstream's default).
     #[default]
+    #[serde(rename = "plaintext")]
     Plaintext,
     /// TLS, optionally with a client certificate.
+    #[serde(rename = "ssl")]
     Ssl,
+    /// SASL authentication, no encryption.
+    #[serde(rename = "sasl_plaintext", alias = "sasl-plaintext")]
+    SaslPlaintext,
+    /// SASL authentication over TLS (with every TLS setting and check of `ssl`).
+    #[serde(rename = "sasl_ssl", alias = "sasl-ssl")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// `sasl-mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
+}
+
+impl SaslMechanism {
+    /// As librdkafka's `sasl.mechanism` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
+/// SASL credentials: the password is read from its file when a client is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+impl Sasl {
+    /// The password: the file's content, one trailing newline ignored.
+    pub fn password(&self) -> std::io::Result<String> {
+        let text = std::fs::read_to_string(&self.password_file)?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+    }
 }
 
 /// Where a new consumer group starts reading.
@@ -160,6 +224,14 @@ pub struct Section {
     pub key_file: Option<PathBuf>,
     /// Password of an encrypted `key-file`.
     pub key_password: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (`OAUTHBEARER` is refused: see the
+    /// README); required by `sasl_plaintext` and `sasl_ssl`.
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// The SASL user.
+    pub sasl_username: Option<String>,
+    /// A file holding the SASL password (one trailing newline ignored): re-read when it
+    /// changes, so a rotated password needs no restart.
+    pub sasl_password_file: Option<PathBuf>,
     /// Check that the broker's certificate names the broker (librdkafka's
     /// `ssl.endpoint.identification.algorithm=https`). Default: true; turning it off logs a
     /// warning at every start.
@@ -330,6 +402,8 @@ pub struct Settings {
     pub servers: Vec<Server>,
     pub files_dir: PathBuf,
     pub tls: Tls,
+    /// SASL with `sasl_plaintext` and `sasl_ssl`.
+    pub sasl: Option<Sasl>,
     /// `group-id`, else `kres-kafka-<hostname>`.
     pub group_id: String,
     pub zone_id: Option<String>,
@@ -442,6 +516,7 @@ impl Section {
             ));
         }
         let tls = self.tls()?;
+        let sasl = self.sasl()?;
         let guarded = [
             (
                 &GUARDED_TLS_OPTIONS[..],
@@ -468,10 +543,20 @@ impl Section {
                 format!("kafka.{key} is deprecated and ignored: kres-kafka assigns itself partitions and joins no consumer group (remove it)")
             })
             .collect();
+        if self.security_protocol == SecurityProtocol::SaslPlaintext
+            && self.sasl_mechanism == Some(SaslMechanism::Plain)
+        {
+            warnings.push("kafka.sasl-mechanism is PLAIN over sasl_plaintext: the password crosses the network in clear; use sasl_ssl, or SCRAM".into());
+        }
         if !trust.require_signature {
             warnings.push("kafka.require-signature is off: anyone who can write to the topic controls this resolver's files (see the README's \"Signed transfers\")".into());
         }
         for option in self.librdkafka.keys() {
+            if option.starts_with("sasl.") {
+                return invalid(format!(
+                    "kafka.librdkafka.{option} is refused: it would replace kres-kafka's SASL settings; use kafka.security-protocol, kafka.sasl-mechanism, kafka.sasl-username and kafka.sasl-password-file"
+                ));
+            }
             for (options, why) in guarded {
                 if let Some((_, instead)) = options.iter().find(|(name, _)| name == option) {
                     return invalid(format!(
@@ -485,6 +570,7 @@ impl Section {
             topic: self.topic,
             servers: self.server,
             tls,
+            sasl,
             group_id: self
                 .group_id
                 .unwrap_or_else(|| format!("kres-kafka-{hostname}")),
@@ -564,6 +650,53 @@ impl Section {
         })
     }
 
+    /// The SASL settings, refusing keys that do not go together.
+    fn sasl(&self) -> Result<Option<Sasl>, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let protocol = self.security_protocol;
+        if !protocol.sasl() {
+            let set = [
+                ("sasl-mechanism", self.sasl_mechanism.is_some()),
+                ("sasl-username", self.sasl_username.is_some()),
+                ("sasl-password-file", self.sasl_password_file.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return invalid(format!(
+                    "kafka.{key} is set but kafka.security-protocol is {}: set it to {}",
+                    protocol.name(),
+                    if protocol == SecurityProtocol::Ssl { "sasl_ssl" } else { "sasl_plaintext (or sasl_ssl)" }
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(mechanism) = self.sasl_mechanism else {
+            return invalid(format!(
+                "kafka.security-protocol is {} but kafka.sasl-mechanism is not set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                protocol.name()
+            ));
+        };
+        if mechanism == SaslMechanism::OAuthBearer {
+            return invalid("kafka.sasl-mechanism OAUTHBEARER is refused: this build has no OIDC token client (librdkafka needs libcurl for it, which kres-kafka does not build); use SCRAM-SHA-512".into());
+        }
+        let Some(username) = self.sasl_username.clone().filter(|u| !u.is_empty()) else {
+            return invalid(format!(
+                "kafka.sasl-mechanism is {} but kafka.sasl-username is not set",
+                mechanism.name()
+            ));
+        };
+        let Some(password_file) = self.sasl_password_file.clone() else {
+            return invalid(format!(
+                "kafka.sasl-mechanism is {} but kafka.sasl-password-file is not set",
+                mechanism.name()
+            ));
+        };
+        Ok(Some(Sasl {
+            mechanism,
+            username,
+            password_file,
+        }))
+    }
+
     /// The TLS settings, refusing keys that do not go together.
     fn tls(&self) -> Result<Tls, ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
@@ -581,12 +714,12 @@ impl Section {
             (None, None) => None,
         };
         match self.security_protocol {
-            SecurityProtocol::Ssl => Ok(Tls::Ssl {
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => Ok(Tls::Ssl {
                 ca_file: self.ca_file.clone(),
                 client,
                 verify_hostname: self.verify_hostname,
             }),
-            SecurityProtocol::Plaintext => {
+            protocol @ (SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext) => {
                 let tls_keys = [
                     ("ca-file", self.ca_file.is_some()),
                     ("cert-file", self.cert_file.is_some()),
@@ -596,7 +729,9 @@ impl Section {
                 ];
                 match tls_keys.iter().find(|(_, set)| *set) {
                     Some((key, _)) => Err(ConfigError::Invalid(format!(
-                        "kafka.{key} is set but kafka.security-protocol is plaintext: set it to ssl"
+                        "kafka.{key} is set but kafka.security-protocol is {}: set it to {}",
+                        protocol.name(),
+                        if protocol.sasl() { "sasl_ssl" } else { "ssl" }
                     ))),
                     None => Ok(Tls::Plaintext),
                 }

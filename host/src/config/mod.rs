@@ -14,7 +14,7 @@ mod merge;
 
 pub use kafka::{
     ClientCertificate, DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT,
-    Partitions, Section, SecurityProtocol, Settings, StartFrom, Tls,
+    Partitions, Sasl, SaslMechanism, Section, SecurityProtocol, Settings, StartFrom, Tls,
 };
 pub use librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
 

@@ -41,16 +41,35 @@ pub fn client_config(kafka: &Settings, client_id: &str) -> ClientConfig {
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "10000")
         .set_log_level(RDKafkaLogLevel::Info);
-    match &kafka.tls {
-        Tls::Plaintext => {
-            config.set("security.protocol", "plaintext");
+    let protocol = match (&kafka.tls, &kafka.sasl) {
+        (Tls::Plaintext, None) => "plaintext",
+        (Tls::Ssl { .. }, None) => "ssl",
+        (Tls::Plaintext, Some(_)) => "sasl_plaintext",
+        (Tls::Ssl { .. }, Some(_)) => "sasl_ssl",
+    };
+    config.set("security.protocol", protocol);
+    if let Some(sasl) = &kafka.sasl {
+        config
+            .set("sasl.mechanism", sasl.mechanism.name())
+            .set("sasl.username", &sasl.username);
+        // Checked at start-up (`tls::check_sasl`); read afresh for every client.
+        match sasl.password() {
+            Ok(password) => {
+                config.set("sasl.password", password);
+            }
+            Err(e) => tracing::error!(
+                file = %sasl.password_file.display(),
+                "reading kafka.sasl-password-file: {e}"
+            ),
         }
+    }
+    match &kafka.tls {
+        Tls::Plaintext => {}
         Tls::Ssl {
             ca_file,
             client,
             verify_hostname,
         } => {
-            config.set("security.protocol", "ssl");
             config.set(
                 "ssl.endpoint.identification.algorithm",
                 if *verify_hostname { "https" } else { "none" },
@@ -264,6 +283,53 @@ pub(crate) mod tests {
             settings("partitions: addressed\n").unwrap().partitions,
             crate::config::Partitions::Addressed
         );
+    }
+
+    #[test]
+    fn sasl_settings_reach_librdkafka_and_contradictions_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let yaml = |protocol: &str, extra: &str| {
+            format!(
+                "security-protocol: {protocol}\nsasl-mechanism: SCRAM-SHA-512\nsasl-username: resolver1\nsasl-password-file: {}\n{extra}",
+                password.display()
+            )
+        };
+        let kafka = settings(&yaml("sasl_ssl", "")).unwrap();
+        let config = client_config(&kafka, "c");
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.username"), Some("resolver1"));
+        assert_eq!(config.get("sasl.password"), Some("s3cret"), "one trailing newline ignored");
+        assert_eq!(config.get("enable.ssl.certificate.verification"), Some("true"));
+        let kafka = settings(&yaml("sasl_plaintext", "")).unwrap();
+        assert_eq!(client_config(&kafka, "c").get("security.protocol"), Some("sasl_plaintext"));
+        assert!(kafka.warnings.iter().all(|w| !w.contains("PLAIN over")));
+        let plain = settings(&yaml("sasl_plaintext", "").replace("SCRAM-SHA-512", "PLAIN")).unwrap();
+        assert!(plain.warnings.iter().any(|w| w.contains("PLAIN over sasl_plaintext")));
+        assert_eq!(crate::tls::check_sasl(plain.sasl.as_ref()).unwrap().len(), 1, "mode 644 warns");
+
+        let refused = |yaml: &str| settings(yaml).unwrap_err();
+        for (yaml, says) in [
+            ("sasl-mechanism: PLAIN\n".to_owned(), "kafka.sasl-mechanism is set but kafka.security-protocol is plaintext"),
+            ("security-protocol: ssl\nsasl-username: u\n".to_owned(), "kafka.sasl-username is set but kafka.security-protocol is ssl: set it to sasl_ssl"),
+            ("security-protocol: sasl_ssl\n".to_owned(), "kafka.sasl-mechanism is not set"),
+            ("security-protocol: sasl_ssl\nsasl-mechanism: SCRAM-SHA-256\nsasl-password-file: /p\n".to_owned(), "kafka.sasl-username is not set"),
+            ("security-protocol: sasl_ssl\nsasl-mechanism: SCRAM-SHA-256\nsasl-username: u\n".to_owned(), "kafka.sasl-password-file is not set"),
+            ("security-protocol: sasl_ssl\nsasl-mechanism: OAUTHBEARER\nsasl-username: u\nsasl-password-file: /p\n".to_owned(), "OAUTHBEARER is refused"),
+            (yaml("sasl_plaintext", "ca-file: /ca.pem\n"), "kafka.ca-file is set but kafka.security-protocol is sasl_plaintext: set it to sasl_ssl"),
+            ("librdkafka:\n  sasl.password: x\n".to_owned(), "kafka.librdkafka.sasl.password is refused"),
+            ("librdkafka:\n  security.protocol: sasl_ssl\n".to_owned(), "kafka.librdkafka.security.protocol is refused"),
+            ("security-protocol: SASL_SSL\n".to_owned(), "unknown variant `SASL_SSL`"),
+        ] {
+            let error = refused(&yaml);
+            assert!(error.contains(says), "{yaml}: {error}");
+        }
+        std::fs::write(&password, "").unwrap();
+        let kafka = settings(&yaml("sasl_ssl", "")).unwrap();
+        let error = crate::tls::check_sasl(kafka.sasl.as_ref()).unwrap_err().to_string();
+        assert!(error.contains("kafka.sasl-password-file") && error.contains("empty"), "{error}");
     }
 
     #[test]
