@@ -429,6 +429,9 @@ impl<'a> Batch<'a> {
             .get_mut(name)
             .and_then(Option::as_mut)
             .expect("the set was loaded or started");
+        if let Some(at) = &self.position {
+            set.meta.last_by = Some(at.clone());
+        }
         set.store(self.files, compress, index, value)
     }
 

@@ -364,7 +364,12 @@ fn store_chunk(
         // come again, was processed without it the first time, and is again.
         Some(set) if set.meta.started_after(position.as_ref()) => Fit::Restart,
         Some(set) if set.meta.transfer == transfer => {
-            if set.has(index) {
+            if set.has(index) && ordered && set.meta.later_than_last(position.as_ref()) {
+                crate::log_info(format!(
+                    "discarding chunk set of {name:?}: chunk {index} came again in a later message: a new transfer"
+                ));
+                Fit::Restart
+            } else if set.has(index) {
                 if set.holds(files, index, &value.read())? {
                     Fit::Again
                 } else {

@@ -659,4 +659,21 @@ mod tests {
             },
         ]);
     }
+
+    /// Found by the property: without transfer ids or digests (upstream's publisher), a
+    /// transfer that lost a chunk, then a new one whose first chunk has the same bytes: that
+    /// chunk was taken for a redelivery and the two transfers were mixed. A chunk the set holds
+    /// is a redelivery only if it comes from a message no later than the last one stored.
+    #[test]
+    fn a_new_transfers_chunk_equal_to_a_held_one_starts_a_new_set() {
+        let p = |drop| Step::Publish {
+            name: 3,
+            size: 0,
+            chunks: 3,
+            digest: 0,
+            transfer_id: false,
+            drop,
+        };
+        check_sequence(vec![p(Some(2)), p(None)]);
+    }
 }

@@ -60,9 +60,22 @@ pub struct Meta {
     /// the same partition (a batch killed before its journal entry, come again) is not of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<crate::journal::Position>,
+    /// The last message that stored a chunk in the set, when it came from Kafka: a chunk the
+    /// set holds, in a later message, is a new transfer's, whatever its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_by: Option<crate::journal::Position>,
 }
 
 impl Meta {
+    /// Whether the message at `position` is a later one than the last that stored a chunk
+    /// here, on the same partition (not a redelivery of one of them).
+    pub fn later_than_last(&self, position: Option<&crate::journal::Position>) -> bool {
+        match (&self.last_by, position) {
+            (Some(last), Some(at)) => last.partition == at.partition && at.offset > last.offset,
+            _ => false,
+        }
+    }
+
     /// Whether the set was started by a message after `position` on the same partition.
     pub fn started_after(&self, position: Option<&crate::journal::Position>) -> bool {
         match (&self.started_by, position) {
@@ -113,6 +126,7 @@ impl Set {
                 hashed: Sha256State::default(),
                 waiting: BTreeMap::new(),
                 started_by,
+                last_by: None,
             },
             finished: false,
         })
