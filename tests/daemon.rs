@@ -309,8 +309,12 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
             .publish(&name, &headers, b"last", Some(partition))
             .await;
     }
-    host.wait_for("the new files", |h| {
-        (0..3).all(|p| h.holds(&format!("last{p}.rpz"), b"last"))
+    // The log line comes after the file: wait for both.
+    host.wait_for("the new files, logged", |h| {
+        (0..3).all(|p| {
+            h.holds(&format!("last{p}.rpz"), b"last")
+                && h.log_of(2).contains(&format!("file=last{p}.rpz"))
+        })
     })
     .await;
     let processed: Vec<_> = host
@@ -394,8 +398,10 @@ async fn versions_fetched_in_one_batch_are_each_committed_once_and_in_order() {
     // One more message after them: once it is processed, anything read again came before it.
     host.start();
     broker.publish_upstream(ME, "after.rpz", b"after").await;
-    host.wait_for("the message after them", |h| h.holds("after.rpz", b"after"))
-        .await;
+    host.wait_for("the message after them, logged", |h| {
+        h.holds("after.rpz", b"after") && h.log_of(2).contains("file=after.rpz")
+    })
+    .await;
     assert_eq!(offsets(&host.log_of(2)), ["9"]);
     assert!(host.holds("list.rpz", &versions[2]));
     assert!(host.stop(SIGTERM).await.success());
@@ -584,8 +590,11 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
     .await;
     // A message after the transfer: once it is in, a chunk read again would have come first.
     broker.publish_upstream(ME, "after.rpz", b"after").await;
-    host.wait_for("the message after it", |h| h.holds("after.rpz", b"after"))
-        .await;
+    // Its log line too: a chunk read again would be logged before it.
+    host.wait_for("the message after it, logged", |h| {
+        h.holds("after.rpz", b"after") && h.logs().contains("file=after.rpz")
+    })
+    .await;
     let logs = host.logs();
     assert_eq!(
         logs.matches("outcome=\"committed\" file=big.rpz").count(),
@@ -632,8 +641,10 @@ async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_lose
     broker.cluster.broker_up(1).unwrap();
     host.start();
     broker.publish_upstream(ME, "after.rpz", b"after").await;
-    host.wait_for("a new file", |h| h.holds("after.rpz", b"after"))
-        .await;
+    host.wait_for("a new file, logged", |h| {
+        h.holds("after.rpz", b"after") && h.log_of(2).contains("file=after.rpz")
+    })
+    .await;
     let log = host.log_of(2);
     assert!(!log.contains("file=before.rpz"), "{log}");
     assert!(host.stop(SIGTERM).await.success());

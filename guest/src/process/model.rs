@@ -96,14 +96,23 @@ impl Step {
                 digest,
                 transfer_id,
                 drop,
-            } => Step::Publish {
-                name: fold(name, 0, NAMES.len() - 1),
-                size: fold(size, 0, 299),
-                chunks: fold(chunks as usize, 1, 3) as u32,
-                digest: fold(digest.into(), 0, 2) as u8,
-                transfer_id,
-                drop: drop.map(|d| fold(d as usize, 1, 3) as u32),
-            },
+            } => {
+                let digest = fold(digest.into(), 0, 2) as u8;
+                Step::Publish {
+                    name: fold(name, 0, NAMES.len() - 1),
+                    size: fold(size, 0, 299),
+                    chunks: fold(chunks as usize, 1, 3) as u32,
+                    digest,
+                    transfer_id,
+                    // Upstream's format (no transfer id, no digest) cannot tell two transfers
+                    // of a file apart once chunks of both are lost: the tail of one completes
+                    // the head of the other. Lost chunks are modelled where the format can see
+                    // them (the README says so).
+                    drop: drop
+                        .filter(|_| transfer_id || digest != 0)
+                        .map(|d| fold(d as usize, 1, 3) as u32),
+                }
+            }
             Step::Deliver { max, crash } => Step::Deliver {
                 max: fold(max, 1, 8),
                 crash: crash.map(|c| fold(c.into(), 1, 4) as u8),
