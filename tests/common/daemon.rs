@@ -426,10 +426,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `GET /metrics` on 127.0.0.1:`port`: the body.
+/// `GET /metrics` on 127.0.0.1:`port`: the body; empty while the daemon is not serving yet
+/// (starting, or restarting), so that a wait can ask before it is up.
 pub fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .unwrap();
