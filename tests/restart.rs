@@ -62,8 +62,10 @@ async fn restart_after(signal: i32, what: &str) {
         host.logs()
     );
     // The log line comes after the file: anything read again is logged before it.
-    host.wait_for("the new file, logged", |h| h.log_of(2).contains("file=after.rpz"))
-        .await;
+    host.wait_for("the new file, logged", |h| {
+        h.log_of(2).contains("file=after.rpz")
+    })
+    .await;
     let log = host.log_of(2);
     assert!(
         log.contains("partitions assigned") && !log.contains("consumer group"),

@@ -41,7 +41,10 @@ impl SecurityProtocol {
     }
 
     fn sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -664,7 +667,11 @@ impl Section {
                 return invalid(format!(
                     "kafka.{key} is set but kafka.security-protocol is {}: set it to {}",
                     protocol.name(),
-                    if protocol == SecurityProtocol::Ssl { "sasl_ssl" } else { "sasl_plaintext (or sasl_ssl)" }
+                    if protocol == SecurityProtocol::Ssl {
+                        "sasl_ssl"
+                    } else {
+                        "sasl_plaintext (or sasl_ssl)"
+                    }
                 ));
             }
             return Ok(None);

@@ -301,14 +301,34 @@ pub(crate) mod tests {
         assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(config.get("sasl.username"), Some("resolver1"));
-        assert_eq!(config.get("sasl.password"), Some("s3cret"), "one trailing newline ignored");
-        assert_eq!(config.get("enable.ssl.certificate.verification"), Some("true"));
+        assert_eq!(
+            config.get("sasl.password"),
+            Some("s3cret"),
+            "one trailing newline ignored"
+        );
+        assert_eq!(
+            config.get("enable.ssl.certificate.verification"),
+            Some("true")
+        );
         let kafka = settings(&yaml("sasl_plaintext", "")).unwrap();
-        assert_eq!(client_config(&kafka, "c").get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(
+            client_config(&kafka, "c").get("security.protocol"),
+            Some("sasl_plaintext")
+        );
         assert!(kafka.warnings.iter().all(|w| !w.contains("PLAIN over")));
-        let plain = settings(&yaml("sasl_plaintext", "").replace("SCRAM-SHA-512", "PLAIN")).unwrap();
-        assert!(plain.warnings.iter().any(|w| w.contains("PLAIN over sasl_plaintext")));
-        assert_eq!(crate::tls::check_sasl(plain.sasl.as_ref()).unwrap().len(), 1, "mode 644 warns");
+        let plain =
+            settings(&yaml("sasl_plaintext", "").replace("SCRAM-SHA-512", "PLAIN")).unwrap();
+        assert!(
+            plain
+                .warnings
+                .iter()
+                .any(|w| w.contains("PLAIN over sasl_plaintext"))
+        );
+        assert_eq!(
+            crate::tls::check_sasl(plain.sasl.as_ref()).unwrap().len(),
+            1,
+            "mode 644 warns"
+        );
 
         let refused = |yaml: &str| settings(yaml).unwrap_err();
         for (yaml, says) in [
@@ -328,8 +348,13 @@ pub(crate) mod tests {
         }
         std::fs::write(&password, "").unwrap();
         let kafka = settings(&yaml("sasl_ssl", "")).unwrap();
-        let error = crate::tls::check_sasl(kafka.sasl.as_ref()).unwrap_err().to_string();
-        assert!(error.contains("kafka.sasl-password-file") && error.contains("empty"), "{error}");
+        let error = crate::tls::check_sasl(kafka.sasl.as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("kafka.sasl-password-file") && error.contains("empty"),
+            "{error}"
+        );
     }
 
     #[test]
