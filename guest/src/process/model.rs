@@ -38,9 +38,9 @@ const NAMES: [&str; 6] = [
 ];
 
 /// The resolver the model's messages are for.
-const HOST: &str = "res1";
+pub(crate) const HOST: &str = "res1";
 
-fn ctx() -> Context {
+pub(crate) fn ctx() -> Context {
     Context {
         hostname: HOST.into(),
         zone_id: None,

@@ -1,29 +1,14 @@
 //! Messages, start to end, on a real directory: every rule of SPEC section 2 natively.
 use super::*;
 use crate::batch::Unsynced;
-use crate::bindings::kres::kafka::types::{Limits, Trust as WitTrust};
+use crate::bindings::kres::kafka::types::Limits;
 use crate::judge::NoResolver;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::path::Path;
 
-pub(super) const HOST: &str = "res1";
-
-pub(super) fn ctx() -> Context {
-    Context {
-        hostname: HOST.into(),
-        zone_id: None,
-        limits: Limits {
-            max_file_size: 1 << 20,
-            max_chunks: 16,
-        },
-        now: 1_000,
-        trust: WitTrust {
-            keys: Vec::new(),
-            require_signature: false,
-        },
-    }
-}
+// The resolver and context of the unit tests are the stateful model's.
+pub(super) use super::model::{HOST, ctx};
 
 /// A header, as the host hands it over.
 pub(super) struct Header {
