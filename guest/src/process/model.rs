@@ -151,6 +151,26 @@ struct Published {
     value: Vec<u8>,
 }
 
+/// The messages at `offsets` of the topic (partition 0 of "t"), as the host hands them over.
+fn messages(topic: &[Published], offsets: std::ops::Range<usize>) -> Vec<Msg<'_>> {
+    topic[offsets.clone()]
+        .iter()
+        .zip(offsets)
+        .map(|(m, offset)| Msg {
+            key: None,
+            headers: m
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                .collect(),
+            value: &m.value as &dyn Value,
+            topic: "t",
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect()
+}
+
 /// SHA-256 natively; a flush that panics at the `crash_at`-th call (a crash there: what was
 /// written before it is on disk, nothing after it happens).
 struct Crashing {
@@ -341,30 +361,7 @@ pub fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
                     continue;
                 }
                 let before = tree(&root);
-                let values: Vec<Vec<u8>> = topic[position..end]
-                    .iter()
-                    .map(|m| m.value.clone())
-                    .collect();
-                let headers: Vec<Vec<(&str, &[u8])>> = topic[position..end]
-                    .iter()
-                    .map(|m| {
-                        m.headers
-                            .iter()
-                            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-                            .collect()
-                    })
-                    .collect();
-                let msgs: Vec<Msg<'_>> = (position..end)
-                    .zip(values.iter().zip(headers))
-                    .map(|(offset, (value, headers))| Msg {
-                        key: None,
-                        headers,
-                        value: value as &dyn Value,
-                        topic: "t",
-                        partition: 0,
-                        offset: offset as i64,
-                    })
-                    .collect();
+                let msgs = messages(&topic, position..end);
                 let platform = Crashing {
                     flushes: Cell::new(0),
                     crash_at: crash,
@@ -415,30 +412,7 @@ pub fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
                 let done = journal.applied.get("t/0").map_or(0, |o| *o as usize + 1);
                 if position < done {
                     // Deliver only what was done: it must change nothing.
-                    let values: Vec<Vec<u8>> = topic[position..done]
-                        .iter()
-                        .map(|m| m.value.clone())
-                        .collect();
-                    let headers: Vec<Vec<(&str, &[u8])>> = topic[position..done]
-                        .iter()
-                        .map(|m| {
-                            m.headers
-                                .iter()
-                                .map(|(n, v)| (n.as_str(), v.as_bytes()))
-                                .collect()
-                        })
-                        .collect();
-                    let msgs: Vec<Msg<'_>> = (position..done)
-                        .zip(values.iter().zip(headers))
-                        .map(|(offset, (value, headers))| Msg {
-                            key: None,
-                            headers,
-                            value: value as &dyn Value,
-                            topic: "t",
-                            partition: 0,
-                            offset: offset as i64,
-                        })
-                        .collect();
+                    let msgs = messages(&topic, position..done);
                     let outcomes =
                         super::process(&files, &NoResolver, &crate::batch::Unsynced, &ctx, &msgs);
                     assert_eq!(outcomes.len(), msgs.len());
@@ -455,30 +429,7 @@ pub fn run(steps: Vec<Step>) -> BTreeMap<usize, String> {
     // Everything delivered, then every incomplete transfer expired: nothing staged is left.
     while position < topic.len() {
         let end = (position + 8).min(topic.len());
-        let values: Vec<Vec<u8>> = topic[position..end]
-            .iter()
-            .map(|m| m.value.clone())
-            .collect();
-        let headers: Vec<Vec<(&str, &[u8])>> = topic[position..end]
-            .iter()
-            .map(|m| {
-                m.headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_bytes()))
-                    .collect()
-            })
-            .collect();
-        let msgs: Vec<Msg<'_>> = (position..end)
-            .zip(values.iter().zip(headers))
-            .map(|(offset, (value, headers))| Msg {
-                key: None,
-                headers,
-                value: value as &dyn Value,
-                topic: "t",
-                partition: 0,
-                offset: offset as i64,
-            })
-            .collect();
+        let msgs = messages(&topic, position..end);
         let outcomes = super::process(&files, &NoResolver, &crate::batch::Unsynced, &ctx, &msgs);
         if std::env::var_os("MODEL_DEBUG").is_some() {
             eprintln!("final batch at {position}: {outcomes:?}");
