@@ -9,12 +9,10 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, PATIENCE, SIGTERM, TOPIC, free_port, scrape};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use common::daemon::{Broker, Host, SIGTERM, TOPIC, free_port, scrape};
+use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARTITIONS: i32 = 12;
 const RESOLVERS: usize = 24;
@@ -26,36 +24,6 @@ fn hostname(i: usize) -> String {
 }
 fn zone(i: usize) -> String {
     format!("zone-{}", i % ZONES)
-}
-
-/// Every record of the topic: partition, key, value length.
-fn topic_contents(broker: &Broker, expected: usize) -> Vec<(i32, String, usize)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
-        .set("group.id", "partitions-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    while records.len() < expected {
-        assert!(
-            Instant::now() < deadline,
-            "read {} of {expected}",
-            records.len()
-        );
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            records.push((m.partition(), key, m.payload().unwrap_or_default().len()));
-        }
-    }
-    records
 }
 
 /// `kres_kafka_received_bytes_total` of the daemon whose metrics are on `port`.
@@ -92,9 +60,9 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
             .publish_to_zone(&zone(z), "publisher", &format!("zone-{z}.rpz"), &content)
             .await;
     }
-    let records = topic_contents(&broker, RESOLVERS + ZONES);
-    let total: usize = records.iter().map(|r| r.2).sum();
-    let used: BTreeSet<i32> = records.iter().map(|r| r.0).collect();
+    let records = broker.records(PARTITIONS);
+    let total: usize = records.iter().map(|r| r.value.len()).sum();
+    let used: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
     assert!(
         used.len() > 4,
         "the keys spread over the partitions: {used:?}"
@@ -106,13 +74,13 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
         let keys = [hostname(i), zone(i)];
         let partitions: BTreeSet<i32> = records
             .iter()
-            .filter(|r| keys.contains(&r.1))
-            .map(|r| r.0)
+            .filter(|r| r.key.as_ref().is_some_and(|k| keys.contains(k)))
+            .map(|r| r.partition)
             .collect();
         let bytes = records
             .iter()
-            .filter(|r| partitions.contains(&r.0))
-            .map(|r| r.2)
+            .filter(|r| partitions.contains(&r.partition))
+            .map(|r| r.value.len())
             .sum();
         (partitions, bytes)
     };
@@ -229,10 +197,10 @@ fn the_daemons_partitioner_agrees_with_where_the_broker_got_each_key() {
     }
     use rdkafka::producer::Producer as _;
     producer.flush(Duration::from_secs(10)).unwrap();
-    let records = topic_contents(&broker, keys.len());
+    let records = broker.records(PARTITIONS);
     let mut placed = BTreeMap::new();
-    for (partition, key, _) in records {
-        placed.insert(key, partition);
+    for record in records {
+        placed.insert(record.key.unwrap(), record.partition);
     }
     for key in &keys {
         assert_eq!(

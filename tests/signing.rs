@@ -5,13 +5,10 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, PATIENCE, SIGTERM, TOPIC, free_port, scrape};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use common::daemon::{Broker, Host, Record, SIGTERM, TOPIC, free_port, scrape};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ME: &str = "resolver1";
 
@@ -59,75 +56,16 @@ fn send(broker: &Broker, dir: &Path, name: &str, content: &[u8], to: &[&str], ke
     );
 }
 
-/// A record as it is on the topic.
-#[derive(Clone, Debug)]
-struct Record {
-    key: Option<String>,
-    headers: Vec<(String, String)>,
-    value: Vec<u8>,
-}
-
-impl Record {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn with(mut self, name: &str, value: &str) -> Record {
-        self.headers.retain(|(n, _)| n != name);
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-}
-
-/// Every record of the topic so far.
-fn records(broker: &Broker) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
-        .set("group.id", "signing-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let (_, high) = consumer
-        .fetch_watermarks(TOPIC, 0, Duration::from_secs(10))
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(TOPIC, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&list).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    while (out.len() as i64) < high {
-        assert!(Instant::now() < deadline);
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(Record {
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: m.payload().unwrap_or_default().to_vec(),
-            });
-        }
-    }
-    out
+/// `record` with header `name` set to `value` (replacing any it had).
+fn with(mut record: Record, name: &str, value: &str) -> Record {
+    record.headers.retain(|(n, _)| n != name);
+    record.headers.push((name.into(), value.into()));
+    record
 }
 
 /// The last record of the topic.
 fn last(broker: &Broker) -> Record {
-    records(broker).pop().expect("a record")
+    broker.records(1).pop().expect("a record")
 }
 
 async fn publish(broker: &Broker, record: &Record) {
@@ -231,9 +169,15 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     .await;
     // 3. The trusted key's signature of version 2, over the attacker's content (with its
     //    true digest, so that the content check alone would pass).
-    let forged = last_signed_by(&broker, &line)
-        .with("sha256", &sha256_hex(b"attacker 3\n"))
-        .with("transfer-id", "forged-3");
+    let forged = with(
+        with(
+            last_signed_by(&broker, &line),
+            "sha256",
+            &sha256_hex(b"attacker 3\n"),
+        ),
+        "transfer-id",
+        "forged-3",
+    );
     let forged = Record {
         value: b"attacker 3\n".to_vec(),
         ..forged
@@ -252,7 +196,7 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
         &["--hostname", "resolver2"],
         Some(&key),
     );
-    let retargeted = last(&broker).with("hostname", ME);
+    let retargeted = with(last(&broker), "hostname", ME);
     publish(&broker, &retargeted).await;
     host.wait_for("another recipient refused", |_| {
         rejections(port, "wrong-recipient") == 1
@@ -303,7 +247,8 @@ fn last_signed_by(broker: &Broker, line: &str) -> Record {
         .decode(line.strip_prefix("ed25519:").unwrap())
         .unwrap();
     let id = kres_kafka_guest::signature::key_id(&public.try_into().unwrap());
-    records(broker)
+    broker
+        .records(1)
         .into_iter()
         .rev()
         .find(|r| r.header("signature").is_some_and(|s| s.contains(&id)))
@@ -375,12 +320,13 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     let content = b"signed in python\n";
     let headers = python_signature(&new, "p.rpz", content, "zone:z1");
     let mut record = Record {
+        partition: 0,
         key: Some("z1".into()),
         headers: vec![("file-name".into(), "p.rpz".into())],
         value: content.to_vec(),
     };
     for (n, v) in headers {
-        record = record.with(&n, &v);
+        record = with(record, &n, &v);
     }
     assert!(host.stop(SIGTERM).await.success());
     let config = std::fs::read_to_string(&kafka).unwrap();

@@ -162,6 +162,77 @@ impl Broker {
     }
 }
 
+/// A record as it is on the topic.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Broker {
+    /// Every record on the first `partitions` partitions of the topic so far, partition by
+    /// partition, each in offset order.
+    pub fn records(&self, partitions: i32) -> Vec<Record> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        use rdkafka::message::{Headers as _, Message as _};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.cluster.bootstrap_servers())
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        let mut left = 0;
+        for p in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                .unwrap();
+            left += high - low;
+            list.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while (out.len() as i64) < left {
+            assert!(
+                Instant::now() < deadline,
+                "read {} of the topic's {left} records",
+                out.len()
+            );
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                out.push(Record {
+                    partition: m.partition(),
+                    key: m.key().map(text),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), text(h.value.unwrap_or_default())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+        out.sort_by_key(|r| r.partition);
+        out
+    }
+}
+
 /// A resolver host: files directory, config, stand-in manager, and the daemon when running.
 pub struct Host {
     pub dir: tempfile::TempDir,
