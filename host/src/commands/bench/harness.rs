@@ -35,6 +35,8 @@ pub(super) struct Measured {
     pub(super) peak_rss_mib: f64,
     pub(super) batches: u64,
     pub(super) files: PathBuf,
+    /// Bytes the producer sent to the broker for the workload (compressed as `send` does).
+    pub(super) sent: u64,
 }
 
 /// The real daemon, a child process with its own files directory and a stand-in manager, on
@@ -220,18 +222,19 @@ pub(super) async fn through_daemon(
             }
             std::thread::sleep(Duration::from_micros(500));
         };
-        producer.join().expect("the producer panicked")?;
-        finished
+        let sent = producer.join().expect("the producer panicked")?;
+        finished.map(|time| (time, sent))
     });
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
-    let time = result?;
+    let (time, sent) = result?;
     Ok(Measured {
         time,
         start_peak_mib: start_peak,
         peak_rss_mib: daemon.peak_rss_mib(),
         batches: daemon.metric("kres_kafka_batches_total") - batches_before,
         files: daemon.files.clone(),
+        sent,
     })
 }
 

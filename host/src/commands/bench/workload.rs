@@ -1,10 +1,12 @@
 //! The benchmark's workloads, made record by record as they are published (a large file is
-//! never held whole), and the producer that keeps them within the mock broker's retention.
+//! never held whole), and the producer that keeps them within the mock broker's retention. It
+//! compresses as `kres-kafka send` does, so the daemon's figures include the decompression.
 
 use super::throughput::{ME, WINDOW};
 use anyhow::{Context as _, bail};
 use kres_kafka_guest::headers::{CHUNK_INDEX, FILE_NAME, HOSTNAME, SHA256, TOTAL_CHUNKS};
 use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use sha2::{Digest, Sha256};
@@ -23,26 +25,32 @@ pub(super) trait Workload: Sync {
     fn record(&self, i: usize) -> Record;
 }
 
+/// Distinct blocks a large file's chunks take their content from in turn: more than a
+/// producer batch holds, so that no batch compresses a block against a copy of itself.
+const BLOCKS: usize = 8;
+
 /// A large RPZ file in chunks for `host`, then, if `then` is set, one small file for us.
 pub(super) struct Chunked {
     pub(super) host: &'static str,
     pub(super) name: &'static str,
     pub(super) size: u64,
     pub(super) chunk: usize,
-    pub(super) block: Vec<u8>,
+    pub(super) blocks: Vec<Vec<u8>>,
     pub(super) sha256: String,
     pub(super) then: Option<&'static str>,
 }
 
 impl Chunked {
     pub(super) fn new(host: &'static str, name: &'static str, size: u64, chunk: usize) -> Chunked {
-        let block = crate::demo::sample_rpz(chunk)[..chunk].to_vec();
+        let blocks = (0..BLOCKS as u64)
+            .map(|seed| block_list(chunk, seed))
+            .collect();
         let mut this = Chunked {
             host,
             name,
             size,
             chunk,
-            block,
+            blocks,
             sha256: String::new(),
             then: None,
         };
@@ -58,10 +66,10 @@ impl Chunked {
         self.size.div_ceil(self.chunk as u64) as usize
     }
 
-    /// Chunk `i` (0-based): the block, stamped with its index, cut at the file's end.
+    /// Chunk `i` (0-based): a block, stamped with its index, cut at the file's end.
     fn chunk_value(&self, i: usize) -> Vec<u8> {
         let len = (self.size - (i * self.chunk) as u64).min(self.chunk as u64) as usize;
-        let mut value = self.block[..len].to_vec();
+        let mut value = self.blocks[i % BLOCKS][..len].to_vec();
         let stamp = format!("; {i:010}\n");
         let n = stamp.len().min(len);
         value[..n].copy_from_slice(&stamp.as_bytes()[..n]);
@@ -93,6 +101,61 @@ impl Workload for Chunked {
             value: self.chunk_value(i),
         }
     }
+}
+
+/// `size` bytes of a block list as operators publish them: distinct made-up domains (the
+/// labels of a few thousand words and random strings, under common suffixes), sorted, each
+/// with a `CNAME .` rule and a wildcard rule, as an RPZ made from a domain list has. The same
+/// `seed` gives the same bytes.
+pub(super) fn block_list(size: usize, seed: u64) -> Vec<u8> {
+    const SUFFIXES: [&str; 12] = [
+        "com", "net", "org", "info", "xyz", "top", "ru", "cn", "de", "co.uk", "io", "online",
+    ];
+    const SYLLABLES: [&str; 24] = [
+        "ad", "track", "cdn", "pix", "stat", "click", "media", "srv", "metric", "tag", "bid",
+        "sync", "log", "beacon", "promo", "cash", "win", "bet", "cloud", "fast", "get", "my",
+        "top", "net",
+    ];
+    // splitmix64: a fixed sequence, no dependency.
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut domains = std::collections::BTreeSet::new();
+    let mut bytes = 0;
+    while bytes < size {
+        let mut name = String::new();
+        for _ in 0..1 + next() % 3 {
+            name.push_str(SYLLABLES[(next() % SYLLABLES.len() as u64) as usize]);
+        }
+        // Most names carry a random part, as generated tracker and malware domains do.
+        if next() % 4 != 0 {
+            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            for _ in 0..2 + next() % 8 {
+                name.push(ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char);
+            }
+        }
+        if next() % 5 == 0 {
+            name.push('.');
+            name.push_str(SYLLABLES[(next() % SYLLABLES.len() as u64) as usize]);
+        }
+        name.push('.');
+        name.push_str(SUFFIXES[(next() % SUFFIXES.len() as u64) as usize]);
+        bytes += 2 * name.len() + 20;
+        domains.insert(name);
+    }
+    let mut zone =
+        b"$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n"
+            .to_vec();
+    for name in domains {
+        zone.extend_from_slice(format!("{name} CNAME .\n*.{name} CNAME .\n").as_bytes());
+    }
+    zone.resize(size, b'\n');
+    zone
 }
 
 /// Small JSON configurations for us, each about 1 KiB, each setting keys of its own (so that
@@ -129,16 +192,42 @@ impl Workload for Configs {
     }
 }
 
-/// Publish `workload` to `topic`, staying at most [`WINDOW`] bytes ahead of `consumed`.
+/// The producer's context: the bytes it sent to the brokers, from librdkafka's statistics.
+#[derive(Default)]
+struct Sent {
+    bytes: AtomicU64,
+    reports: AtomicU64,
+}
+
+impl ClientContext for Sent {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let sent: u64 = statistics.brokers.values().map(|b| b.txbytes).sum();
+        self.bytes.store(sent, Ordering::Relaxed);
+        self.reports.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for Sent {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// How often the producer reports what it sent.
+const STATISTICS_MS: u64 = 100;
+
+/// Publish `workload` to `topic`, compressed as `send` does, staying at most [`WINDOW`] bytes
+/// ahead of `consumed`. Returns the bytes sent to the broker (requests included).
 pub(super) fn produce(
     servers: &str,
     topic: &str,
     workload: &dyn Workload,
     consumed: &AtomicU64,
-) -> anyhow::Result<()> {
-    let producer: BaseProducer = ClientConfig::new()
+) -> anyhow::Result<u64> {
+    let producer: BaseProducer<Sent> = ClientConfig::new()
         .set("bootstrap.servers", servers)
-        .create()
+        .set("compression.type", crate::publish::DEFAULT_COMPRESSION)
+        .set("statistics.interval.ms", STATISTICS_MS.to_string())
+        .create_with_context(Sent::default())
         .context("creating the bench's producer")?;
     let mut produced = 0u64;
     for i in 0..workload.count() {
@@ -178,7 +267,15 @@ pub(super) fn produce(
     producer
         .flush(Duration::from_secs(60))
         .context("flushing the bench's producer")?;
-    Ok(())
+    // Two reports after the flush: the second counts everything sent.
+    let reports = producer.context().reports.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_millis(20 * STATISTICS_MS);
+    while producer.context().reports.load(Ordering::Relaxed) < reports + 2
+        && std::time::Instant::now() < deadline
+    {
+        producer.poll(Duration::from_millis(STATISTICS_MS / 4));
+    }
+    Ok(producer.context().bytes.load(Ordering::Relaxed))
 }
 
 /// One record.
