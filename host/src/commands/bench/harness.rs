@@ -59,12 +59,15 @@ impl Daemon {
     fn start(
         cluster: &MockCluster<'_, impl rdkafka::ClientContext>,
         dir: &Path,
-        topic: &str,
+        topic: &Topic<'_>,
         manager_files: &[PathBuf],
     ) -> anyhow::Result<Daemon> {
-        cluster
-            .create_topic(topic, 1, 1)
-            .context("creating a topic")?;
+        // The fleet's topic is made and filled before its daemons start.
+        if topic.partitions == 1 {
+            cluster
+                .create_topic(topic.name, 1, 1)
+                .context("creating a topic")?;
+        }
         let files = dir.join("files");
         std::fs::create_dir_all(&files)?;
         let socket = dir.join("kres-api.sock");
@@ -88,12 +91,14 @@ impl Daemon {
         std::fs::write(
             dir.join("kres-kafka.yaml"),
             format!(
-                "kafka:\n  enable: true\n  topic: {topic}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  \
-                 resolver-config: [{}, {}]\n  metrics-address: 127.0.0.1@{port}\n  librdkafka:\n    fetch.wait.max.ms: {FETCH_WAIT_MS}\n",
+                "kafka:\n  enable: true\n  topic: {}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  \
+                 resolver-config: [{}, {}]\n  metrics-address: 127.0.0.1@{port}\n{}  librdkafka:\n    fetch.wait.max.ms: {FETCH_WAIT_MS}\n",
+                topic.name,
                 files.display(),
                 dir.join("state").display(),
                 resolver.display(),
                 files.join("config.yaml").display(),
+                topic.settings,
             ),
         )?;
         let mut configs = vec![resolver.clone(), files.join("config.yaml")];
@@ -133,26 +138,86 @@ impl Daemon {
     }
 }
 
-/// `workload` through a fresh daemon on topic `topic`.
+/// The topic a daemon reads, and its settings.
+pub(super) struct Topic<'a> {
+    pub(super) name: &'a str,
+    /// 1: made by the daemon's start; more: made and filled before.
+    pub(super) partitions: i32,
+    /// Lines for the `kafka` section, each indented by two spaces and ending in a newline.
+    pub(super) settings: &'a str,
+}
+
+impl<'a> From<&'a str> for Topic<'a> {
+    fn from(name: &'a str) -> Topic<'a> {
+        Topic {
+            name,
+            partitions: 1,
+            settings: "",
+        }
+    }
+}
+
+/// Give the daemon whose directory is `dir` the compiled guest in its cache.
+fn warm_cache(dir: &Path, compiled: &Path) -> anyhow::Result<()> {
+    // The whole cache: its entries are tagged with a key of its own.
+    let cache = dir.join("state/guest-cache");
+    std::fs::create_dir_all(&cache)?;
+    for entry in std::fs::read_dir(
+        compiled
+            .parent()
+            .context("the compiled guest's directory")?,
+    )? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), cache.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// A fresh daemon (its guest compiled ahead) in `scratch/run` on `topic`, whose messages are
+/// all there before it starts: the time from its start until `file` is in place and it
+/// fetched at least `fetched` bytes of values, and the bytes it fetched by then.
+pub(super) async fn catch_up(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    scratch: &Path,
+    compiled: &Path,
+    run: &str,
+    topic: Topic<'_>,
+    file: &str,
+    fetched: u64,
+) -> anyhow::Result<(Duration, u64)> {
+    let dir = scratch.join(run);
+    warm_cache(&dir, compiled)?;
+    let t0 = Instant::now();
+    let daemon = Daemon::start(cluster, &dir, &topic, &[])?;
+    loop {
+        let received = daemon.metric("kres_kafka_received_bytes_total");
+        if received >= fetched && daemon.files.join(file).exists() {
+            return Ok((t0.elapsed(), received));
+        }
+        if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
+            bail!(
+                "the daemon did not catch up: see {}",
+                dir.join("daemon.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `workload` through a fresh daemon on `topic`.
 pub(super) async fn through_daemon(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     scratch: &Path,
     compiled: &Path,
-    topic: &str,
+    topic: Topic<'_>,
     workload: &dyn Workload,
     done: Done,
     manager_files: &[PathBuf],
 ) -> anyhow::Result<Measured> {
-    let dir = scratch.join(topic);
-    std::fs::create_dir_all(&dir)?;
-    // The whole cache: its entries are tagged with a key of its own.
-    let cache = dir.join("state/guest-cache");
-    std::fs::create_dir_all(&cache)?;
-    for entry in std::fs::read_dir(compiled.parent().unwrap_or(scratch))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), cache.join(entry.file_name()))?;
-    }
-    let daemon = Daemon::start(cluster, &dir, topic, manager_files)?;
+    let dir = scratch.join(topic.name);
+    warm_cache(&dir, compiled)?;
+    let daemon = Daemon::start(cluster, &dir, &topic, manager_files)?;
+    let topic = topic.name;
     let servers = cluster.bootstrap_servers();
     // Ready once a first file of ours went through.
     let started = Instant::now();

@@ -9,6 +9,10 @@
 //!   resolver's schema and committed durably. Limit shown: consuming them raw.
 //! - **S**: the large file for another resolver, then one small file for this one. Limit:
 //!   consuming the same messages and throwing them away.
+//! - **F**: a fleet's traffic waiting on a 12-partition topic (a file for each of 24
+//!   resolvers, keyed and placed as `send` does): what one resolver fetches per byte of its own
+//!   file, reading every partition (`partitions: all`) and only those its key maps to
+//!   (`addressed`), and how long it takes from its start to have read all of it.
 //!
 //! The mock broker keeps only about 5 MiB per partition, so the workloads are produced while
 //! they are consumed: the producer stays at most [`WINDOW`] ahead of what the consumer has
@@ -17,11 +21,15 @@
 //! every other setting is the default. Peak memory is the daemon's own (`VmHWM`).
 
 use super::cost;
-use super::harness::{Done, Sink, precompile, raw, sha256_file, through_daemon, write_and_rename};
-use super::workload::{Chunked, Configs};
+use super::harness::{
+    Done, Sink, Topic, catch_up, precompile, raw, sha256_file, through_daemon, write_and_rename,
+};
+use super::workload::{Chunked, Configs, Fleet, produce};
+use crate::kafka::partitioner::{partition_of, partitions_of};
 use anyhow::{Context as _, bail};
 use rdkafka::mocking::MockCluster;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The resolver the daemon works for.
@@ -80,7 +88,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let a = Chunked::new(ME, "zones/big.rpz", size, options.chunk);
         eprintln!("A: kres-kafka");
         let done = Done::File("zones/big.rpz", size);
-        let ours = through_daemon(&cluster, scratch.path(), &compiled, "a", &a, done, &[]).await?;
+        let ours = through_daemon(
+            &cluster,
+            scratch.path(),
+            &compiled,
+            "a".into(),
+            &a,
+            done,
+            &[],
+        )
+        .await?;
         if sha256_file(&ours.files.join("zones/big.rpz"))? != a.sha256 {
             bail!("workload A: the delivered file is not the file published");
         }
@@ -108,8 +125,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let files: Vec<PathBuf> = (0..b.0).map(|i| PathBuf::from(Configs::name(i))).collect();
         eprintln!("B: kres-kafka");
         let done = Done::Committed(b.0);
-        let ours =
-            through_daemon(&cluster, scratch.path(), &compiled, "b", &b, done, &files).await?;
+        let ours = through_daemon(
+            &cluster,
+            scratch.path(),
+            &compiled,
+            "b".into(),
+            &b,
+            done,
+            &files,
+        )
+        .await?;
         eprintln!("B: limit");
         let limit = raw(&servers, &cluster, "b-limit", &b, Sink::Discard)?;
         let disk = write_and_rename(&scratch.path().join("b-disk"), &b)?;
@@ -131,7 +156,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         s.then = Some("ours.rpz");
         eprintln!("S: kres-kafka");
         let done = Done::File("ours.rpz", 0);
-        let ours = through_daemon(&cluster, scratch.path(), &compiled, "s", &s, done, &[]).await?;
+        let ours = through_daemon(
+            &cluster,
+            scratch.path(),
+            &compiled,
+            "s".into(),
+            &s,
+            done,
+            &[],
+        )
+        .await?;
         eprintln!("S: limit");
         let limit = raw(&servers, &cluster, "s-limit", &s, Sink::Discard)?;
         let (ours_rate, limit_rate) = (mb(size) / secs(ours.time), mb(size) / secs(limit));
@@ -142,6 +176,63 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             met(ratio >= TARGET_RATIO)
         ));
         peaks.push(("S", ours));
+    }
+
+    if runs(Part::F) {
+        const PARTITIONS: i32 = 12;
+        let fleet = Fleet {
+            resolvers: 24,
+            size: 192 << 10,
+        };
+        cluster
+            .create_topic("f", PARTITIONS, 1)
+            .context("creating the fleet's topic")?;
+        eprintln!("F: publishing the fleet's files");
+        produce(&servers, "f", &fleet, &AtomicU64::new(u64::MAX / 2))?;
+        let size = fleet.size as u64;
+        let total = size * fleet.resolvers as u64;
+        let ours = partitions_of([ME.as_bytes()], PARTITIONS);
+        let on_ours = (0..fleet.resolvers)
+            .filter(|r| ours.contains(&partition_of(Fleet::hostname(*r).as_bytes(), PARTITIONS)))
+            .count() as u64
+            * size;
+        let mut fetched = Vec::new();
+        for (mode, expected) in [("all", total), ("addressed", on_ours)] {
+            eprintln!("F: kres-kafka, partitions: {mode}");
+            let topic = Topic {
+                name: "f",
+                partitions: PARTITIONS,
+                settings: &format!("  partitions: {mode}\n"),
+            };
+            let run = format!("f-{mode}");
+            let file = "fleet-0000.rpz";
+            fetched.push(
+                catch_up(
+                    &cluster,
+                    scratch.path(),
+                    &compiled,
+                    &run,
+                    topic,
+                    file,
+                    expected,
+                )
+                .await?,
+            );
+        }
+        let per = |bytes: u64| bytes as f64 / size as f64;
+        let (all, addressed) = (per(fetched[0].1), per(fetched[1].1));
+        let share = addressed / all;
+        let goal = 2.0 / PARTITIONS as f64;
+        rows.push(format!(
+            "  F  {} resolvers' files on {PARTITIONS} partitions, fetched per byte of ours: all {all:.1}, addressed {addressed:.1}   {share:>5.2} of all's  <= 2/{PARTITIONS}: {}",
+            fleet.resolvers,
+            met(share <= goal)
+        ));
+        rows.push(format!(
+            "     from a start to all read: all {:.2} s, addressed {:.2} s",
+            secs(fetched[0].0),
+            secs(fetched[1].0)
+        ));
     }
 
     if !rows.is_empty() {
@@ -164,36 +255,38 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for row in &rows {
             println!("{row}");
         }
-        let during: Vec<String> = peaks
-            .iter()
-            .map(|(name, m)| format!("{name} {:.1} MiB", m.peak_rss_mib))
-            .collect();
-        let worst = peaks
-            .iter()
-            .filter(|(name, _)| *name != "B")
-            .map(|(_, m)| m.peak_rss_mib)
-            .fold(0.0, f64::max);
-        println!(
-            "  peak RSS of the daemon during the workload: {}   <= {TARGET_RSS_MIB} MiB (A, S): {}",
-            during.join(", "),
-            met(worst <= TARGET_RSS_MIB)
-        );
-        let start: Vec<String> = peaks
-            .iter()
-            .map(|(name, m)| format!("{name} {:.1} MiB", m.start_peak_mib))
-            .collect();
-        println!(
-            "  peak RSS from start-up to the first message (guest compiled ahead): {}",
-            start.join(", ")
-        );
-        println!(
-            "  peak RSS while compiling the guest (a first start without `guest compile`, a new guest): {compile_peak:.1} MiB"
-        );
-        let batches: Vec<String> = peaks
-            .iter()
-            .map(|(name, m)| format!("{name} {}", m.batches))
-            .collect();
-        println!("  batches (each one group commit): {}", batches.join(", "));
+        if !peaks.is_empty() {
+            let during: Vec<String> = peaks
+                .iter()
+                .map(|(name, m)| format!("{name} {:.1} MiB", m.peak_rss_mib))
+                .collect();
+            let worst = peaks
+                .iter()
+                .filter(|(name, _)| *name != "B")
+                .map(|(_, m)| m.peak_rss_mib)
+                .fold(0.0, f64::max);
+            println!(
+                "  peak RSS of the daemon during the workload: {}   <= {TARGET_RSS_MIB} MiB (A, S): {}",
+                during.join(", "),
+                met(worst <= TARGET_RSS_MIB)
+            );
+            let start: Vec<String> = peaks
+                .iter()
+                .map(|(name, m)| format!("{name} {:.1} MiB", m.start_peak_mib))
+                .collect();
+            println!(
+                "  peak RSS from start-up to the first message (guest compiled ahead): {}",
+                start.join(", ")
+            );
+            println!(
+                "  peak RSS while compiling the guest (a first start without `guest compile`, a new guest): {compile_peak:.1} MiB"
+            );
+            let batches: Vec<String> = peaks
+                .iter()
+                .map(|(name, m)| format!("{name} {}", m.batches))
+                .collect();
+            println!("  batches (each one group commit): {}", batches.join(", "));
+        }
         println!();
     }
     if runs(Part::Cost) {
@@ -216,6 +309,8 @@ pub enum Part {
     A,
     B,
     S,
+    /// A fleet's traffic on 12 partitions: what one resolver fetches, `all` and `addressed`.
+    F,
     /// The guest's cost under WebAssembly against native.
     Cost,
 }

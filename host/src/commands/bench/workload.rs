@@ -215,8 +215,9 @@ impl rdkafka::producer::ProducerContext for Sent {
 /// How often the producer reports what it sent.
 const STATISTICS_MS: u64 = 100;
 
-/// Publish `workload` to `topic`, compressed as `send` does, staying at most [`WINDOW`] bytes
-/// ahead of `consumed`. Returns the bytes sent to the broker (requests included).
+/// Publish `workload` to `topic`, compressed, keyed (by the `hostname` header) and placed
+/// (Kafka's default partitioner) as `send` does, staying at most [`WINDOW`] bytes ahead of
+/// `consumed`. Returns the bytes sent to the broker (requests included).
 pub(super) fn produce(
     servers: &str,
     topic: &str,
@@ -226,6 +227,7 @@ pub(super) fn produce(
     let producer: BaseProducer<Sent> = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("compression.type", crate::publish::DEFAULT_COMPRESSION)
+        .set("partitioner", "murmur2_random")
         .set("statistics.interval.ms", STATISTICS_MS.to_string())
         .create_with_context(Sent::default())
         .context("creating the bench's producer")?;
@@ -244,9 +246,17 @@ pub(super) fn produce(
                 value: Some(value.as_bytes()),
             });
         }
-        let mut pending = BaseRecord::<(), [u8]>::to(topic)
+        let key = record
+            .headers
+            .iter()
+            .find(|(name, _)| *name == HOSTNAME)
+            .map(|(_, host)| host.as_bytes());
+        let mut pending = BaseRecord::<[u8], [u8]>::to(topic)
             .payload(&record.value)
             .headers(headers);
+        if let Some(key) = key {
+            pending = pending.key(key);
+        }
         loop {
             match producer.send(pending) {
                 Ok(()) => break,
@@ -276,6 +286,39 @@ pub(super) fn produce(
         producer.poll(Duration::from_millis(STATISTICS_MS / 4));
     }
     Ok(producer.context().bytes.load(Ordering::Relaxed))
+}
+
+/// A fleet's traffic: one file of `size` bytes for each of `resolvers` resolvers, ours the
+/// first.
+pub(super) struct Fleet {
+    pub(super) resolvers: usize,
+    pub(super) size: usize,
+}
+
+impl Fleet {
+    pub(super) fn hostname(r: usize) -> String {
+        if r == 0 {
+            ME.to_owned()
+        } else {
+            format!("resolver-{r:04}.fleet.example")
+        }
+    }
+}
+
+impl Workload for Fleet {
+    fn count(&self) -> usize {
+        self.resolvers
+    }
+
+    fn record(&self, r: usize) -> Record {
+        Record {
+            headers: vec![
+                (HOSTNAME, Fleet::hostname(r)),
+                (FILE_NAME, format!("fleet-{r:04}.rpz")),
+            ],
+            value: block_list(self.size, r as u64),
+        }
+    }
 }
 
 /// One record.
