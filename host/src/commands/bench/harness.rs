@@ -24,6 +24,26 @@ pub(super) enum Done {
     File(&'static str, u64),
     /// This many files were committed.
     Committed(usize),
+    /// Each of these files is in place with its size.
+    Files(Vec<(String, u64)>),
+}
+
+impl Done {
+    /// Whether the daemon with files directory `files` and metrics `metric` is done;
+    /// `committed_before`: its committed count when the workload started.
+    fn reached(&self, files: &Path, metric: impl Fn(&str) -> u64, committed_before: u64) -> bool {
+        let holds = |name: &str, size: u64| {
+            std::fs::metadata(files.join(name)).is_ok_and(|m| size == 0 || m.len() == size)
+        };
+        match self {
+            Done::File(name, size) => holds(name, *size),
+            Done::Committed(n) => {
+                metric("kres_kafka_messages_total{outcome=\"committed\"}")
+                    >= committed_before + *n as u64
+            }
+            Done::Files(list) => list.iter().all(|(name, size)| holds(name, *size)),
+        }
+    }
 }
 
 /// What a run through the daemon measured.
@@ -174,25 +194,25 @@ fn warm_cache(dir: &Path, compiled: &Path) -> anyhow::Result<()> {
 }
 
 /// A fresh daemon (its guest compiled ahead) in `scratch/run` on `topic`, whose messages are
-/// all there before it starts: the time from its start until `file` is in place and it
-/// fetched at least `fetched` bytes of values, and the bytes it fetched by then.
+/// all there before it starts: the time from its start until it is `done` and fetched at
+/// least `fetched` bytes of values, the bytes it fetched by then, and its files directory.
 pub(super) async fn catch_up(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     scratch: &Path,
     compiled: &Path,
     run: &str,
     topic: Topic<'_>,
-    file: &str,
+    done: Done,
     fetched: u64,
-) -> anyhow::Result<(Duration, u64)> {
+) -> anyhow::Result<(Duration, u64, PathBuf)> {
     let dir = scratch.join(run);
     warm_cache(&dir, compiled)?;
     let t0 = Instant::now();
     let daemon = Daemon::start(cluster, &dir, &topic, &[])?;
     loop {
         let received = daemon.metric("kres_kafka_received_bytes_total");
-        if received >= fetched && daemon.files.join(file).exists() {
-            return Ok((t0.elapsed(), received));
+        if received >= fetched && done.reached(&daemon.files, |m| daemon.metric(m), 0) {
+            return Ok((t0.elapsed(), received, daemon.files.clone()));
         }
         if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
             bail!(
@@ -231,6 +251,7 @@ pub(super) async fn through_daemon(
         let record = Record {
             headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, "warmup.rpz".into())],
             value: b"warm\n".to_vec(),
+            partition: None,
         };
         produce(
             &servers,
@@ -268,14 +289,7 @@ pub(super) async fn through_daemon(
     let result = std::thread::scope(|scope| {
         let producer = scope.spawn(|| produce(&servers, topic, workload, &consumed));
         let finished = loop {
-            let finished = match &done {
-                Done::File(name, size) => std::fs::metadata(daemon.files.join(name))
-                    .is_ok_and(|m| *size == 0 || m.len() == *size),
-                Done::Committed(n) => {
-                    daemon.metric("kres_kafka_messages_total{outcome=\"committed\"}")
-                        >= committed_before + *n as u64
-                }
-            };
+            let finished = done.reached(&daemon.files, |m| daemon.metric(m), committed_before);
             if finished {
                 break Ok(t0.elapsed());
             }
@@ -314,6 +328,62 @@ fn daemon_exited(daemon: &Daemon) -> bool {
     })
 }
 
+/// The limit of a backlog: consume every partition of `topic` (all there already) from its
+/// start, writing each value to the file its `file-name` header names, each file fsynced once
+/// whole, until `bytes` of values are written.
+pub(super) fn raw_backlog(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    dir: &Path,
+    bytes: u64,
+) -> anyhow::Result<Duration> {
+    use rdkafka::message::Headers as _;
+    let t0 = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", format!("limit-{topic}"))
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .create()
+        .context("creating the limit's consumer")?;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let mut files = std::collections::HashMap::<String, std::fs::File>::new();
+    let mut written = 0;
+    while written < bytes {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            if t0.elapsed() > PATIENCE {
+                bail!("the limit's consumer stalled");
+            }
+            continue;
+        };
+        let message = message?;
+        let name = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == FILE_NAME))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).replace('/', "_"))
+            .context("a record without a file name")?;
+        let file = match files.entry(name) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let path = dir.join(e.key());
+                e.insert(std::fs::File::create(path)?)
+            }
+        };
+        let value = message.payload().unwrap_or_default();
+        file.write_all(value)?;
+        written += value.len() as u64;
+    }
+    for file in files.values() {
+        file.sync_all()?;
+    }
+    Ok(t0.elapsed())
+}
+
 /// Where the limit's consumer puts values.
 pub(super) enum Sink {
     File(PathBuf),
@@ -343,6 +413,7 @@ pub(super) fn raw(
     let warm = Single(Record {
         headers: vec![],
         value: b"warm".to_vec(),
+        partition: None,
     });
     produce(servers, topic, &warm, &AtomicU64::new(u64::MAX / 2))?;
     let started = Instant::now();

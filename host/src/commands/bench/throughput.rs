@@ -9,6 +9,12 @@
 //!   resolver's schema and committed durably. Limit shown: consuming them raw.
 //! - **S**: the large file for another resolver, then one small file for this one. Limit:
 //!   consuming the same messages and throwing them away.
+//! - **W**: a backlog, twelve 20 MiB block lists (each in chunks on a partition of its own, as
+//!   a publisher keying by file name spreads them) all in the topic before the daemon starts;
+//!   from its start to every list committed. Limit: consuming them (all waiting) and writing
+//!   each list to its file, each fsynced once.
+//! - **L**: the same lists published while the daemon runs, as fast as the producer can
+//!   (`send` unthrottled), from the first record to every list committed; same limit.
 //! - **F**: a fleet's traffic waiting on a 12-partition topic (a file for each of 24
 //!   resolvers, keyed and placed as `send` does): what one resolver fetches per byte of its own
 //!   file, reading every partition (`partitions: all`) and only those its key maps to
@@ -22,9 +28,10 @@
 
 use super::cost;
 use super::harness::{
-    Done, Sink, Topic, catch_up, precompile, raw, sha256_file, through_daemon, write_and_rename,
+    Done, Sink, Topic, catch_up, precompile, raw, raw_backlog, sha256_file, through_daemon,
+    write_and_rename,
 };
-use super::workload::{Chunked, Configs, Fleet, produce};
+use super::workload::{Chunked, Configs, Fleet, Lists, produce};
 use crate::kafka::partitioner::{partition_of, partitions_of};
 use anyhow::{Context as _, bail};
 use rdkafka::mocking::MockCluster;
@@ -47,6 +54,12 @@ pub(super) const PATIENCE: Duration = Duration::from_secs(600);
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_COMMITS: f64 = 10_000.0;
 const TARGET_RSS_MIB: f64 = 64.0;
+/// Catching up (a backlog, an unthrottled publisher) against the limit.
+const TARGET_CATCH_UP: f64 = 0.8;
+/// Block lists of workloads W and L: each on a partition of its own, which holds about
+/// 5 MiB compressed (0.18 of a list).
+const LISTS: usize = 12;
+const LIST_SIZE: u64 = 20 << 20;
 /// Bytes sent to the broker per byte of a block list, compressed as `send` does.
 const TARGET_WIRE: f64 = 0.25;
 
@@ -178,6 +191,91 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         peaks.push(("S", ours));
     }
 
+    if runs(Part::W) || runs(Part::L) {
+        let lists = Lists::new(LISTS, LIST_SIZE, options.chunk);
+        let bytes = lists.bytes();
+        let partitions = LISTS as i32;
+        let check = |files: &std::path::Path| -> anyhow::Result<()> {
+            for list in &lists.lists {
+                if sha256_file(&files.join(&list.name))? != list.sha256 {
+                    bail!(
+                        "{}: the delivered file is not the file published",
+                        list.name
+                    );
+                }
+            }
+            Ok(())
+        };
+        // The limit: the same messages, all waiting, consumed and written without kres-kafka.
+        cluster
+            .create_topic("w", partitions, 1)
+            .context("creating the backlog's topic")?;
+        eprintln!("W: publishing {LISTS} lists of {} MiB", LIST_SIZE >> 20);
+        produce(&servers, "w", &lists, &AtomicU64::new(0))?;
+        eprintln!("W: limit");
+        let sink = scratch.path().join("limit-w");
+        std::fs::create_dir_all(&sink)?;
+        let limit = raw_backlog(&servers, "w", partitions, &sink, bytes)?;
+        let limit_rate = mb(bytes) / secs(limit);
+        let label = format!("{LISTS} x {} MiB lists", LIST_SIZE >> 20);
+        if runs(Part::W) {
+            eprintln!("W: kres-kafka");
+            let topic = Topic {
+                name: "w",
+                partitions,
+                settings: "",
+            };
+            let done = Done::Files(lists.files());
+            let (time, _, files) = catch_up(
+                &cluster,
+                scratch.path(),
+                &compiled,
+                "w-daemon",
+                topic,
+                done,
+                bytes,
+            )
+            .await?;
+            check(&files)?;
+            let rate = mb(bytes) / secs(time);
+            let ratio = rate / limit_rate;
+            rows.push(format!(
+                "  W  {label} waiting, from start to committed {rate:>6.0} MB/s      consume, write, fsync {limit_rate:>6.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
+                met(ratio >= TARGET_CATCH_UP)
+            ));
+        }
+        if runs(Part::L) {
+            eprintln!("L: kres-kafka");
+            cluster
+                .create_topic("l", partitions, 1)
+                .context("creating the live topic")?;
+            let topic = Topic {
+                name: "l",
+                partitions,
+                settings: "",
+            };
+            let done = Done::Files(lists.files());
+            let ours = through_daemon(
+                &cluster,
+                scratch.path(),
+                &compiled,
+                topic,
+                &lists,
+                done,
+                &[],
+            )
+            .await?;
+            check(&ours.files)?;
+            let rate = mb(bytes) / secs(ours.time);
+            let ratio = rate / limit_rate;
+            rows.push(format!(
+                "  L  {label}, published unthrottled       {rate:>8.0} MB/s      consume, write, fsync {limit_rate:>6.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
+                met(ratio >= TARGET_CATCH_UP)
+            ));
+            peaks.push(("L", ours));
+        }
+    }
+
     if runs(Part::F) {
         const PARTITIONS: i32 = 12;
         let fleet = Fleet {
@@ -205,19 +303,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 settings: &format!("  partitions: {mode}\n"),
             };
             let run = format!("f-{mode}");
-            let file = "fleet-0000.rpz";
-            fetched.push(
-                catch_up(
-                    &cluster,
-                    scratch.path(),
-                    &compiled,
-                    &run,
-                    topic,
-                    file,
-                    expected,
-                )
-                .await?,
-            );
+            let done = Done::File("fleet-0000.rpz", 0);
+            let (time, bytes, _) = catch_up(
+                &cluster,
+                scratch.path(),
+                &compiled,
+                &run,
+                topic,
+                done,
+                expected,
+            )
+            .await?;
+            fetched.push((time, bytes));
         }
         let per = |bytes: u64| bytes as f64 / size as f64;
         let (all, addressed) = (per(fetched[0].1), per(fetched[1].1));
@@ -309,6 +406,11 @@ pub enum Part {
     A,
     B,
     S,
+    /// A backlog: twelve 20 MiB block lists waiting on their partitions, from the daemon's
+    /// start to every list committed.
+    W,
+    /// The same lists published as fast as the producer can while the daemon runs.
+    L,
     /// A fleet's traffic on 12 partitions: what one resolver fetches, `all` and `addressed`.
     F,
     /// The guest's cost under WebAssembly against native.

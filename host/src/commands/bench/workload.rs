@@ -17,12 +17,19 @@ use std::time::Duration;
 pub(super) struct Record {
     pub(super) headers: Vec<(&'static str, String)>,
     pub(super) value: Vec<u8>,
+    /// The partition, when the workload places its records itself.
+    pub(super) partition: Option<i32>,
 }
 
 /// A workload: its records, made as they are published (a large file is never held whole).
 pub(super) trait Workload: Sync {
     fn count(&self) -> usize;
     fn record(&self, i: usize) -> Record;
+    /// Whether the producer publishes as fast as it can instead of staying within
+    /// [`WINDOW`] of the consumer (the workload fits in the broker's retention).
+    fn unthrottled(&self) -> bool {
+        false
+    }
 }
 
 /// Distinct blocks a large file's chunks take their content from in turn: more than a
@@ -32,7 +39,7 @@ const BLOCKS: usize = 8;
 /// A large RPZ file in chunks for `host`, then, if `then` is set, one small file for us.
 pub(super) struct Chunked {
     pub(super) host: &'static str,
-    pub(super) name: &'static str,
+    pub(super) name: String,
     pub(super) size: u64,
     pub(super) chunk: usize,
     pub(super) blocks: Vec<Vec<u8>>,
@@ -41,13 +48,13 @@ pub(super) struct Chunked {
 }
 
 impl Chunked {
-    pub(super) fn new(host: &'static str, name: &'static str, size: u64, chunk: usize) -> Chunked {
+    pub(super) fn new(host: &'static str, name: &str, size: u64, chunk: usize) -> Chunked {
         let blocks = (0..BLOCKS as u64)
             .map(|seed| block_list(chunk, seed))
             .collect();
         let mut this = Chunked {
             host,
-            name,
+            name: name.to_owned(),
             size,
             chunk,
             blocks,
@@ -88,17 +95,19 @@ impl Workload for Chunked {
             return Record {
                 headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, name.into())],
                 value: b"; ours, after the large file for another resolver\n".to_vec(),
+                partition: None,
             };
         }
         Record {
             headers: vec![
                 (HOSTNAME, self.host.into()),
-                (FILE_NAME, self.name.into()),
+                (FILE_NAME, self.name.clone()),
                 (TOTAL_CHUNKS, self.chunks().to_string()),
                 (CHUNK_INDEX, (i + 1).to_string()),
                 (SHA256, self.sha256.clone()),
             ],
             value: self.chunk_value(i),
+            partition: None,
         }
     }
 }
@@ -188,6 +197,7 @@ impl Workload for Configs {
         Record {
             headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, Configs::name(i))],
             value: Configs::content(i),
+            partition: None,
         }
     }
 }
@@ -234,7 +244,7 @@ pub(super) fn produce(
     let mut produced = 0u64;
     for i in 0..workload.count() {
         let record = workload.record(i);
-        while produced > consumed.load(Ordering::Relaxed) + WINDOW {
+        while !workload.unthrottled() && produced > consumed.load(Ordering::Relaxed) + WINDOW {
             producer.poll(Duration::ZERO);
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -256,6 +266,9 @@ pub(super) fn produce(
             .headers(headers);
         if let Some(key) = key {
             pending = pending.key(key);
+        }
+        if let Some(partition) = record.partition {
+            pending = pending.partition(partition);
         }
         loop {
             match producer.send(pending) {
@@ -288,6 +301,53 @@ pub(super) fn produce(
     Ok(producer.context().bytes.load(Ordering::Relaxed))
 }
 
+/// Block lists for us, each in chunks on a partition of its own (as a publisher keying by
+/// file name spreads them), published as fast as the producer can: the mock broker keeps
+/// about 5 MiB (compressed) a partition, so each list fits on its partition whole.
+pub(super) struct Lists {
+    pub(super) lists: Vec<Chunked>,
+}
+
+impl Lists {
+    pub(super) fn new(count: usize, size: u64, chunk: usize) -> Lists {
+        let lists = (0..count)
+            .map(|j| Chunked::new(ME, &format!("lists/list-{j:02}.rpz"), size, chunk))
+            .collect();
+        Lists { lists }
+    }
+
+    /// Each list's name and size.
+    pub(super) fn files(&self) -> Vec<(String, u64)> {
+        self.lists
+            .iter()
+            .map(|l| (l.name.clone(), l.size))
+            .collect()
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.lists.iter().map(|l| l.size).sum()
+    }
+}
+
+impl Workload for Lists {
+    fn count(&self) -> usize {
+        self.lists.iter().map(Workload::count).sum()
+    }
+
+    /// The lists interleaved, chunk by chunk, as several publishers at once would send them.
+    fn record(&self, i: usize) -> Record {
+        let n = self.lists.len();
+        let (list, chunk) = (i % n, i / n);
+        let mut record = self.lists[list].record(chunk);
+        record.partition = Some(list as i32);
+        record
+    }
+
+    fn unthrottled(&self) -> bool {
+        true
+    }
+}
+
 /// A fleet's traffic: one file of `size` bytes for each of `resolvers` resolvers, ours the
 /// first.
 pub(super) struct Fleet {
@@ -317,6 +377,7 @@ impl Workload for Fleet {
                 (FILE_NAME, format!("fleet-{r:04}.rpz")),
             ],
             value: block_list(self.size, r as u64),
+            partition: None,
         }
     }
 }
@@ -332,6 +393,7 @@ impl Workload for Single {
         Record {
             headers: self.0.headers.clone(),
             value: self.0.value.clone(),
+            partition: self.0.partition,
         }
     }
 }
