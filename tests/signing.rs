@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, Record, SIGTERM, TOPIC, free_port, scrape};
+use common::daemon::{Broker, Host, Record, SIGTERM, TOPIC, free_port, metric};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -89,13 +89,6 @@ async fn publish(broker: &Broker, record: &Record) {
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest as _;
     kres_kafka_guest::durable::hex(&sha2::Sha256::digest(data))
-}
-
-fn metric(port: u16, name: &str) -> u64 {
-    scrape(port)
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 fn rejections(port: u16, kind: &str) -> u64 {

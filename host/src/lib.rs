@@ -53,3 +53,4 @@ pub mod status;
 pub mod swap;
 pub mod system;
 pub mod tls;
+pub mod watch;

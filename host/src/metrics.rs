@@ -37,6 +37,7 @@ struct Inner {
     skipped: Family<Labels, Counter>,
     skipped_bytes: Family<Labels, Counter>,
     commit_failures: Counter,
+    broker_errors: Family<Labels, Counter>,
     rejections: Family<Labels, Counter>,
     guest_failures: Family<Labels, Counter>,
     manager_calls: Family<Labels, Counter>,
@@ -67,6 +68,7 @@ impl Default for Metrics {
             skipped: Family::default(),
             skipped_bytes: Family::default(),
             commit_failures: Counter::default(),
+            broker_errors: Family::default(),
             rejections: Family::default(),
             guest_failures: Family::default(),
             manager_calls: Family::default(),
@@ -113,6 +115,11 @@ impl Default for Metrics {
             "commit_failures",
             "Offset commits to the group that the broker refused or did not answer (the journal holds the positions)",
             inner.commit_failures.clone(),
+        );
+        registry.register(
+            "broker_errors",
+            "Errors of the Kafka clients (consumer, status producer) by kind (authentication, tls, transport, other); each is retried",
+            inner.broker_errors.clone(),
         );
         registry.register(
             "rejections",
@@ -188,6 +195,15 @@ impl Metrics {
     /// Count an offset commit that failed.
     pub fn commit_failed(&self) {
         self.inner.commit_failures.inc();
+    }
+
+    /// Count an error a Kafka client (`consumer` or `status`) reported, by `kind`
+    /// (authentication, tls, transport, other); librdkafka retries each on its own.
+    pub fn broker_error(&self, client: &str, kind: &str) {
+        self.inner
+            .broker_errors
+            .get_or_create(&labels(&[("client", client), ("kind", kind)]))
+            .inc();
     }
 
     /// Bytes of values received, and how many of them were for this resolver.

@@ -9,8 +9,7 @@
 use crate::metrics::Metrics;
 use crate::sandbox::{self, Guest, Sandbox};
 use crate::status::Status;
-use notify::{RecursiveMode, Watcher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -54,7 +53,7 @@ pub fn spawn(
         let _ = changed_tx.send(());
     }
     let watcher = match &path {
-        Some(path) => Some(watch(path, changed_tx)?),
+        Some(path) => Some(crate::watch::file(path, "the guest file", changed_tx)?),
         None => None,
     };
     let (tx, rx) = mpsc::channel(1);
@@ -117,32 +116,4 @@ pub fn spawn(
         }
     });
     Ok(rx)
-}
-
-/// Watch the directory of `path` (not the file: a rename replaces the file's inode) for
-/// changes to that name.
-fn watch(
-    path: &Path,
-    changed: mpsc::UnboundedSender<()>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(ToOwned::to_owned);
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event)
-                if event.paths.iter().any(|p| p.file_name() == name.as_deref())
-                    && !event.kind.is_access() =>
-            {
-                let _ = changed.send(());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("watching the guest file: {e}"),
-        })?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| anyhow::anyhow!("watching {} for a new guest: {e}", dir.display()))?;
-    Ok(watcher)
 }

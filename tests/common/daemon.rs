@@ -518,3 +518,11 @@ pub fn scrape(port: u16) -> String {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
 }
+
+/// The value of the metric `name` (with its labels, as scraped) on `port`; 0 while absent.
+pub fn metric(port: u16, name: &str) -> u64 {
+    scrape(port)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nisshi;
 pub mod tls;
 
 use kres_kafka::outcome::{Context, Limits, Message};

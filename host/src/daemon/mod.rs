@@ -30,6 +30,7 @@ use crate::status::{About, Event, Status};
 use crate::swap;
 use anyhow::Context as _;
 use executor::ManagerExecutor;
+use rdkafka::consumer::Consumer as _;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +79,7 @@ async fn take_batch(consumer: &kafka::Consumer, metrics: &Metrics, first: Messag
                 batch.push(message);
             }
             Err(e) => {
-                tracing::warn!("receiving from Kafka: {e}");
+                consumer.context().failed(&e);
                 break;
             }
         }
@@ -164,6 +165,43 @@ async fn deliver(
 
 /// The lock that keeps a second daemon off the same state directory, in it.
 pub const LOCK_FILE: &str = "lock";
+
+/// Take the password now in `kafka.sasl-password-file`, if it changed since `current`: the
+/// consumer's and the status producer's next connections authenticate with it. A file that
+/// cannot be read, or is empty (half-written), keeps the password in use.
+fn rotate_password(
+    kafka: &Settings,
+    reader: &kafka::Reader,
+    status: &Status,
+    current: &mut Option<String>,
+) {
+    let Some(sasl) = &kafka.sasl else { return };
+    let file = sasl.password_file.display();
+    let new = match sasl.password() {
+        Ok(new) if new.is_empty() => {
+            tracing::warn!(%file, "kafka.sasl-password-file is empty: keeping the password in use");
+            return;
+        }
+        Ok(new) => new,
+        Err(e) => {
+            tracing::warn!(%file, "reading kafka.sasl-password-file: {e}; keeping the password in use");
+            return;
+        }
+    };
+    if current.as_ref() == Some(&new) {
+        tracing::debug!(%file, "kafka.sasl-password-file changed, not the password");
+        return;
+    }
+    let consumer = kafka::set_sasl_credentials(reader.consumer().client(), &sasl.username, &new);
+    let producer = status.set_sasl_credentials(&sasl.username, &new);
+    match consumer.and(producer) {
+        Ok(()) => {
+            tracing::info!(%file, username = %sasl.username, "new SASL password: the next connections authenticate with it");
+            *current = Some(new);
+        }
+        Err(e) => tracing::error!(%file, "taking the new SASL password: {e}"),
+    }
+}
 
 /// Take the state directory's lock for as long as the returned file is open, and write this
 /// process's pid in it; a second daemon on the same directory fails here, naming the first.
@@ -340,6 +378,18 @@ pub async fn run(
     );
     status.lifecycle(Event::Started);
 
+    // A new password in kafka.sasl-password-file is taken without a restart.
+    let (password_tx, mut passwords) = mpsc::unbounded_channel();
+    let _password_watcher = match &kafka.sasl {
+        Some(sasl) => Some(crate::watch::file(
+            &sasl.password_file,
+            "kafka.sasl-password-file",
+            password_tx,
+        )?),
+        None => None,
+    };
+    let mut password = kafka.sasl.as_ref().and_then(|s| s.password().ok());
+
     let mut commits = tokio::time::interval(kafka::COMMIT_EVERY);
     let mut refresh = tokio::time::interval_at(
         tokio::time::Instant::now() + kafka.metadata_refresh,
@@ -359,6 +409,11 @@ pub async fn run(
             // progress, if any, has finished on the guest it started with.
             Some(swapped) = swaps.recv() => worker.swap(swapped),
             _ = maintenance.tick() => worker.maintain().await,
+            Some(()) = passwords.recv() => {
+                tokio::time::sleep(crate::swap::SETTLE).await;
+                while passwords.try_recv().is_ok() {}
+                rotate_password(kafka, &reader, &status, &mut password);
+            }
             _ = commits.tick() => reader.commit(),
             _ = refresh.tick() => {
                 reader.refresh().await;
@@ -369,7 +424,7 @@ pub async fn run(
                 let record = match record {
                     Ok(record) => record,
                     Err(e) => {
-                        tracing::warn!("receiving from Kafka: {e}");
+                        reader.consumer().context().failed(&e);
                         continue;
                     }
                 };

@@ -96,6 +96,52 @@ pub fn client_config(kafka: &Settings, client_id: &str) -> ClientConfig {
     config
 }
 
+/// Give a running client new SASL credentials: its next connection, and its next
+/// re-authentication, use them; connections already authenticated stay up.
+pub fn set_sasl_credentials<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    username: &str,
+    password: &str,
+) -> Result<(), String> {
+    use rdkafka::bindings;
+    use std::ffi::{CStr, CString};
+    let username = CString::new(username).map_err(|_| "the username holds a NUL byte")?;
+    let password = CString::new(password).map_err(|_| "the password holds a NUL byte")?;
+    // SAFETY: the client pointer is valid while `client` lives, librdkafka copies both
+    // strings, and an error it returns is ours to read and free.
+    unsafe {
+        let error = bindings::rd_kafka_sasl_set_credentials(
+            client.native_ptr(),
+            username.as_ptr(),
+            password.as_ptr(),
+        );
+        if error.is_null() {
+            return Ok(());
+        }
+        let text = CStr::from_ptr(bindings::rd_kafka_error_string(error))
+            .to_string_lossy()
+            .into_owned();
+        bindings::rd_kafka_error_destroy(error);
+        Err(text)
+    }
+}
+
+/// What kind of trouble a client error is, for `kres_kafka_broker_errors_total{kind}`.
+pub fn error_kind(error: &KafkaError) -> &'static str {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match error.rdkafka_error_code() {
+        Some(
+            Code::Authentication
+            | Code::SaslAuthenticationFailed
+            | Code::IllegalSASLState
+            | Code::UnsupportedSASLMechanism,
+        ) => "authentication",
+        Some(Code::SSL) => "tls",
+        Some(Code::BrokerTransportFailure | Code::AllBrokersDown | Code::Resolve) => "transport",
+        _ => "other",
+    }
+}
+
 /// Apply the operator's `librdkafka` options, after kres-kafka's own.
 pub fn apply_extra_options(config: &mut ClientConfig, kafka: &Settings) {
     for (key, value) in &kafka.librdkafka {

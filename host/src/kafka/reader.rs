@@ -59,7 +59,24 @@ impl ClientContext for ReaderContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics
+            .broker_error("consumer", super::error_kind(&error));
         self.log.error(error, reason);
+    }
+}
+
+impl ReaderContext {
+    /// An error the consumer's queue gave instead of a message (librdkafka hands a consumer's
+    /// errors over that way, not to [`ClientContext::error`]): counted, logged once in a while.
+    pub fn failed(&self, error: &KafkaError) {
+        self.metrics
+            .broker_error("consumer", super::error_kind(error));
+        let text = format!("Kafka: {error}");
+        if self.log.first_in_a_while(&text) {
+            tracing::warn!(target: "librdkafka", "{text} (retrying)");
+        } else {
+            tracing::debug!(target: "librdkafka", "{text} (retrying)");
+        }
     }
 }
 
@@ -195,20 +212,23 @@ impl Reader {
 
     /// The topic's partition count, asked until the broker answers or `shutdown`.
     async fn wait_for_partition_count(&self, shutdown: &CancellationToken) -> Option<i32> {
-        let mut said = None::<String>;
         loop {
             match self.partition_count() {
                 Ok(count) => return Some(count),
                 Err(why) => {
-                    if said.as_deref() != Some(why.as_str()) {
-                        tracing::warn!(topic = %self.topic, "waiting for the topic: {why}");
-                        said = Some(why);
+                    let text = format!("waiting for the topic: {why}");
+                    if self.consumer.context().log.first_in_a_while(&text) {
+                        tracing::warn!(topic = %self.topic, "{text}");
+                    } else {
+                        tracing::debug!(topic = %self.topic, "{text}");
                     }
                 }
             }
+            // Nothing is assigned yet: the queue gives only errors (a login refused, say).
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                Err(e) = self.consumer.recv() => self.consumer.context().failed(&e),
             }
         }
     }

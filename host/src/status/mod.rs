@@ -205,6 +205,8 @@ impl ClientContext for Reporting {
         self.log.log(level, facility, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics
+            .broker_error("status", crate::kafka::error_kind(&error));
         self.log.error(error, reason);
     }
 }
@@ -379,6 +381,16 @@ impl Status {
     /// Report the daemon started or stopped.
     pub fn lifecycle(&self, event: Event) {
         self.with(event, |_| {});
+    }
+
+    /// Give the status producer new SASL credentials (see [`crate::kafka::set_sasl_credentials`]).
+    pub fn set_sasl_credentials(&self, username: &str, password: &str) -> Result<(), String> {
+        match &self.inner {
+            Some(inner) => {
+                crate::kafka::set_sasl_credentials(inner.producer.client(), username, password)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Wait up to `timeout` for the records queued to be delivered. Blocks: call it off the

@@ -1,0 +1,152 @@
+//! SASL against a real broker that requires it (nisshi): `send` (SCRAM-SHA-256) and the daemon
+//! (SCRAM-SHA-512) log in with their password files, and `send --wait` reads the daemon's
+//! status records back; a client without credentials, an unknown user and a wrong password
+//! get nothing, and the daemon logs and counts the refusal and keeps retrying; a new password
+//! written to the file is taken by the running daemon, which then delivers, without a restart.
+//! No broker here offers PLAIN or OAUTHBEARER: their settings and refusals are unit tests
+//! (`host/src/kafka`).
+
+mod common;
+
+use common::daemon::{Host, TOPIC, free_port, metric};
+use common::nisshi::Nisshi;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const ME: &str = "resolver1";
+const AUTH_ERRORS: &str =
+    "kres_kafka_broker_errors_total{client=\"consumer\",kind=\"authentication\"}";
+
+/// Write `password` to `path` as an operator would: a new file renamed over the old one,
+/// readable by its owner only.
+fn write_password(path: &Path, password: &str) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&new, path).unwrap();
+}
+
+/// A resolver host logging in as `user` with the password in its `password` file, with its
+/// metrics port.
+fn resolver(broker: &Nisshi, user: &str, password: &str) -> (Host, u16) {
+    let port = free_port();
+    let kafka = format!(
+        "security-protocol: sasl_plaintext\nsasl-mechanism: SCRAM-SHA-512\n\
+         sasl-username: {user}\nsasl-password-file: $HOST_DIR/password\n\
+         metrics-address: 127.0.0.1@{port}\n"
+    );
+    let host = Host::with(&broker.server(), ME, &kafka, &[]);
+    write_password(&host.dir.path().join("password"), password);
+    (host, port)
+}
+
+/// `kres-kafka send` of `name` to this resolver, logged in as the publisher (SCRAM-SHA-256),
+/// with `args` added.
+fn send(broker: &Nisshi, dir: &Path, name: &str, content: &[u8], args: &[&str]) {
+    let password = dir.join("publisher-password");
+    write_password(&password, "publisher's secret");
+    let config = dir.join("publisher.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  server: {}\n  topic: {TOPIC}\n  security-protocol: sasl_plaintext\n  \
+             sasl-mechanism: SCRAM-SHA-256\n  sasl-username: publisher\n  \
+             sasl-password-file: {}\n",
+            broker.server(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, content).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["send", "--hostname", ME, "--config"])
+        .arg(&config)
+        .args(args)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "send: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no_restart() {
+    let mut broker = Nisshi::start();
+    broker.create_topic(TOPIC, 1);
+    broker.create_topic(&format!("{TOPIC}-status"), 1);
+    broker.set_user(ME, "first password", 512);
+    broker.set_user("publisher", "publisher's secret", 256);
+    broker.restart(true);
+    let publisher = tempfile::tempdir().unwrap();
+
+    // The resolver, and an intruder under the same hostname who has no account: had it
+    // logged in, it would receive the same files.
+    let (mut host, port) = resolver(&broker, ME, "first password");
+    let (mut intruder, intruder_port) = resolver(&broker, "intruder", "a guess");
+    // And one that does not try to log in at all.
+    let mut anonymous = Host::with(&broker.server(), ME, "", &[]);
+    host.start();
+    intruder.start();
+    anonymous.start();
+    // `--wait` returns once the resolver's status record says it committed the file.
+    send(
+        &broker,
+        publisher.path(),
+        "a.rpz",
+        b"first file\n",
+        &["--wait"],
+    );
+    assert!(host.holds("a.rpz", b"first file\n"), "{}", host.logs());
+    assert_eq!(metric(port, AUTH_ERRORS), 0, "{}", host.logs());
+    intruder
+        .wait_for("the intruder's login refused and counted", |h| {
+            metric(intruder_port, AUTH_ERRORS) >= 2 && h.logs().contains("SASL")
+        })
+        .await;
+    assert!(
+        !intruder.path("a.rpz").exists(),
+        "an unknown user received a file"
+    );
+    anonymous
+        .wait_for("the anonymous client's requests refused", |h| {
+            h.logs().contains("AllBrokersDown")
+        })
+        .await;
+    assert!(
+        !anonymous.path("a.rpz").exists(),
+        "a client without credentials received a file"
+    );
+    assert!(
+        intruder.logs().contains(" WARN ") && intruder.logs().contains("authentication"),
+        "the refusal is logged with librdkafka's reason\n{}",
+        intruder.logs()
+    );
+
+    // The account's password changes on the broker. The daemon's next logins fail: counted,
+    // logged, retried; what is published meanwhile waits.
+    broker.restart(false);
+    broker.set_user(ME, "second password", 512);
+    broker.restart(true);
+    let before = metric(port, AUTH_ERRORS);
+    send(&broker, publisher.path(), "b.rpz", b"second file\n", &[]);
+    host.wait_for("logins with the old password refused, twice", |_| {
+        metric(port, AUTH_ERRORS) >= before + 2
+    })
+    .await;
+    assert!(!host.path("b.rpz").exists(), "delivered without a login");
+
+    // The operator writes the new password: taken without a restart.
+    let pid = host.pid();
+    write_password(&host.dir.path().join("password"), "second password");
+    host.wait_for("the second file, with the new password", |h| {
+        h.holds("b.rpz", b"second file\n")
+    })
+    .await;
+    assert!(host.logs().contains("new SASL password"), "{}", host.logs());
+    assert_eq!(host.pid(), pid, "the daemon was not restarted");
+}
