@@ -7,8 +7,7 @@
 //! default partitioner). Where every message landed is read back from the broker, so the
 //! expectations do not rest on kres-kafka's own partitioner.
 //!
-//! Growth needs a broker whose topics can grow: nisshi (`common::nisshi`), grown from 3 to 6
-//! partitions while the daemon is down and from 6 to 12 while it runs.
+//! Growth needs a broker whose topics can grow: `tests/broker.rs`.
 
 mod common;
 
@@ -205,88 +204,4 @@ fn the_daemons_partitioner_agrees_with_where_the_broker_got_each_key() {
             "{key}"
         );
     }
-}
-
-/// `kres-kafka send` of `name` to `hostname` on the broker at `server`, placed as `send`
-/// places it (by the partition count the broker gives it now).
-fn send(server: &str, hostname: &str, name: &str, content: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(name);
-    std::fs::write(&file, content).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-        .args([
-            "send",
-            "--server",
-            server,
-            "--topic",
-            TOPIC,
-            "--hostname",
-            hostname,
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "send: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_that_grows_from_3_to_6_then_12_partitions_loses_nothing() {
-    use kres_kafka::kafka::partitioner::partition_of;
-    // A resolver whose key moves to a new partition at each growth.
-    let me = (0..)
-        .map(|i| format!("resolver-{i}.example.net"))
-        .find(|h| {
-            let at = |n| partition_of(h.as_bytes(), n);
-            at(6) != at(3) && at(12) != at(6)
-        })
-        .unwrap();
-    let mut broker = common::nisshi::Nisshi::start();
-    broker.create_topic(TOPIC, 3);
-    broker.create_topic(&format!("{TOPIC}-status"), 1);
-    let server = broker.server();
-    let mut host = Host::with(
-        &server,
-        &me,
-        "partitions: addressed\nmetadata-refresh: 1s\n",
-        &[],
-    );
-    host.start();
-    send(&server, &me, "one.rpz", b"one\n");
-    host.wait_for("the first file", |h| h.holds("one.rpz", b"one\n"))
-        .await;
-
-    // Grown while the daemon is down: a file still on the old partition, unread, and one on
-    // the new partition. The restarted daemon reads both.
-    assert!(host.stop(SIGTERM).await.success());
-    send(&server, &me, "two.rpz", b"two\n");
-    broker.grow(TOPIC, 6);
-    send(&server, &me, "three.rpz", b"three\n");
-    host.start();
-    host.wait_for("the files on the old and the new partition", |h| {
-        h.holds("two.rpz", b"two\n") && h.holds("three.rpz", b"three\n")
-    })
-    .await;
-    host.wait_for("the old partition released once read", |h| {
-        h.logs().contains("no longer addressed: released")
-    })
-    .await;
-
-    // Grown while the daemon runs: a file published to the new partition before the daemon
-    // looks again is read from the partition's start.
-    broker.grow(TOPIC, 12);
-    send(&server, &me, "four.rpz", b"four\n");
-    host.wait_for("the file on the partition added while running", |h| {
-        h.holds("four.rpz", b"four\n")
-    })
-    .await;
-    let logs = host.logs();
-    assert!(
-        logs.contains("the topic grew") && logs.contains("was=6 now=12"),
-        "{logs}"
-    );
-    assert!(host.stop(SIGTERM).await.success());
 }

@@ -488,13 +488,24 @@ pub fn content(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A TCP port free on 127.0.0.1 now (for `metrics-address`).
+/// A TCP port free on 127.0.0.1 now, for a listener a child process opens later
+/// (`metrics-address`, a broker). Taken below Linux's ephemeral range (32768 and up), where
+/// the kernel never places a `bind(0)` (the mock brokers) or an outgoing connection, so that
+/// nothing else takes it in between; never the same port twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const RANGE: u32 = 12_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    // Each test process starts at its own place in the range.
+    let start = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(n) % RANGE) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `GET /metrics` on 127.0.0.1:`port`: the body; empty while the daemon is not serving yet

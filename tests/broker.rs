@@ -1,14 +1,21 @@
-//! SASL against a real broker that requires it (nisshi): `send` (SCRAM-SHA-256) and the daemon
+//! What librdkafka's mock broker cannot show, against a real Kafka-protocol broker (nisshi,
+//! `common::nisshi`; installed on the first run when missing, so this file has no other
+//! tests to slow down meanwhile).
+//!
+//! SASL, with a broker that requires it: `send` (SCRAM-SHA-256) and the daemon
 //! (SCRAM-SHA-512) log in with their password files, and `send --wait` reads the daemon's
 //! status records back; a client without credentials, an unknown user and a wrong password
 //! get nothing, and the daemon logs and counts the refusal and keeps retrying; a new password
 //! written to the file is taken by the running daemon, which then delivers, without a restart.
 //! No broker here offers PLAIN or OAUTHBEARER: their settings and refusals are unit tests
 //! (`host/src/kafka`).
+//!
+//! Partition growth (`partitions: addressed`): a topic grown from 3 to 6 partitions while the
+//! daemon is down and from 6 to 12 while it runs loses nothing.
 
 mod common;
 
-use common::daemon::{Host, TOPIC, free_port, metric};
+use common::daemon::{Host, SIGTERM, TOPIC, free_port, metric};
 use common::nisshi::Nisshi;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -149,4 +156,88 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     .await;
     assert!(host.logs().contains("new SASL password"), "{}", host.logs());
     assert_eq!(host.pid(), pid, "the daemon was not restarted");
+}
+
+/// `kres-kafka send` of `name` to `hostname` on the broker at `server`, placed as `send`
+/// places it (by the partition count the broker gives it now).
+fn send_plain(server: &str, hostname: &str, name: &str, content: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, content).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args([
+            "send",
+            "--server",
+            server,
+            "--topic",
+            TOPIC,
+            "--hostname",
+            hostname,
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "send: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_grows_from_3_to_6_then_12_partitions_loses_nothing() {
+    use kres_kafka::kafka::partitioner::partition_of;
+    // A resolver whose key moves to a new partition at each growth.
+    let me = (0..)
+        .map(|i| format!("resolver-{i}.example.net"))
+        .find(|h| {
+            let at = |n| partition_of(h.as_bytes(), n);
+            at(6) != at(3) && at(12) != at(6)
+        })
+        .unwrap();
+    let mut broker = common::nisshi::Nisshi::start();
+    broker.create_topic(TOPIC, 3);
+    broker.create_topic(&format!("{TOPIC}-status"), 1);
+    let server = broker.server();
+    let mut host = Host::with(
+        &server,
+        &me,
+        "partitions: addressed\nmetadata-refresh: 1s\n",
+        &[],
+    );
+    host.start();
+    send_plain(&server, &me, "one.rpz", b"one\n");
+    host.wait_for("the first file", |h| h.holds("one.rpz", b"one\n"))
+        .await;
+
+    // Grown while the daemon is down: a file still on the old partition, unread, and one on
+    // the new partition. The restarted daemon reads both.
+    assert!(host.stop(SIGTERM).await.success());
+    send_plain(&server, &me, "two.rpz", b"two\n");
+    broker.grow(TOPIC, 6);
+    send_plain(&server, &me, "three.rpz", b"three\n");
+    host.start();
+    host.wait_for("the files on the old and the new partition", |h| {
+        h.holds("two.rpz", b"two\n") && h.holds("three.rpz", b"three\n")
+    })
+    .await;
+    host.wait_for("the old partition released once read", |h| {
+        h.logs().contains("no longer addressed: released")
+    })
+    .await;
+
+    // Grown while the daemon runs: a file published to the new partition before the daemon
+    // looks again is read from the partition's start.
+    broker.grow(TOPIC, 12);
+    send_plain(&server, &me, "four.rpz", b"four\n");
+    host.wait_for("the file on the partition added while running", |h| {
+        h.holds("four.rpz", b"four\n")
+    })
+    .await;
+    let logs = host.logs();
+    assert!(
+        logs.contains("the topic grew") && logs.contains("was=6 now=12"),
+        "{logs}"
+    );
+    assert!(host.stop(SIGTERM).await.success());
 }
