@@ -18,7 +18,7 @@ mod common;
 use common::daemon::{Host, SIGTERM, TOPIC, free_port, metric};
 use common::nisshi::Nisshi;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ME: &str = "resolver1";
@@ -48,11 +48,10 @@ fn resolver(broker: &Nisshi, user: &str, password: &str) -> (Host, u16) {
     (host, port)
 }
 
-/// `kres-kafka send` of `name` to this resolver, logged in as the publisher (SCRAM-SHA-256),
-/// with `args` added.
-fn send(broker: &Nisshi, dir: &Path, name: &str, content: &[u8], args: &[&str]) {
-    let password = dir.join("publisher-password");
-    write_password(&password, "publisher's secret");
+/// The publisher's configuration in `dir`: SCRAM-SHA-256 as `publisher`, its password in
+/// `dir/publisher-password`.
+fn publisher(broker: &Nisshi, dir: &Path) -> PathBuf {
+    write_password(&dir.join("publisher-password"), "publisher's secret");
     let config = dir.join("publisher.yaml");
     std::fs::write(
         &config,
@@ -61,19 +60,29 @@ fn send(broker: &Nisshi, dir: &Path, name: &str, content: &[u8], args: &[&str]) 
              sasl-mechanism: SCRAM-SHA-256\n  sasl-username: publisher\n  \
              sasl-password-file: {}\n",
             broker.server(),
-            password.display()
+            dir.join("publisher-password").display()
         ),
     )
     .unwrap();
-    let file = dir.join(name);
+    config
+}
+
+/// `kres-kafka send` of `name` to this resolver with the publisher's `config`, `args` added.
+fn send(config: &Path, name: &str, content: &[u8], args: &[&str]) -> Command {
+    let file = config.with_file_name(name);
     std::fs::write(&file, content).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-        .args(["send", "--hostname", ME, "--config"])
-        .arg(&config)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kres-kafka"));
+    command
+        .args(["send", "--hostname", ME, "--log-level", "info", "--config"])
+        .arg(config)
         .args(args)
-        .arg(&file)
-        .output()
-        .unwrap();
+        .arg(&file);
+    command
+}
+
+/// Run `command` to its end; it must succeed.
+fn succeeds(mut command: Command) {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "send: {}",
@@ -89,7 +98,8 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     broker.set_user(ME, "first password", 512);
     broker.set_user("publisher", "publisher's secret", 256);
     broker.restart(true);
-    let publisher = tempfile::tempdir().unwrap();
+    let publishing = tempfile::tempdir().unwrap();
+    let config = publisher(&broker, publishing.path());
 
     // The resolver, and an intruder under the same hostname who has no account: had it
     // logged in, it would receive the same files.
@@ -101,13 +111,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     intruder.start();
     anonymous.start();
     // `--wait` returns once the resolver's status record says it committed the file.
-    send(
-        &broker,
-        publisher.path(),
-        "a.rpz",
-        b"first file\n",
-        &["--wait"],
-    );
+    succeeds(send(&config, "a.rpz", b"first file\n", &["--wait"]));
     assert!(host.holds("a.rpz", b"first file\n"), "{}", host.logs());
     assert_eq!(metric(port, AUTH_ERRORS), 0, "{}", host.logs());
     intruder
@@ -140,14 +144,46 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     broker.set_user(ME, "second password", 512);
     broker.restart(true);
     let before = metric(port, AUTH_ERRORS);
-    send(&broker, publisher.path(), "b.rpz", b"second file\n", &[]);
+    // A publisher waits for the resolver's answer meanwhile (its stderr in a file).
+    let waiting_log = publishing.path().join("send-wait.log");
+    let mut waiting = send(
+        &config,
+        "b.rpz",
+        b"second file\n",
+        &["--wait", "--wait-timeout", "180s"],
+    );
+    let waiting_out = publishing.path().join("send-wait.out");
+    let mut waiting = waiting
+        .stdout(std::fs::File::create(&waiting_out).unwrap())
+        .stderr(std::fs::File::create(&waiting_log).unwrap())
+        .spawn()
+        .unwrap();
     host.wait_for("logins with the old password refused, twice", |_| {
         metric(port, AUTH_ERRORS) >= before + 2
     })
     .await;
+    let send_log = || std::fs::read_to_string(&waiting_log).unwrap_or_default();
+    host.wait_for("the waiting send to publish", |_| {
+        std::fs::read_to_string(&waiting_out).is_ok_and(|out| out.contains("delivered b.rpz"))
+    })
+    .await;
     assert!(!host.path("b.rpz").exists(), "delivered without a login");
 
-    // The operator writes the new password: taken without a restart.
+    // The publisher's password changes too, while `send --wait` waits: its reader's next
+    // logins fail until the new password is in its file.
+    broker.restart(false);
+    broker.set_user("publisher", "publisher's new secret", 256);
+    broker.restart(true);
+    host.wait_for("the waiting send's login refused", |_| {
+        send_log().contains("Authentication")
+    })
+    .await;
+    write_password(
+        &publishing.path().join("publisher-password"),
+        "publisher's new secret",
+    );
+
+    // The operator writes the resolver's new password: taken without a restart.
     let pid = host.pid();
     write_password(&host.dir.path().join("password"), "second password");
     host.wait_for("the second file, with the new password", |h| {
@@ -156,6 +192,21 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     .await;
     assert!(host.logs().contains("new SASL password"), "{}", host.logs());
     assert_eq!(host.pid(), pid, "the daemon was not restarted");
+    // And the waiting publisher, with its own new password, reads the answer.
+    let deadline = std::time::Instant::now() + common::daemon::PATIENCE;
+    let status = loop {
+        if let Some(status) = waiting.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "send --wait did not end\n{}",
+            send_log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "send --wait: {}", send_log());
+    assert!(send_log().contains("new SASL password"), "{}", send_log());
 }
 
 /// `kres-kafka send` of `name` to `hostname` on the broker at `server`, placed as `send`

@@ -162,7 +162,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut tracker = Tracker::new(&expected, &transfers);
     let starts: Vec<_> = ends.iter().map(|(p, _, high)| (*p, *high)).collect();
     reader.assign(&starts)?;
-    wait(&reader, &mut tracker, args.wait_timeout)?;
+    wait(
+        &reader,
+        &mut tracker,
+        args.wait_timeout,
+        kafka.sasl.as_ref(),
+    )?;
     let mut failed = false;
     for ((resolver, file), progress) in &tracker.rows {
         match progress {
@@ -189,8 +194,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Read the status topic until every row is settled or `timeout` has passed, showing the
-/// table live on a terminal, a line per change otherwise.
-fn wait(reader: &Reader, tracker: &mut Tracker, timeout: Duration) -> anyhow::Result<()> {
+/// table live on a terminal, a line per change otherwise. A new password in
+/// `sasl-password-file` is taken for the next connections.
+fn wait(
+    reader: &Reader,
+    tracker: &mut Tracker,
+    timeout: Duration,
+    sasl: Option<&crate::config::Sasl>,
+) -> anyhow::Result<()> {
+    let mut password = sasl.and_then(|s| s.password().ok());
     let live = std::io::stderr().is_terminal();
     let table = indicatif::ProgressBar::new_spinner();
     if live {
@@ -210,6 +222,20 @@ fn wait(reader: &Reader, tracker: &mut Tracker, timeout: Duration) -> anyhow::Re
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
+        }
+        if let Some(sasl) = sasl
+            && let Ok(new) = sasl.password()
+            && !new.is_empty()
+            && password.as_ref() != Some(&new)
+        {
+            match reader.set_sasl_credentials(&sasl.username, &new) {
+                Ok(()) => tracing::info!(
+                    file = %sasl.password_file.display(),
+                    "new SASL password: the next connections authenticate with it"
+                ),
+                Err(e) => tracing::error!("taking the new SASL password: {e}"),
+            }
+            password = Some(new);
         }
         let Some((_, _, Some(record))) = reader.next(left.min(Duration::from_millis(200)))? else {
             continue;

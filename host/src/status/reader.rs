@@ -103,6 +103,12 @@ impl Reader {
             .collect()
     }
 
+    /// New SASL credentials for the next connections (see
+    /// [`crate::kafka::set_sasl_credentials`]).
+    pub fn set_sasl_credentials(&self, username: &str, password: &str) -> Result<(), String> {
+        kafka::set_sasl_credentials(self.consumer.client(), username, password)
+    }
+
     /// Read from `offsets` (partition, offset) on.
     pub fn assign(&self, offsets: &[(i32, i64)]) -> Result<(), ReadError> {
         let mut list = TopicPartitionList::new();
@@ -115,9 +121,18 @@ impl Reader {
 
     /// The next record within `timeout`: `Some((partition, offset, record))`, with `None` as
     /// the record for one that is not a status record. Blocks.
+    /// An error librdkafka retries on its own (a broker down, a login refused) is logged once
+    /// in a while and gives `None`.
     pub fn next(&self, timeout: Duration) -> Result<Option<(i32, i64, Option<Record>)>, ReadError> {
         match self.consumer.poll(timeout) {
             None => Ok(None),
+            Some(Err(e @ KafkaError::MessageConsumption(_))) => {
+                let text = format!("reading the status topic: {e}");
+                if self.consumer.context().first_in_a_while(&text) {
+                    tracing::warn!("{text} (retrying)");
+                }
+                Ok(None)
+            }
             Some(Err(e)) => Err(self.failed(e)),
             Some(Ok(m)) => {
                 let record = m.payload().and_then(|v| serde_json::from_slice(v).ok());
