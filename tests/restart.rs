@@ -122,9 +122,33 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start_naming_the_first
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guest_compile_without_a_path_fills_the_cache_for_the_embedded_guest() {
+async fn a_first_start_does_not_compile_the_embedded_guest_and_guest_compile_fills_the_cache() {
     let broker = Broker::start(1);
+    // A first start on an empty state directory: the embedded guest was compiled at build
+    // time, so nothing is compiled, and nothing is written to the cache.
     let mut host = Host::new(&broker, ME, &[]);
+    host.start();
+    host.wait_for("the guest loaded", |h| h.log_of(1).contains("guest loaded"))
+        .await;
+    let log = host.log_of(1);
+    assert!(
+        log.contains("origin=embedded") && log.contains("cached=true"),
+        "{log}"
+    );
+    assert!(host.stop(SIGTERM).await.success());
+    let cache = host.dir.path().join("kres-kafka/guest-cache");
+    let compiled = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
+    };
+    assert_eq!(compiled(&cache), 0, "the first start compiled the guest");
+
+    // `guest compile` without a path compiles the embedded guest into the cache all the same
+    // (for a build that could not compile it ahead).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .args(["guest", "compile", "--config"])
         .arg(host.dir.path().join("config.yaml"))
@@ -135,11 +159,11 @@ async fn guest_compile_without_a_path_fills_the_cache_for_the_embedded_guest() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.starts_with("ok: embedded"), "{stdout}");
-    // The daemon's first start finds the embedded guest compiled.
-    host.start();
-    host.wait_for("the guest loaded", |h| h.log_of(1).contains("guest loaded"))
-        .await;
-    let log = host.log_of(1);
-    assert!(log.contains("cached=true"), "{log}");
-    assert!(host.stop(SIGTERM).await.success());
+    let artifact = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("compiled into "))
+        .expect("where it was compiled into");
+    let size = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 0, "{artifact}: {size} bytes");
+    assert_eq!(compiled(&cache), 1, "{artifact}");
 }

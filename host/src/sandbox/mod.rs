@@ -44,11 +44,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
 
 mod cache;
 mod convert;
+mod engine;
 mod guest;
 mod state;
 
@@ -69,6 +70,10 @@ mod bindings {
 
 /// The guest built from `guest/` by `build.rs`, used when no guest path is configured.
 pub const DEFAULT_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"));
+
+/// The embedded guest compiled at build time (by `host/build.rs`, for the target's baseline
+/// CPU), so that a first start does not compile it; empty when the build could not.
+const DEFAULT_GUEST_COMPILED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.cwasm"));
 
 /// Default cap on a guest instance's linear memory (reasons with the constant).
 pub const DEFAULT_MEMORY_LIMIT: u64 = crate::config::DEFAULT_GUEST_MEMORY_LIMIT;
@@ -205,8 +210,7 @@ impl Sandbox {
     /// An engine configured for kres-kafka guests.
     pub fn new(config: SandboxConfig) -> Result<Self, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true).wasm_component_model(true);
+        let wasm = engine::engine_config(None).map_err(engine_error)?;
         let engine = Engine::new(&wasm).map_err(engine_error)?;
 
         let mut linker = Linker::new(&engine);
@@ -283,8 +287,27 @@ impl Sandbox {
     pub fn load_configured(&self, path: Option<&Path>) -> Result<Guest, LoadError> {
         match path {
             Some(path) => self.load_file(path),
-            None => self.load(DEFAULT_GUEST, "embedded"),
+            None => self.load_embedded(),
         }
+    }
+
+    /// The embedded guest: compiled at build time, else (an engine that cannot take that
+    /// artifact) compiled here, or taken from the cache, as any guest.
+    fn load_embedded(&self) -> Result<Guest, LoadError> {
+        let started = Instant::now();
+        let digest = cache::digest(DEFAULT_GUEST);
+        if !DEFAULT_GUEST_COMPILED.is_empty() {
+            // SAFETY: written by `precompile_component` at build time, from `DEFAULT_GUEST`,
+            // with this engine's configuration (`engine::engine_config`); wasmtime checks the
+            // version, configuration and CPU features it needs before using it.
+            match unsafe { Component::deserialize(&self.engine, DEFAULT_GUEST_COMPILED) } {
+                Ok(component) => return self.check(component, true, started, digest, "embedded"),
+                Err(e) => tracing::debug!(
+                    "compiling the embedded guest: its build-time compilation does not fit this engine: {e:#}"
+                ),
+            }
+        }
+        self.load(DEFAULT_GUEST, "embedded")
     }
 
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
@@ -299,6 +322,18 @@ impl Sandbox {
         if !cached {
             crate::system::release_free_memory();
         }
+        self.check(component, cached, started, digest, origin)
+    }
+
+    /// Link `component` and run its self-test.
+    fn check(
+        &self,
+        component: Component,
+        cached: bool,
+        started: Instant,
+        digest: String,
+        origin: &str,
+    ) -> Result<Guest, LoadError> {
         let compiled = started.elapsed();
         let world = |e: wasmtime::Error| LoadError::World {
             origin: origin.to_owned(),

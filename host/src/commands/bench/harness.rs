@@ -510,6 +510,30 @@ pub(super) fn precompile(scratch: &Path) -> anyhow::Result<(PathBuf, f64)> {
     Ok((compiled, peak))
 }
 
+/// A first start: the daemon on an empty state directory (nothing cached) against a topic
+/// that exists. The time from its start to the log's `consuming` (partitions assigned), and
+/// its peak resident memory by then, in MiB.
+pub(super) async fn first_start(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    scratch: &Path,
+) -> anyhow::Result<(Duration, f64)> {
+    let dir = scratch.join("first-start");
+    std::fs::create_dir_all(&dir)?;
+    let t0 = Instant::now();
+    let daemon = Daemon::start(cluster, &dir, &Topic::from("first-start"), &[])?;
+    let log = dir.join("daemon.log");
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("consuming") {
+            return Ok((t0.elapsed(), daemon.peak_rss_mib()));
+        }
+        if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
+            bail!("the daemon did not start: see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A memory figure (`VmRSS:`, `VmHWM:`) of process `pid` (or `self`), in MiB.
 fn memory_mib(pid: &str, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
