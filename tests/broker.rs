@@ -105,11 +105,24 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     // logged in, it would receive the same files.
     let (mut host, port) = resolver(&broker, ME, "first password");
     let (mut intruder, intruder_port) = resolver(&broker, "intruder", "a guess");
-    // And one that does not try to log in at all.
+    // And one that does not try to log in at all, and one with a mechanism the broker does
+    // not offer (nisshi has no PLAIN).
     let mut anonymous = Host::with(&broker.server(), ME, "", &[]);
+    let plain_port = free_port();
+    let mut plain = Host::with(
+        &broker.server(),
+        ME,
+        &format!(
+            "security-protocol: sasl_plaintext\nsasl-mechanism: PLAIN\nsasl-username: {ME}\n\
+             sasl-password-file: $HOST_DIR/password\nmetrics-address: 127.0.0.1@{plain_port}\n"
+        ),
+        &[],
+    );
+    write_password(&plain.dir.path().join("password"), "first password");
     host.start();
     intruder.start();
     anonymous.start();
+    plain.start();
     // `--wait` returns once the resolver's status record says it committed the file.
     succeeds(send(&config, "a.rpz", b"first file\n", &["--wait"]));
     assert!(host.holds("a.rpz", b"first file\n"), "{}", host.logs());
@@ -131,6 +144,16 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     assert!(
         !anonymous.path("a.rpz").exists(),
         "a client without credentials received a file"
+    );
+    plain
+        .wait_for("the unoffered mechanism's failures counted", |_| {
+            scrape_errors(plain_port) >= 2
+        })
+        .await;
+    assert!(
+        !plain.path("a.rpz").exists(),
+        "a mechanism the broker does not offer delivered\n{}",
+        plain.logs()
     );
     assert!(
         intruder.logs().contains(" WARN ") && intruder.logs().contains("authentication"),
@@ -291,4 +314,13 @@ async fn a_topic_that_grows_from_3_to_6_then_12_partitions_loses_nothing() {
         "{logs}"
     );
     assert!(host.stop(SIGTERM).await.success());
+}
+
+/// Every error the consumer of the daemon with metrics on `port` counted, whatever its kind.
+fn scrape_errors(port: u16) -> u64 {
+    common::daemon::scrape(port)
+        .lines()
+        .filter(|l| l.starts_with("kres_kafka_broker_errors_total{client=\"consumer\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
