@@ -80,7 +80,7 @@ mod tests {
     fn a_key_goes_to_one_partition_within_the_count() {
         // 0xd067cf64 with the sign bit cleared is 1348980580.
         assert_eq!(partition_of(b"kafka", 10), 0);
-        assert_eq!(partition_of(b"kafka", 7), (1_348_980_580 % 7) as i32);
+        assert_eq!(partition_of(b"kafka", 7), 1_348_980_580 % 7);
         for count in 1..=64 {
             let p = partition_of(b"resolver1.example.net", count);
             assert!((0..count).contains(&p), "{p} of {count}");
