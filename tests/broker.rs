@@ -238,24 +238,12 @@ fn send_plain(server: &str, hostname: &str, name: &str, content: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, content).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-        .args([
-            "send",
-            "--server",
-            server,
-            "--topic",
-            TOPIC,
-            "--hostname",
-            hostname,
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "send: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kres-kafka"));
+    command
+        .args(["send", "--server", server, "--topic", TOPIC])
+        .args(["--hostname", hostname])
+        .arg(&file);
+    succeeds(command);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

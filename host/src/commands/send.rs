@@ -224,9 +224,7 @@ fn wait(
             break;
         }
         if let Some(sasl) = sasl
-            && let Ok(new) = sasl.password()
-            && !new.is_empty()
-            && password.as_ref() != Some(&new)
+            && let Ok(Some(new)) = sasl.changed_password(password.as_deref())
         {
             match reader.set_sasl_credentials(&sasl.username, &new) {
                 Ok(()) => tracing::info!(

@@ -88,6 +88,13 @@ impl Sasl {
         let text = text.strip_suffix('\n').unwrap_or(&text);
         Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
     }
+
+    /// The password now in the file when it differs from `current` and is not empty (a file
+    /// being written, or emptied, keeps the password in use).
+    pub fn changed_password(&self, current: Option<&str>) -> std::io::Result<Option<String>> {
+        let new = self.password()?;
+        Ok((!new.is_empty() && current != Some(new.as_str())).then_some(new))
+    }
 }
 
 /// Where a new consumer group starts reading.

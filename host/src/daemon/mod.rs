@@ -177,21 +177,17 @@ fn rotate_password(
 ) {
     let Some(sasl) = &kafka.sasl else { return };
     let file = sasl.password_file.display();
-    let new = match sasl.password() {
-        Ok(new) if new.is_empty() => {
-            tracing::warn!(%file, "kafka.sasl-password-file is empty: keeping the password in use");
+    let new = match sasl.changed_password(current.as_deref()) {
+        Ok(Some(new)) => new,
+        Ok(None) => {
+            tracing::debug!(%file, "kafka.sasl-password-file changed, not the password (or it is empty)");
             return;
         }
-        Ok(new) => new,
         Err(e) => {
             tracing::warn!(%file, "reading kafka.sasl-password-file: {e}; keeping the password in use");
             return;
         }
     };
-    if current.as_ref() == Some(&new) {
-        tracing::debug!(%file, "kafka.sasl-password-file changed, not the password");
-        return;
-    }
     let consumer = kafka::set_sasl_credentials(reader.consumer().client(), &sasl.username, &new);
     let producer = status.set_sasl_credentials(&sasl.username, &new);
     match consumer.and(producer) {
