@@ -54,6 +54,31 @@ pub fn release_free_memory() {
     }
 }
 
+/// Drop this process's resident copy of `bytes`, a part of the executable's own read-only data
+/// (`include_bytes!`), once it has been used: the pages stay mapped, and are read again from
+/// the executable if touched again. The embedded guest (13 MB, wasm and compiled code) is read
+/// once at start-up; kept resident, it would count in the daemon's memory for its whole life.
+/// Elsewhere than Linux, nothing.
+pub fn drop_resident(bytes: &'static [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        let page = rustix::param::page_size();
+        let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
+        if end <= start {
+            return;
+        }
+        // SAFETY: the range lies within `bytes`, a read-only, file-backed private mapping of
+        // the executable that nothing writes: MADV_DONTNEED only drops the resident pages,
+        // which read back the same bytes from the file on the next access.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = bytes;
+}
+
 /// Serve allocations of up to 4 MiB from the heap, and keep up to 8 MiB of it free, instead of
 /// mapping and unmapping each large one. Every message's value is copied out of librdkafka into
 /// such an allocation (a chunk is 512 KiB); glibc maps anything over 128 KiB afresh, and a fresh

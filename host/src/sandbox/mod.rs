@@ -293,21 +293,30 @@ impl Sandbox {
 
     /// The embedded guest: compiled at build time, else (an engine that cannot take that
     /// artifact) compiled here, or taken from the cache, as any guest.
+    /// Its bytes are read once: their pages are then dropped from memory (see
+    /// [`crate::system::drop_resident`]).
     fn load_embedded(&self) -> Result<Guest, LoadError> {
         let started = Instant::now();
         let digest = cache::digest(DEFAULT_GUEST);
+        let mut loaded = None;
         if !DEFAULT_GUEST_COMPILED.is_empty() {
             // SAFETY: written by `precompile_component` at build time, from `DEFAULT_GUEST`,
             // with this engine's configuration (`engine::engine_config`); wasmtime checks the
             // version, configuration and CPU features it needs before using it.
             match unsafe { Component::deserialize(&self.engine, DEFAULT_GUEST_COMPILED) } {
-                Ok(component) => return self.check(component, true, started, digest, "embedded"),
+                Ok(component) => loaded = Some(component),
                 Err(e) => tracing::debug!(
                     "compiling the embedded guest: its build-time compilation does not fit this engine: {e:#}"
                 ),
             }
+            crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
         }
-        self.load(DEFAULT_GUEST, "embedded")
+        let guest = match loaded {
+            Some(component) => self.check(component, true, started, digest, "embedded"),
+            None => self.load(DEFAULT_GUEST, "embedded"),
+        };
+        crate::system::drop_resident(DEFAULT_GUEST);
+        guest
     }
 
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
@@ -456,5 +465,43 @@ impl Wasm<'_> {
                 Ok(Cow::Owned(bytes))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This process's resident pages mapped from files (the executable among them), in KiB.
+    fn resident_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_embedded_guest_leaves_memory_once_read() {
+        // Built for this target, so compiled ahead: 10 MB the daemon reads once at start-up.
+        assert!(DEFAULT_GUEST_COMPILED.len() > 4 << 20);
+        let sum = DEFAULT_GUEST_COMPILED
+            .iter()
+            .step_by(4096)
+            .fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
+        let before = resident_file_kib();
+        crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
+        let after = resident_file_kib();
+        let dropped = before.saturating_sub(after);
+        assert!(
+            dropped * 1024 >= DEFAULT_GUEST_COMPILED.len() as u64 * 9 / 10,
+            "dropped {dropped} KiB of {} KiB (RssFile {before} -> {after} KiB)",
+            DEFAULT_GUEST_COMPILED.len() / 1024
+        );
+        // Still readable, the same bytes, read again from the executable.
+        let again = DEFAULT_GUEST_COMPILED
+            .iter()
+            .step_by(4096)
+            .fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
+        assert_eq!(sum, again);
     }
 }
