@@ -159,6 +159,7 @@ impl Daemon {
 }
 
 /// The topic a daemon reads, and its settings.
+#[derive(Clone, Copy)]
 pub(super) struct Topic<'a> {
     pub(super) name: &'a str,
     /// 1: made by the daemon's start; more: made and filled before.
@@ -193,9 +194,20 @@ fn warm_cache(dir: &Path, compiled: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`catch_up`] saw.
+pub(super) struct CaughtUp {
+    /// From the daemon's start until it was done.
+    pub(super) time: Duration,
+    /// Bytes of values it fetched by then.
+    pub(super) fetched: u64,
+    /// Its peak resident memory over its whole life, start-up included, in MiB.
+    pub(super) peak_rss_mib: f64,
+    pub(super) files: PathBuf,
+}
+
 /// A fresh daemon (its guest compiled ahead) in `scratch/run` on `topic`, whose messages are
-/// all there before it starts: the time from its start until it is `done` and fetched at
-/// least `fetched` bytes of values, the bytes it fetched by then, and its files directory.
+/// all there before it starts, from its start until it is `done` and fetched at least
+/// `fetched` bytes of values.
 pub(super) async fn catch_up(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     scratch: &Path,
@@ -204,15 +216,23 @@ pub(super) async fn catch_up(
     topic: Topic<'_>,
     done: Done,
     fetched: u64,
-) -> anyhow::Result<(Duration, u64, PathBuf)> {
+) -> anyhow::Result<CaughtUp> {
     let dir = scratch.join(run);
     warm_cache(&dir, compiled)?;
     let t0 = Instant::now();
     let daemon = Daemon::start(cluster, &dir, &topic, &[])?;
     loop {
-        let received = daemon.metric("kres_kafka_received_bytes_total");
-        if received >= fetched && done.reached(&daemon.files, |m| daemon.metric(m), 0) {
-            return Ok((t0.elapsed(), received, daemon.files.clone()));
+        // The files first: looking at them costs the daemon nothing, a scrape does.
+        if done.reached(&daemon.files, |m| daemon.metric(m), 0)
+            && let received = daemon.metric("kres_kafka_received_bytes_total")
+            && received >= fetched
+        {
+            return Ok(CaughtUp {
+                time: t0.elapsed(),
+                fetched: received,
+                peak_rss_mib: daemon.peak_rss_mib(),
+                files: daemon.files.clone(),
+            });
         }
         if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
             bail!(
@@ -275,10 +295,13 @@ pub(super) async fn through_daemon(
 
     let consumed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // What the daemon received, for the producer's window: not scraped for a workload
+    // published unthrottled (a scrape costs the daemon some CPU).
+    let throttled = !workload.unthrottled();
     let poller = {
         let (consumed, stop, port) = (Arc::clone(&consumed), Arc::clone(&stop), daemon.port);
         std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            while throttled && !stop.load(Ordering::Relaxed) {
                 let bytes = metric_of(&scrape(port), "kres_kafka_received_bytes_total");
                 consumed.store(bytes.saturating_sub(baseline), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(1));
@@ -328,18 +351,19 @@ fn daemon_exited(daemon: &Daemon) -> bool {
     })
 }
 
-/// The limit of a backlog: consume every partition of `topic` (all there already) from its
-/// start, writing each value to the file its `file-name` header names, each file fsynced once
-/// whole, until `bytes` of values are written.
+/// The limit of a backlog: consume every partition of `topic` from its start until `bytes`
+/// of values came, writing each value to the file in `dir` its `file-name` header names, each
+/// file fsynced once whole (`dir` None: throwing them away). Returns when it was done; the
+/// consumer is ready (assigned) when `ready` runs, before anything is read.
 pub(super) fn raw_backlog(
     servers: &str,
     topic: &str,
     partitions: i32,
-    dir: &Path,
+    dir: Option<&Path>,
     bytes: u64,
-) -> anyhow::Result<Duration> {
+    ready: impl FnOnce(),
+) -> anyhow::Result<Instant> {
     use rdkafka::message::Headers as _;
-    let t0 = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", format!("limit-{topic}"))
@@ -351,9 +375,11 @@ pub(super) fn raw_backlog(
         list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
     }
     consumer.assign(&list)?;
+    ready();
+    let t0 = Instant::now();
     let mut files = std::collections::HashMap::<String, std::fs::File>::new();
-    let mut written = 0;
-    while written < bytes {
+    let mut received = 0;
+    while received < bytes {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             if t0.elapsed() > PATIENCE {
                 bail!("the limit's consumer stalled");
@@ -361,6 +387,9 @@ pub(super) fn raw_backlog(
             continue;
         };
         let message = message?;
+        let value = message.payload().unwrap_or_default();
+        received += value.len() as u64;
+        let Some(dir) = dir else { continue };
         let name = message
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == FILE_NAME))
@@ -374,14 +403,12 @@ pub(super) fn raw_backlog(
                 e.insert(std::fs::File::create(path)?)
             }
         };
-        let value = message.payload().unwrap_or_default();
         file.write_all(value)?;
-        written += value.len() as u64;
     }
     for file in files.values() {
         file.sync_all()?;
     }
-    Ok(t0.elapsed())
+    Ok(Instant::now())
 }
 
 /// Where the limit's consumer puts values.

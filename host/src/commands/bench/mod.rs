@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
 
-    /// throughput: the size of the large file (workloads A and S).
+    /// throughput: the size of the large file (workload A).
     #[arg(long, default_value = "256MiB")]
     pub size: ByteSize,
 

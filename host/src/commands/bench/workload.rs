@@ -301,19 +301,21 @@ pub(super) fn produce(
     Ok(producer.context().bytes.load(Ordering::Relaxed))
 }
 
-/// Block lists for us, each in chunks on a partition of its own (as a publisher keying by
+/// Block lists for `host`, each in chunks on a partition of its own (as a publisher keying by
 /// file name spreads them), published as fast as the producer can: the mock broker keeps
-/// about 5 MiB (compressed) a partition, so each list fits on its partition whole.
+/// about 5 MiB (compressed) a partition, so each list fits on its partition whole. Then, if
+/// `then` is set, one small file for us.
 pub(super) struct Lists {
     pub(super) lists: Vec<Chunked>,
+    pub(super) then: Option<&'static str>,
 }
 
 impl Lists {
-    pub(super) fn new(count: usize, size: u64, chunk: usize) -> Lists {
+    pub(super) fn new(host: &'static str, count: usize, size: u64, chunk: usize) -> Lists {
         let lists = (0..count)
-            .map(|j| Chunked::new(ME, &format!("lists/list-{j:02}.rpz"), size, chunk))
+            .map(|j| Chunked::new(host, &format!("lists/list-{j:02}.rpz"), size, chunk))
             .collect();
-        Lists { lists }
+        Lists { lists, then: None }
     }
 
     /// Each list's name and size.
@@ -324,18 +326,31 @@ impl Lists {
             .collect()
     }
 
+    /// The lists' bytes (not counting the file for us).
     pub(super) fn bytes(&self) -> u64 {
         self.lists.iter().map(|l| l.size).sum()
+    }
+
+    fn chunks(&self) -> usize {
+        self.lists.iter().map(Workload::count).sum()
     }
 }
 
 impl Workload for Lists {
     fn count(&self) -> usize {
-        self.lists.iter().map(Workload::count).sum()
+        self.chunks() + usize::from(self.then.is_some())
     }
 
     /// The lists interleaved, chunk by chunk, as several publishers at once would send them.
     fn record(&self, i: usize) -> Record {
+        if i == self.chunks() {
+            let name = self.then.expect("counted");
+            return Record {
+                headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, name.into())],
+                value: b"; ours, after the lists for another resolver\n".to_vec(),
+                partition: None,
+            };
+        }
         let n = self.lists.len();
         let (list, chunk) = (i % n, i / n);
         let mut record = self.lists[list].record(chunk);
