@@ -20,9 +20,7 @@
 //! - **Stop**: one last commit and the close, given [`STOP_WAIT`]; a broker that does not
 //!   answer is given up on, and the log says so.
 
-use super::{
-    FETCH_MAX_BYTES, LogContext, Position, QUEUED_KBYTES, apply_extra_options, client_config,
-};
+use super::{LogContext, Position, QUEUED_KBYTES, apply_extra_options, client_config};
 use crate::config::{Config, Partitions, Settings, StartFrom};
 use crate::metrics::Metrics;
 use kres_kafka_guest::journal::Journal;
@@ -128,18 +126,6 @@ pub fn consumer_config(kafka: &Settings, client_id: &str) -> ClientConfig {
             },
         );
     apply_extra_options(&mut client, kafka);
-    // One fetch response (librdkafka's default bound: the queue's size) is decompressed whole
-    // before it is queued: with twelve partitions of zstd-compressed block lists (`bench
-    // throughput` W) the daemon's peak was 5 to 10 MiB higher than with this bound. The cost:
-    // a resolver behind reads 1 MiB (as sent) per round trip to the broker. librdkafka
-    // refuses a value below `message.max.bytes`, which an operator may have raised.
-    if client.get("fetch.max.bytes").is_none() {
-        let floor = client
-            .get("message.max.bytes")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        client.set("fetch.max.bytes", FETCH_MAX_BYTES.max(floor).to_string());
-    }
     client
 }
 
