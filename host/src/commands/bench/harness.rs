@@ -18,6 +18,76 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The broker the bench runs against: librdkafka's in-process mock, or one given with
+/// `--broker` (a real Kafka-protocol broker, e.g. nisshi).
+pub(super) struct Broker {
+    mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    servers: String,
+    /// Put before each topic's name: a real broker keeps the topics of earlier runs.
+    prefix: String,
+}
+
+impl Broker {
+    pub(super) fn mock() -> anyhow::Result<Broker> {
+        let mock = MockCluster::new(1).context("starting the in-process broker")?;
+        Ok(Broker {
+            servers: mock.bootstrap_servers(),
+            mock: Some(mock),
+            prefix: String::new(),
+        })
+    }
+
+    pub(super) fn external(servers: &str) -> Broker {
+        Broker {
+            mock: None,
+            servers: servers.to_owned(),
+            prefix: format!("kres-kafka-bench-{}-", crate::system::unix_now()),
+        }
+    }
+
+    pub(super) fn servers(&self) -> &str {
+        &self.servers
+    }
+
+    /// What the broker is, for the table's heading.
+    pub(super) fn describe(&self) -> String {
+        match self.mock {
+            Some(_) => "the in-process broker".into(),
+            None => format!("the broker at {}", self.servers),
+        }
+    }
+
+    /// The name of this run's topic `name`.
+    pub(super) fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Create `topic` (a name from [`Broker::topic`]) with `partitions` partitions.
+    pub(super) fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        if let Some(mock) = &self.mock {
+            return mock
+                .create_topic(topic, partitions, 1)
+                .with_context(|| format!("creating topic {topic}"));
+        }
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.servers)
+            .create()
+            .context("creating an admin client")?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        // The bench's code around is synchronous; its runtime has threads to spare.
+        let results = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(admin.create_topics([&new], &options))
+        })
+        .with_context(|| format!("creating topic {topic} on {}", self.servers))?;
+        for result in results {
+            result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// When the daemon is done with a workload.
 pub(super) enum Done {
     /// This file is in place (with this size, unless 0).
@@ -77,16 +147,14 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(
-        cluster: &MockCluster<'_, impl rdkafka::ClientContext>,
+        broker: &Broker,
         dir: &Path,
         topic: &Topic<'_>,
         manager_files: &[PathBuf],
     ) -> anyhow::Result<Daemon> {
         // The fleet's topic is made and filled before its daemons start.
         if topic.partitions == 1 {
-            cluster
-                .create_topic(topic.name, 1, 1)
-                .context("creating a topic")?;
+            broker.create_topic(topic.name, 1)?;
         }
         let files = dir.join("files");
         std::fs::create_dir_all(&files)?;
@@ -102,8 +170,8 @@ impl Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let server = cluster
-            .bootstrap_servers()
+        let server = broker
+            .servers()
             .split(',')
             .next()
             .unwrap_or_default()
@@ -111,9 +179,16 @@ impl Daemon {
         std::fs::write(
             dir.join("kres-kafka.yaml"),
             format!(
-                "kafka:\n  enable: true\n  topic: {}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  \
+                "kafka:\n  enable: true\n  topic: {}\n  group-id: {}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  \
                  resolver-config: [{}, {}]\n  metrics-address: 127.0.0.1@{port}\n{}  librdkafka:\n    fetch.wait.max.ms: {FETCH_WAIT_MS}\n",
                 topic.name,
+                // A group of its own: each daemon starts as a new resolver does, with no
+                // offsets committed by an earlier round (a real broker keeps them).
+                format_args!(
+                    "kres-kafka-bench-{}-{}",
+                    topic.name,
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
                 files.display(),
                 dir.join("state").display(),
                 resolver.display(),
@@ -209,7 +284,7 @@ pub(super) struct CaughtUp {
 /// all there before it starts, from its start until it is `done` and fetched at least
 /// `fetched` bytes of values.
 pub(super) async fn catch_up(
-    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    broker: &Broker,
     scratch: &Path,
     compiled: &Path,
     run: &str,
@@ -220,7 +295,7 @@ pub(super) async fn catch_up(
     let dir = scratch.join(run);
     warm_cache(&dir, compiled)?;
     let t0 = Instant::now();
-    let daemon = Daemon::start(cluster, &dir, &topic, &[])?;
+    let daemon = Daemon::start(broker, &dir, &topic, &[])?;
     loop {
         // The files first: looking at them costs the daemon nothing, a scrape does.
         if done.reached(&daemon.files, |m| daemon.metric(m), 0)
@@ -246,7 +321,7 @@ pub(super) async fn catch_up(
 
 /// `workload` through a fresh daemon on `topic`.
 pub(super) async fn through_daemon(
-    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    broker: &Broker,
     scratch: &Path,
     compiled: &Path,
     topic: Topic<'_>,
@@ -256,9 +331,9 @@ pub(super) async fn through_daemon(
 ) -> anyhow::Result<Measured> {
     let dir = scratch.join(topic.name);
     warm_cache(&dir, compiled)?;
-    let daemon = Daemon::start(cluster, &dir, &topic, manager_files)?;
+    let daemon = Daemon::start(broker, &dir, &topic, manager_files)?;
     let topic = topic.name;
-    let servers = cluster.bootstrap_servers();
+    let servers = broker.servers();
     // Ready once a first file of ours went through.
     let started = Instant::now();
     while !daemon.files.join("warmup.rpz").exists() {
@@ -419,15 +494,13 @@ pub(super) enum Sink {
 
 /// The limit: consume `workload` from `topic` without kres-kafka, into `sink`.
 pub(super) fn raw(
-    servers: &str,
-    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    broker: &Broker,
     topic: &str,
     workload: &dyn Workload,
     sink: Sink,
 ) -> anyhow::Result<Duration> {
-    cluster
-        .create_topic(topic, 1, 1)
-        .context("creating a topic")?;
+    broker.create_topic(topic, 1)?;
+    let servers = broker.servers();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", format!("limit-{topic}"))
@@ -541,13 +614,18 @@ pub(super) fn precompile(scratch: &Path) -> anyhow::Result<(PathBuf, f64)> {
 /// that exists. The time from its start to the log's `consuming` (partitions assigned), and
 /// its peak resident memory by then, in MiB.
 pub(super) async fn first_start(
-    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    broker: &Broker,
     scratch: &Path,
 ) -> anyhow::Result<(Duration, f64)> {
     let dir = scratch.join("first-start");
     std::fs::create_dir_all(&dir)?;
     let t0 = Instant::now();
-    let daemon = Daemon::start(cluster, &dir, &Topic::from("first-start"), &[])?;
+    let daemon = Daemon::start(
+        broker,
+        &dir,
+        &Topic::from(broker.topic("first-start").as_str()),
+        &[],
+    )?;
     let log = dir.join("daemon.log");
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -50,6 +50,11 @@ pub struct Args {
     /// temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+
+    /// throughput: run against this broker (host:port, plaintext, topics created with the
+    /// admin API, named `kres-kafka-bench-<time>-...`) instead of the in-process one.
+    #[arg(long)]
+    pub broker: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 chunk: args.chunk.as_u64() as usize,
                 configs: args.configs,
                 dir: args.dir.unwrap_or_else(std::env::temp_dir),
+                broker: args.broker,
             };
             super::block_on(throughput::run(options))?
         }

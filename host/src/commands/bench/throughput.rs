@@ -35,13 +35,12 @@
 
 use super::cost;
 use super::harness::{
-    Done, Sink, Topic, catch_up, first_start, precompile, raw, raw_backlog, sha256_file,
+    Broker, Done, Sink, Topic, catch_up, first_start, precompile, raw, raw_backlog, sha256_file,
     through_daemon, write_and_rename,
 };
 use super::workload::{Chunked, Configs, Fleet, Lists, produce};
 use crate::kafka::partitioner::{partition_of, partitions_of};
 use anyhow::{Context as _, bail};
-use rdkafka::mocking::MockCluster;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -83,6 +82,8 @@ pub struct Options {
     pub chunk: usize,
     pub configs: usize,
     pub dir: PathBuf,
+    /// A broker to run against instead of the in-process one.
+    pub broker: Option<String>,
 }
 
 /// Run the workloads, print the table, then the guest's cost.
@@ -91,8 +92,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .prefix("kres-kafka-bench")
         .tempdir_in(&options.dir)
         .with_context(|| format!("creating a scratch directory in {}", options.dir.display()))?;
-    let cluster = MockCluster::new(1).context("starting the in-process broker")?;
-    let servers = cluster.bootstrap_servers();
+    let broker = match &options.broker {
+        Some(servers) => Broker::external(servers),
+        None => Broker::mock()?,
+    };
+    let servers = broker.servers();
     let mb = |bytes: u64| bytes as f64 / 1e6;
     let size = options.size;
     let runs = |part: Part| options.only.is_empty() || options.only.contains(&part);
@@ -111,17 +115,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // then starts with it in its cache, as it does on every later start.
     let (compiled, compile_peak) = precompile(scratch.path())?;
     eprintln!("first start");
-    let (first, first_peak) = first_start(&cluster, scratch.path()).await?;
+    let (first, first_peak) = first_start(&broker, scratch.path()).await?;
 
     if runs(Part::A) {
         let a = Chunked::new(ME, "zones/big.rpz", size, options.chunk);
         eprintln!("A: kres-kafka");
         let done = Done::File("zones/big.rpz", size);
         let ours = through_daemon(
-            &cluster,
+            &broker,
             scratch.path(),
             &compiled,
-            "a".into(),
+            broker.topic("a").as_str().into(),
             &a,
             done,
             &[],
@@ -132,7 +136,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         }
         eprintln!("A: limit");
         let sink = Sink::File(scratch.path().join("limit-a"));
-        let limit = raw(&servers, &cluster, "a-limit", &a, sink)?;
+        let limit = raw(&broker, &broker.topic("a-limit"), &a, sink)?;
         let (ours_rate, limit_rate) = (mb(size) / secs(ours.time), mb(size) / secs(limit));
         let ratio = ours_rate / limit_rate;
         rows.push(format!(
@@ -156,17 +160,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         eprintln!("B: kres-kafka");
         let done = Done::Committed(b.0);
         let ours = through_daemon(
-            &cluster,
+            &broker,
             scratch.path(),
             &compiled,
-            "b".into(),
+            broker.topic("b").as_str().into(),
             &b,
             done,
             &files,
         )
         .await?;
         eprintln!("B: limit");
-        let limit = raw(&servers, &cluster, "b-limit", &b, Sink::Discard)?;
+        let limit = raw(&broker, &broker.topic("b-limit"), &b, Sink::Discard)?;
         let disk = write_and_rename(&scratch.path().join("b-disk"), &b)?;
         let (commits, limit_rate) = (b.0 as f64 / secs(ours.time), b.0 as f64 / secs(limit));
         let disk_rate = b.0 as f64 / secs(disk);
@@ -185,11 +189,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if runs(Part::W) || runs(Part::L) || runs(Part::S) {
         let label = format!("{LISTS} x {} MiB lists", LIST_SIZE >> 20);
         let partitions = LISTS as i32;
-        let backlog = |name: &str| {
-            cluster
-                .create_topic(name, partitions, 1)
-                .with_context(|| format!("creating topic {name}"))
-        };
+        let backlog = |name: &str| broker.create_topic(name, partitions);
         let lists = Lists::new(ME, LISTS, LIST_SIZE, options.chunk);
         let bytes = lists.bytes();
         let check = |files: &std::path::Path| -> anyhow::Result<()> {
@@ -204,10 +204,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             Ok(())
         };
         if runs(Part::W) {
-            backlog("w")?;
-            let topic = lists_topic("w");
+            let name = broker.topic("w");
+            backlog(&name)?;
+            let topic = lists_topic(&name);
             eprintln!("W: publishing {label}");
-            produce(&servers, topic.name, &lists, &AtomicU64::new(0))?;
+            produce(servers, topic.name, &lists, &AtomicU64::new(0))?;
             let mut rounds = Rounds::default();
             for round in 0..ROUNDS {
                 eprintln!("W: limit, round {}", round + 1);
@@ -215,21 +216,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 std::fs::create_dir_all(&sink)?;
                 let t0 = std::time::Instant::now();
                 let limit =
-                    raw_backlog(&servers, topic.name, partitions, Some(&sink), bytes, || ())? - t0;
+                    raw_backlog(servers, topic.name, partitions, Some(&sink), bytes, || ())? - t0;
                 std::fs::remove_dir_all(&sink)?;
                 eprintln!("W: kres-kafka, round {}", round + 1);
                 let done = Done::Files(lists.files());
                 let run = format!("w-daemon-{round}");
-                let ours = catch_up(
-                    &cluster,
-                    scratch.path(),
-                    &compiled,
-                    &run,
-                    topic,
-                    done,
-                    bytes,
-                )
-                .await?;
+                let ours =
+                    catch_up(&broker, scratch.path(), &compiled, &run, topic, done, bytes).await?;
                 check(&ours.files)?;
                 std::fs::remove_dir_all(scratch.path().join(&run))?;
                 rounds.add(
@@ -250,8 +243,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let mut rounds = Rounds::default();
             for round in 0..ROUNDS {
                 // The limit: the same publisher, with a plain consumer writing as it reads.
-                let (limit_topic, daemon_topic) =
-                    (format!("l-limit-{round}"), format!("l-{round}"));
+                let (limit_topic, daemon_topic) = (
+                    broker.topic(&format!("l-limit-{round}")),
+                    broker.topic(&format!("l-{round}")),
+                );
                 backlog(&limit_topic)?;
                 backlog(&daemon_topic)?;
                 let topic = lists_topic(&limit_topic);
@@ -261,13 +256,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 let (ready, start) = std::sync::mpsc::channel();
                 let (started, limit) = std::thread::scope(|scope| {
                     let consumer = scope.spawn(|| {
-                        raw_backlog(&servers, topic.name, partitions, Some(&sink), bytes, || {
+                        raw_backlog(servers, topic.name, partitions, Some(&sink), bytes, || {
                             let _ = ready.send(());
                         })
                     });
                     let _ = start.recv();
                     let started = std::time::Instant::now();
-                    let produced = produce(&servers, topic.name, &lists, &AtomicU64::new(0));
+                    let produced = produce(servers, topic.name, &lists, &AtomicU64::new(0));
                     let consumed = consumer.join().expect("the limit's consumer panicked");
                     (started, produced.and(consumed))
                 });
@@ -276,16 +271,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 eprintln!("L: kres-kafka, round {}", round + 1);
                 let topic = lists_topic(&daemon_topic);
                 let done = Done::Files(lists.files());
-                let ours = through_daemon(
-                    &cluster,
-                    scratch.path(),
-                    &compiled,
-                    topic,
-                    &lists,
-                    done,
-                    &[],
-                )
-                .await?;
+                let ours =
+                    through_daemon(&broker, scratch.path(), &compiled, topic, &lists, done, &[])
+                        .await?;
                 check(&ours.files)?;
                 std::fs::remove_dir_all(scratch.path().join(topic.name))?;
                 let peak = ours.start_peak_mib.max(ours.peak_rss_mib);
@@ -305,28 +293,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         if runs(Part::S) {
             let mut theirs = Lists::new(OTHER, LISTS, LIST_SIZE, options.chunk);
             theirs.then = Some("ours.rpz");
-            backlog("s")?;
-            let topic = lists_topic("s");
+            let name = broker.topic("s");
+            backlog(&name)?;
+            let topic = lists_topic(&name);
             eprintln!("S: publishing {label} for another resolver, then one for us");
-            produce(&servers, topic.name, &theirs, &AtomicU64::new(0))?;
+            produce(servers, topic.name, &theirs, &AtomicU64::new(0))?;
             let mut rounds = Rounds::default();
             for round in 0..ROUNDS {
                 eprintln!("S: limit, round {}", round + 1);
                 let t0 = std::time::Instant::now();
-                let limit = raw_backlog(&servers, topic.name, partitions, None, bytes, || ())? - t0;
+                let limit = raw_backlog(servers, topic.name, partitions, None, bytes, || ())? - t0;
                 eprintln!("S: kres-kafka, round {}", round + 1);
                 let done = Done::File("ours.rpz", 0);
                 let run = format!("s-daemon-{round}");
-                let ours = catch_up(
-                    &cluster,
-                    scratch.path(),
-                    &compiled,
-                    &run,
-                    topic,
-                    done,
-                    bytes,
-                )
-                .await?;
+                let ours =
+                    catch_up(&broker, scratch.path(), &compiled, &run, topic, done, bytes).await?;
                 std::fs::remove_dir_all(scratch.path().join(&run))?;
                 rounds.add(
                     mb(bytes) / secs(ours.time),
@@ -350,11 +331,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             resolvers: 24,
             size: 192 << 10,
         };
-        cluster
-            .create_topic("f", PARTITIONS, 1)
-            .context("creating the fleet's topic")?;
+        let name = broker.topic("f");
+        broker.create_topic(&name, PARTITIONS)?;
         eprintln!("F: publishing the fleet's files");
-        produce(&servers, "f", &fleet, &AtomicU64::new(u64::MAX / 2))?;
+        produce(servers, &name, &fleet, &AtomicU64::new(u64::MAX / 2))?;
         let size = fleet.size as u64;
         let total = size * fleet.resolvers as u64;
         let ours = partitions_of([ME.as_bytes()], PARTITIONS);
@@ -366,14 +346,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for (mode, expected) in [("all", total), ("addressed", on_ours)] {
             eprintln!("F: kres-kafka, partitions: {mode}");
             let topic = Topic {
-                name: "f",
+                name: &name,
                 partitions: PARTITIONS,
                 settings: &format!("  partitions: {mode}\n"),
             };
             let run = format!("f-{mode}");
             let done = Done::File("fleet-0000.rpz", 0);
             let caught = catch_up(
-                &cluster,
+                &broker,
                 scratch.path(),
                 &compiled,
                 &run,
@@ -402,9 +382,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     if !rows.is_empty() {
         println!(
-            "throughput: kres-kafka {} (release build: {}), default configuration, against the in-process broker",
+            "throughput: kres-kafka {} (release build: {}), default configuration, against {}",
             env!("CARGO_PKG_VERSION"),
-            !cfg!(debug_assertions)
+            !cfg!(debug_assertions),
+            broker.describe()
         );
         println!(
             "  both sides with fetch.wait.max.ms={FETCH_WAIT_MS} (the mock broker does not wake a waiting fetch early);"
