@@ -125,7 +125,7 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start_naming_the_first
 async fn a_first_start_does_not_compile_the_embedded_guest_and_guest_compile_fills_the_cache() {
     let broker = Broker::start(1);
     // A first start on an empty state directory: the embedded guest was compiled at build
-    // time, so nothing is compiled, and nothing is written to the cache.
+    // time, so nothing is compiled; that artifact is put in the cache, and mapped from there.
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
     host.wait_for("the guest loaded", |h| h.log_of(1).contains("guest loaded"))
@@ -145,7 +145,17 @@ async fn a_first_start_does_not_compile_the_embedded_guest_and_guest_compile_fil
                 .count()
         })
     };
-    assert_eq!(compiled(&cache), 0, "the first start compiled the guest");
+    assert_eq!(compiled(&cache), 1, "the build-time artifact is cached");
+    // The next start takes it from the cache, as it would any guest's.
+    host.start();
+    host.wait_for("the guest loaded again", |h| {
+        h.log_of(2).contains("guest loaded")
+    })
+    .await;
+    assert!(host.log_of(2).contains("cached=true"), "{}", host.log_of(2));
+    assert!(host.stop(SIGTERM).await.success());
+    assert_eq!(compiled(&cache), 1);
+    std::fs::remove_dir_all(&cache).unwrap();
 
     // `guest compile` without a path compiles the embedded guest into the cache all the same
     // (for a build that could not compile it ahead).

@@ -291,32 +291,21 @@ impl Sandbox {
         }
     }
 
-    /// The embedded guest: compiled at build time, else (an engine that cannot take that
-    /// artifact) compiled here, or taken from the cache, as any guest.
-    /// Its bytes are read once: their pages are then dropped from memory (see
-    /// [`crate::system::drop_resident`]).
+    /// The embedded guest: from the cache, else compiled at build time (then cached), else (an
+    /// engine that cannot take that artifact) compiled here, as any guest. Its bytes are read
+    /// once: their pages are then dropped from memory (see [`crate::system::drop_resident`]).
     fn load_embedded(&self) -> Result<Guest, LoadError> {
         let started = Instant::now();
         let digest = cache::digest(DEFAULT_GUEST);
-        let mut loaded = None;
-        if !DEFAULT_GUEST_COMPILED.is_empty() {
-            // SAFETY: written by `precompile_component` at build time, from `DEFAULT_GUEST`,
-            // with this engine's configuration (`engine::engine_config`); wasmtime checks the
-            // version, configuration and CPU features it needs before using it.
-            match unsafe { Component::deserialize(&self.engine, DEFAULT_GUEST_COMPILED) } {
-                Ok(component) => loaded = Some(component),
-                Err(e) => tracing::debug!(
-                    "compiling the embedded guest: its build-time compilation does not fit this engine: {e:#}"
-                ),
-            }
-            crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
-        }
-        let guest = match loaded {
-            Some(component) => self.check(component, true, started, digest, "embedded"),
-            None => self.load(DEFAULT_GUEST, "embedded"),
-        };
+        let precompiled = Some(DEFAULT_GUEST_COMPILED).filter(|a| !a.is_empty());
+        let guest = self.compile(Wasm::Bytes(DEFAULT_GUEST), &digest, "embedded", precompiled);
+        crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
         crate::system::drop_resident(DEFAULT_GUEST);
-        guest
+        let (component, cached) = guest?;
+        if !cached {
+            crate::system::release_free_memory();
+        }
+        self.check(component, cached, started, digest, "embedded")
     }
 
     /// Compile `bytes` (or take their compiled code from the cache), check them against the
@@ -327,7 +316,7 @@ impl Sandbox {
 
     fn load_wasm(&self, wasm: Wasm<'_>, digest: String, origin: &str) -> Result<Guest, LoadError> {
         let started = Instant::now();
-        let (component, cached) = self.compile(wasm, &digest, origin)?;
+        let (component, cached) = self.compile(wasm, &digest, origin, None)?;
         if !cached {
             crate::system::release_free_memory();
         }
@@ -378,7 +367,7 @@ impl Sandbox {
             .as_ref()
             .ok_or_else(|| cache_error("no cache directory is configured".into()))?;
         let digest = cache::digest(bytes);
-        self.compile(Wasm::Bytes(bytes), &digest, origin)?;
+        self.compile(Wasm::Bytes(bytes), &digest, origin, None)?;
         let path = cache.path(&digest, &self.engine_id);
         if !path.exists() {
             return Err(cache_error(format!(
@@ -389,51 +378,92 @@ impl Sandbox {
         Ok(path)
     }
 
-    /// The compiled component, and whether it came from the cache.
+    /// The compiled code of `wasm`, and whether it was ready (not compiled now): from the cache,
+    /// else `precompiled` (the embedded guest's, compiled at build time) if this engine takes
+    /// it, else compiled. What was not in the cache is put there and mapped from there: the
+    /// daemon then holds file pages the kernel can drop, not 10 MB of its own for its life.
     fn compile(
         &self,
         wasm: Wasm<'_>,
         digest: &str,
         origin: &str,
+        precompiled: Option<&[u8]>,
     ) -> Result<(Component, bool), LoadError> {
         let compile_error = |e: wasmtime::Error| LoadError::Compile {
             origin: origin.to_owned(),
             reason: format!("{e:#}"),
         };
-        let Some(cache) = &self.cache else {
-            let bytes = wasm.read(digest)?;
-            return Ok((
-                Component::new(&self.engine, &bytes).map_err(compile_error)?,
-                false,
-            ));
-        };
-        let path = cache.path(digest, &self.engine_id);
-        if let Some(artifact) = cache.get(&path) {
-            // Mapped, not copied. Through the descriptor's own path: the file whose tag was
-            // checked, even if another took its name since.
-            let mapped = format!("/proc/self/fd/{}", artifact.as_raw_fd());
-            // SAFETY: `cache.get` returns only artifacts carrying our MAC, that is written by
-            // `precompile_component` of an engine with this configuration (the name says so),
-            // and never written to once in place.
-            match unsafe { Component::deserialize_file(&self.engine, &mapped) } {
-                Ok(component) => return Ok((component, true)),
+        let path = self
+            .cache
+            .as_ref()
+            .map(|cache| cache.path(digest, &self.engine_id));
+        if let Some(component) = path.as_deref().and_then(|path| self.mapped(path)) {
+            return Ok((component, true));
+        }
+        let checked = precompiled.and_then(|artifact| {
+            // SAFETY: written by `precompile_component` at build time, from the embedded guest,
+            // with this engine's configuration (`engine::engine_config`); wasmtime checks the
+            // version, configuration and CPU features it needs before using it.
+            match unsafe { Component::deserialize(&self.engine, artifact) } {
+                Ok(component) => Some((component, artifact)),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), "recompiling: the cached artifact is unusable: {e:#}")
+                    tracing::debug!(
+                        "compiling the {origin} guest: its build-time compilation does not fit this engine: {e:#}"
+                    );
+                    None
+                }
+            }
+        });
+        let compiled;
+        let (checked, artifact, ready) = match checked {
+            Some((component, artifact)) => (Some(component), artifact, true),
+            None => {
+                let bytes = wasm.read(digest)?;
+                compiled = self
+                    .engine
+                    .precompile_component(&bytes)
+                    .map_err(compile_error)?;
+                (None, compiled.as_slice(), false)
+            }
+        };
+        if let (Some(cache), Some(path)) = (&self.cache, &path) {
+            match cache.put(path, artifact) {
+                Ok(()) => {
+                    if let Some(component) = self.mapped(path) {
+                        return Ok((component, ready));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "could not cache the compiled guest: {e}");
                 }
             }
         }
-        let bytes = wasm.read(digest)?;
-        let artifact = self
-            .engine
-            .precompile_component(&bytes)
-            .map_err(compile_error)?;
-        if let Err(e) = cache.put(&path, &artifact) {
-            tracing::warn!(path = %path.display(), "could not cache the compiled guest: {e}");
+        let component = match checked {
+            Some(component) => component,
+            // SAFETY: produced just above by this engine.
+            None => {
+                unsafe { Component::deserialize(&self.engine, artifact) }.map_err(compile_error)?
+            }
+        };
+        Ok((component, ready))
+    }
+
+    /// The cached artifact at `path`, mapped, if it is ours and usable.
+    fn mapped(&self, path: &Path) -> Option<Component> {
+        let artifact = self.cache.as_ref()?.get(path)?;
+        // Mapped, not copied. Through the descriptor's own path: the file whose tag was
+        // checked, even if another took its name since.
+        let mapped = format!("/proc/self/fd/{}", artifact.as_raw_fd());
+        // SAFETY: `cache.get` returns only artifacts carrying our MAC, that is written by
+        // `precompile_component` of an engine with this configuration (the name says so), and
+        // never written to once in place.
+        match unsafe { Component::deserialize_file(&self.engine, &mapped) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "recompiling: the cached artifact is unusable: {e:#}");
+                None
+            }
         }
-        // SAFETY: produced just above by this engine.
-        let component =
-            unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(compile_error)?;
-        Ok((component, false))
     }
 }
 
