@@ -349,7 +349,7 @@ pub(super) async fn through_daemon(
             partition: None,
         };
         produce(
-            &servers,
+            servers,
             topic,
             &Single(record),
             &AtomicU64::new(u64::MAX / 2),
@@ -385,7 +385,7 @@ pub(super) async fn through_daemon(
     };
     let t0 = Instant::now();
     let result = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| produce(&servers, topic, workload, &consumed));
+        let producer = scope.spawn(|| produce(servers, topic, workload, &consumed));
         let finished = loop {
             let finished = done.reached(&daemon.files, |m| daemon.metric(m), committed_before);
             if finished {
