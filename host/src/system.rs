@@ -59,7 +59,12 @@ pub fn release_free_memory() {
 /// the executable if touched again. The embedded guest (13 MB, wasm and compiled code) is read
 /// once at start-up; kept resident, it would count in the daemon's memory for its whole life.
 /// Elsewhere than Linux, nothing.
-pub fn drop_resident(bytes: &'static [u8]) {
+///
+/// # Safety
+///
+/// `bytes` must lie in a read-only mapping of a file nothing writes (`include_bytes!` data of
+/// this executable): on anonymous memory the pages would read back as zeros.
+pub unsafe fn drop_resident(bytes: &'static [u8]) {
     #[cfg(target_os = "linux")]
     {
         let page = rustix::param::page_size();
@@ -68,9 +73,9 @@ pub fn drop_resident(bytes: &'static [u8]) {
         if end <= start {
             return;
         }
-        // SAFETY: the range lies within `bytes`, a read-only, file-backed private mapping of
-        // the executable that nothing writes: MADV_DONTNEED only drops the resident pages,
-        // which read back the same bytes from the file on the next access.
+        // SAFETY: the range lies within `bytes`, a read-only mapping of a file nothing writes
+        // (the caller's promise): MADV_DONTNEED only drops the resident pages, which read
+        // back the same bytes from the file on the next access.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }

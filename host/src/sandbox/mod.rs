@@ -299,8 +299,11 @@ impl Sandbox {
         let digest = cache::digest(DEFAULT_GUEST);
         let precompiled = Some(DEFAULT_GUEST_COMPILED).filter(|a| !a.is_empty());
         let guest = self.compile(Wasm::Bytes(DEFAULT_GUEST), &digest, "embedded", precompiled);
-        crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
-        crate::system::drop_resident(DEFAULT_GUEST);
+        // SAFETY: both are `include_bytes!` data of this executable.
+        unsafe {
+            crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
+            crate::system::drop_resident(DEFAULT_GUEST);
+        }
         let (component, cached) = guest?;
         if !cached {
             crate::system::release_free_memory();
@@ -519,7 +522,8 @@ mod tests {
             .step_by(4096)
             .fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
         let before = resident_file_kib();
-        crate::system::drop_resident(DEFAULT_GUEST_COMPILED);
+        // SAFETY: `include_bytes!` data of this executable.
+        unsafe { crate::system::drop_resident(DEFAULT_GUEST_COMPILED) };
         let after = resident_file_kib();
         let dropped = before.saturating_sub(after);
         assert!(
