@@ -114,6 +114,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // Compiled once, as `kres-kafka guest compile` or a daemon's first start does; each daemon
     // then starts with it in its cache, as it does on every later start.
     let (compiled, compile_peak) = precompile(scratch.path())?;
+    let setup = Setup {
+        broker: &broker,
+        scratch: scratch.path(),
+        compiled: &compiled,
+    };
     eprintln!("first start");
     let (first, first_peak) = first_start(&broker, scratch.path()).await?;
 
@@ -209,28 +214,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let topic = lists_topic(&name);
             eprintln!("W: publishing {label}");
             produce(servers, topic.name, &lists, &AtomicU64::new(0))?;
-            let mut rounds = Rounds::default();
-            for round in 0..ROUNDS {
-                eprintln!("W: limit, round {}", round + 1);
-                let sink = scratch.path().join(format!("limit-w-{round}"));
-                std::fs::create_dir_all(&sink)?;
-                let t0 = std::time::Instant::now();
-                let limit =
-                    raw_backlog(servers, topic.name, partitions, Some(&sink), bytes, || ())? - t0;
-                std::fs::remove_dir_all(&sink)?;
-                eprintln!("W: kres-kafka, round {}", round + 1);
-                let done = Done::Files(lists.files());
-                let run = format!("w-daemon-{round}");
-                let ours =
-                    catch_up(&broker, scratch.path(), &compiled, &run, topic, done, bytes).await?;
-                check(&ours.files)?;
-                std::fs::remove_dir_all(scratch.path().join(&run))?;
-                rounds.add(
-                    mb(bytes) / secs(ours.time),
-                    mb(bytes) / secs(limit),
-                    ours.peak_rss_mib,
-                );
-            }
+            let rounds = backlog_rounds(
+                &setup,
+                "W",
+                topic,
+                bytes,
+                Some(scratch.path()),
+                || Done::Files(lists.files()),
+                &check,
+            )
+            .await?;
             let (rate, limit_rate, ratio) = rounds.median();
             rows.push(format!(
                 "  W  {label} waiting, from start to committed {rate:>6.0} MB/s      consume, write, fsync {limit_rate:>6.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
@@ -298,23 +291,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             let topic = lists_topic(&name);
             eprintln!("S: publishing {label} for another resolver, then one for us");
             produce(servers, topic.name, &theirs, &AtomicU64::new(0))?;
-            let mut rounds = Rounds::default();
-            for round in 0..ROUNDS {
-                eprintln!("S: limit, round {}", round + 1);
-                let t0 = std::time::Instant::now();
-                let limit = raw_backlog(servers, topic.name, partitions, None, bytes, || ())? - t0;
-                eprintln!("S: kres-kafka, round {}", round + 1);
-                let done = Done::File("ours.rpz", 0);
-                let run = format!("s-daemon-{round}");
-                let ours =
-                    catch_up(&broker, scratch.path(), &compiled, &run, topic, done, bytes).await?;
-                std::fs::remove_dir_all(scratch.path().join(&run))?;
-                rounds.add(
-                    mb(bytes) / secs(ours.time),
-                    mb(bytes) / secs(limit),
-                    ours.peak_rss_mib,
-                );
-            }
+            let rounds = backlog_rounds(
+                &setup,
+                "S",
+                topic,
+                bytes,
+                None,
+                || Done::File("ours.rpz", 0),
+                &|_| Ok(()),
+            )
+            .await?;
             let (rate, limit_rate, ratio) = rounds.median();
             rows.push(format!(
                 "  S  {label} for another resolver waiting, then ours {rate:>4.0} MB/s   consume only {limit_rate:>13.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
@@ -452,6 +438,67 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         cost::run(scratch.path(), options.chunk).await?;
     }
     Ok(())
+}
+
+/// What every daemon of the bench starts from.
+struct Setup<'a> {
+    broker: &'a Broker,
+    scratch: &'a std::path::Path,
+    /// The guest, compiled ahead, for each daemon's cache.
+    compiled: &'a std::path::Path,
+}
+
+/// [`ROUNDS`] rounds of a backlog of `bytes` already waiting on `topic`, each the limit (a
+/// plain consumer reading it all from the start, writing each value to its file under
+/// `write_in` and fsyncing each once, or throwing them away) then a fresh daemon until `done`
+/// and all of it fetched; `check` looks at that daemon's files directory.
+async fn backlog_rounds(
+    setup: &Setup<'_>,
+    part: &str,
+    topic: Topic<'_>,
+    bytes: u64,
+    write_in: Option<&std::path::Path>,
+    done: impl Fn() -> Done,
+    check: &dyn Fn(&std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Rounds> {
+    let mb = bytes as f64 / 1e6;
+    let mut rounds = Rounds::default();
+    for round in 0..ROUNDS {
+        eprintln!("{part}: limit, round {}", round + 1);
+        let sink = write_in.map(|dir| dir.join(format!("limit-{}-{round}", topic.name)));
+        if let Some(sink) = &sink {
+            std::fs::create_dir_all(sink)?;
+        }
+        let t0 = std::time::Instant::now();
+        let servers = setup.broker.servers();
+        let limit = raw_backlog(
+            servers,
+            topic.name,
+            topic.partitions,
+            sink.as_deref(),
+            bytes,
+            || (),
+        )? - t0;
+        if let Some(sink) = &sink {
+            std::fs::remove_dir_all(sink)?;
+        }
+        eprintln!("{part}: kres-kafka, round {}", round + 1);
+        let run = format!("{}-daemon-{round}", topic.name);
+        let ours = catch_up(
+            setup.broker,
+            setup.scratch,
+            setup.compiled,
+            &run,
+            topic,
+            done(),
+            bytes,
+        )
+        .await?;
+        check(&ours.files)?;
+        std::fs::remove_dir_all(setup.scratch.join(&run))?;
+        rounds.add(mb / secs(ours.time), mb / secs(limit), ours.peak_rss_mib);
+    }
+    Ok(rounds)
 }
 
 /// The topic of workloads W, L and S: a partition for each list.

@@ -36,7 +36,7 @@ pub(super) trait Workload: Sync {
 /// producer batch holds, so that no batch compresses a block against a copy of itself.
 const BLOCKS: usize = 8;
 
-/// A large RPZ file in chunks for `host`, then, if `then` is set, one small file for us.
+/// A large RPZ file in chunks for `host`.
 pub(super) struct Chunked {
     pub(super) host: &'static str,
     pub(super) name: String,
@@ -44,7 +44,6 @@ pub(super) struct Chunked {
     pub(super) chunk: usize,
     pub(super) blocks: Vec<Vec<u8>>,
     pub(super) sha256: String,
-    pub(super) then: Option<&'static str>,
 }
 
 impl Chunked {
@@ -59,7 +58,6 @@ impl Chunked {
             chunk,
             blocks,
             sha256: String::new(),
-            then: None,
         };
         let mut hasher = Sha256::new();
         for i in 0..this.chunks() {
@@ -86,18 +84,10 @@ impl Chunked {
 
 impl Workload for Chunked {
     fn count(&self) -> usize {
-        self.chunks() + usize::from(self.then.is_some())
+        self.chunks()
     }
 
     fn record(&self, i: usize) -> Record {
-        if i == self.chunks() {
-            let name = self.then.expect("counted");
-            return Record {
-                headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, name.into())],
-                value: b"; ours, after the large file for another resolver\n".to_vec(),
-                partition: None,
-            };
-        }
         Record {
             headers: vec![
                 (HOSTNAME, self.host.into()),
