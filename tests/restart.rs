@@ -146,7 +146,18 @@ async fn a_first_start_does_not_compile_the_embedded_guest_and_guest_compile_fil
         })
     };
     assert_eq!(compiled(&cache), 1, "the build-time artifact is cached");
-    // The next start takes it from the cache, as it would any guest's.
+    let artifact_inode = || {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .map(|e| e.metadata().unwrap().ino())
+            .unwrap()
+    };
+    let first = artifact_inode();
+    // The next start takes it from the cache, as it would any guest's: it writes nothing
+    // there (a start that used the build-time artifact again would put a new file in place).
     host.start();
     host.wait_for("the guest loaded again", |h| {
         h.log_of(2).contains("guest loaded")
@@ -155,6 +166,11 @@ async fn a_first_start_does_not_compile_the_embedded_guest_and_guest_compile_fil
     assert!(host.log_of(2).contains("cached=true"), "{}", host.log_of(2));
     assert!(host.stop(SIGTERM).await.success());
     assert_eq!(compiled(&cache), 1);
+    assert_eq!(
+        artifact_inode(),
+        first,
+        "the second start rewrote the cached artifact"
+    );
     std::fs::remove_dir_all(&cache).unwrap();
 
     // `guest compile` without a path compiles the embedded guest into the cache all the same
