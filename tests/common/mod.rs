@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod knot;
 pub mod nisshi;
 pub mod tls;
 
