@@ -1,0 +1,335 @@
+//! Domain names as zscanner reads them (owners, `$ORIGIN`, names in record data), kept in wire
+//! form for the comparisons the resolver's loader makes (apex, bailiwick, `rpz-` labels).
+
+use super::Reason;
+use super::lexer::{Cursor, Step, is_label, is_wchar};
+
+/// Longest name in wire form, terminal zero included (RFC 1035; zscanner's `ZS_MAX_DNAME_LENGTH`).
+pub(super) const MAX_NAME: usize = 255;
+/// Longest label (RFC 1035; zscanner's `ZS_MAX_LABEL_LENGTH`).
+pub(super) const MAX_LABEL: usize = 63;
+
+/// A name in wire form in a fixed buffer: no allocation per record.
+#[derive(Clone)]
+pub(super) struct Name {
+    // Room for the longest name plus one label written before its length is checked.
+    wire: [u8; MAX_NAME + MAX_LABEL + 1],
+    len: usize,
+}
+
+impl Name {
+    /// The root, `.`.
+    pub(super) fn root() -> Self {
+        Name {
+            wire: [0; MAX_NAME + MAX_LABEL + 1],
+            len: 1,
+        }
+    }
+
+    pub(super) fn wire(&self) -> &[u8] {
+        &self.wire[..self.len]
+    }
+
+    pub(super) fn set(&mut self, other: &Name) {
+        self.wire[..other.len].copy_from_slice(other.wire());
+        self.len = other.len;
+    }
+
+    /// The labels, first to last, without the root.
+    pub(super) fn labels(&self) -> Labels<'_> {
+        Labels(self.wire())
+    }
+
+    /// The last label before the root, if the name is not the root.
+    pub(super) fn last_label(&self) -> Option<&[u8]> {
+        self.labels().last()
+    }
+
+    /// Keep the first `labels` labels, then the root.
+    pub(super) fn truncate(&mut self, labels: usize) {
+        let mut at = 0;
+        for _ in 0..labels {
+            at += 1 + self.wire[at] as usize;
+        }
+        self.wire[at] = 0;
+        self.len = at + 1;
+    }
+
+    /// A label holds a zero byte (`\000`): the loader skips such owners.
+    pub(super) fn has_zero(&self) -> bool {
+        // Length bytes are never zero but the last: any other zero is in a label.
+        self.wire()[..self.len - 1].contains(&0)
+    }
+
+    pub(super) fn is_root(&self) -> bool {
+        self.len == 1
+    }
+
+    /// `self` is `apex` or below it, comparing bytes exactly as libknot's
+    /// `knot_dname_in_bailiwick` does (case matters).
+    pub(super) fn in_bailiwick(&self, apex: &Name) -> bool {
+        let (mine, its) = (self.labels().count(), apex.labels().count());
+        if mine < its {
+            return false;
+        }
+        let mut tail = self.wire();
+        for _ in 0..mine - its {
+            tail = &tail[1 + tail[0] as usize..];
+        }
+        tail == apex.wire()
+    }
+
+    /// The name in presentation form, for messages.
+    pub(super) fn to_text(&self) -> String {
+        let mut out = String::new();
+        for label in self.labels() {
+            for &b in label {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'/') {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("\\{b:03}"));
+                }
+            }
+            out.push('.');
+        }
+        if out.is_empty() {
+            out.push('.');
+        }
+        out
+    }
+}
+
+pub(super) struct Labels<'a>(&'a [u8]);
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let n = *self.0.first()? as usize;
+        if n == 0 {
+            return None;
+        }
+        let label = &self.0[1..1 + n];
+        self.0 = &self.0[1 + n..];
+        Some(label)
+    }
+}
+
+/// A name may start with this byte (zscanner's `dname` entry).
+pub(super) fn starts_name(b: u8) -> bool {
+    is_label(b) || matches!(b, b'\\' | b'.' | b'@')
+}
+
+/// How a name was written.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Form {
+    Absolute,
+    Relative,
+    /// `@`, the origin.
+    Origin,
+}
+
+/// Read a name into `out` (zscanner's `dname_`): labels of letters, digits, `*-_/` and escapes
+/// (`\X` for any byte X but a digit, `\DDD` taken modulo 256 as zscanner does); absolute with a
+/// final dot, else relative to `origin`; or `@`. It must be followed by blank space, a newline,
+/// `;` or a parenthesis, which is left in place.
+pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<Form> {
+    match cur.peek()? {
+        b'@' => {
+            cur.bump();
+            cur.need_wchar("after @ in a name")?;
+            out.set(origin);
+            return Ok(Form::Origin);
+        }
+        b'.' => {
+            cur.bump();
+            cur.need_wchar("after the root name \".\"")?;
+            out.wire[0] = 0;
+            out.len = 1;
+            return Ok(Form::Absolute);
+        }
+        _ => {}
+    }
+    out.len = 0;
+    loop {
+        let at = out.len;
+        out.len += 1;
+        let start = cur.pos;
+        loop {
+            // Plain characters in bulk; one past the limit so that the check below sees it.
+            let room = MAX_LABEL + 1 - (out.len - at - 1);
+            let run = cur.label_run(room);
+            if run > 0 {
+                let bytes = cur.ahead(run);
+                if out.len - at - 1 + run > MAX_LABEL {
+                    cur.pos += run;
+                    return Err(Reason::LabelTooLong {
+                        label: String::from_utf8_lossy(cur.since(start)).into_owned(),
+                    }
+                    .into());
+                }
+                out.wire[out.len..out.len + run].copy_from_slice(bytes);
+                out.len += run;
+                cur.pos += run;
+            }
+            let b = cur.peek()?;
+            let byte = if is_label(b) {
+                cur.bump();
+                b
+            } else if b == b'\\' {
+                cur.bump();
+                escape(cur)?
+            } else {
+                break;
+            };
+            if out.len - at - 1 == MAX_LABEL {
+                return Err(Reason::LabelTooLong {
+                    label: String::from_utf8_lossy(cur.since(start)).into_owned(),
+                }
+                .into());
+            }
+            out.wire[out.len] = byte;
+            out.len += 1;
+        }
+        let n = out.len - at - 1;
+        if n == 0 {
+            return Err(match cur.peek()? {
+                b'.' => Reason::EmptyLabel.into(),
+                _ => cur.unexpected("in a domain name"),
+            });
+        }
+        out.wire[at] = n as u8;
+        if out.len >= MAX_NAME {
+            return Err(Reason::NameTooLong.into());
+        }
+        match cur.peek()? {
+            b'.' => {
+                cur.bump();
+                if is_wchar(cur.peek()?) {
+                    out.wire[out.len] = 0;
+                    out.len += 1;
+                    return Ok(Form::Absolute);
+                }
+            }
+            b if is_wchar(b) => {
+                if out.len + origin.len > MAX_NAME {
+                    return Err(Reason::NameTooLong.into());
+                }
+                out.wire[out.len..out.len + origin.len].copy_from_slice(origin.wire());
+                out.len += origin.len;
+                return Ok(Form::Relative);
+            }
+            _ => return Err(cur.unexpected("in a domain name")),
+        }
+    }
+}
+
+/// After `\` in a name: three digits (their value modulo 256, as zscanner's `uint8_t`
+/// arithmetic gives) or any one byte.
+fn escape(cur: &mut Cursor<'_>) -> Step<u8> {
+    let b = cur.peek()?;
+    if !b.is_ascii_digit() {
+        cur.bump();
+        return Ok(b);
+    }
+    let mut v = 0u8;
+    for _ in 0..3 {
+        let d = cur.peek()?;
+        if !d.is_ascii_digit() {
+            return Err(cur.unexpected("in a \\DDD escape (three digits)"));
+        }
+        v = v.wrapping_mul(10).wrapping_add(d - b'0');
+        cur.bump();
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::lexer::Stop;
+
+    fn parse(s: &str) -> Result<(Vec<u8>, Form), String> {
+        let mut origin = Name::root();
+        {
+            let mut c = Cursor::new(b"example.org. ", true);
+            name(&mut c, &mut origin, &Name::root()).unwrap();
+        }
+        let mut c = Cursor::new(s.as_bytes(), true);
+        let mut out = Name::root();
+        match name(&mut c, &mut out, &origin) {
+            Ok(form) => Ok((out.wire().to_vec(), form)),
+            Err(Stop::Bad(r)) => Err(r.to_string()),
+            Err(Stop::More) => Err("more".into()),
+        }
+    }
+
+    #[test]
+    fn absolute_relative_and_origin_names_become_wire_form() {
+        assert_eq!(
+            parse("a.b. ").unwrap(),
+            (b"\x01a\x01b\0".to_vec(), Form::Absolute)
+        );
+        assert_eq!(
+            parse("a\n").unwrap(),
+            (b"\x01a\x07example\x03org\0".to_vec(), Form::Relative)
+        );
+        assert_eq!(
+            parse("@;").unwrap(),
+            (b"\x07example\x03org\0".to_vec(), Form::Origin)
+        );
+        assert_eq!(parse(". ").unwrap(), (b"\0".to_vec(), Form::Absolute));
+        assert_eq!(parse("*.x. ").unwrap().0, b"\x01*\x01x\0".to_vec());
+    }
+
+    #[test]
+    fn escapes_give_any_byte_and_ddd_wraps_as_in_zscanner() {
+        assert_eq!(parse("a\\.b. ").unwrap().0, b"\x03a.b\0".to_vec());
+        assert_eq!(parse("\\065. ").unwrap().0, b"\x01A\0".to_vec());
+        assert_eq!(parse("\\999. ").unwrap().0, vec![1, 231, 0]);
+        assert!(parse("\\06x. ").is_err());
+    }
+
+    #[test]
+    fn labels_beyond_63_bytes_and_names_beyond_255_are_refused() {
+        let ok = format!("{}. ", "a".repeat(63));
+        parse(&ok).unwrap();
+        let long = format!("{}. ", "a".repeat(64));
+        assert!(parse(&long).unwrap_err().contains("63"));
+        let name = format!("{}. ", vec!["a".repeat(63); 4].join("."));
+        assert!(parse(&name).unwrap_err().contains("255"));
+        let fits = format!("{}.{}. ", vec!["a".repeat(63); 3].join("."), "a".repeat(61));
+        assert_eq!(parse(&fits).unwrap().0.len(), 255);
+        // Relative: the origin (13 bytes) must fit too.
+        let rel = format!("{}.{} ", vec!["a".repeat(63); 3].join("."), "a".repeat(50));
+        assert!(parse(&rel).unwrap_err().contains("255"));
+    }
+
+    #[test]
+    fn empty_labels_and_stray_characters_are_refused() {
+        assert!(parse("a..b ").unwrap_err().contains("empty label"));
+        assert!(parse(".a ").is_err());
+        assert!(parse("a\"b ").is_err());
+        assert!(parse("a@ ").is_err());
+        assert!(parse("@a ").is_err());
+        assert!(parse("a\r\n").is_err());
+    }
+
+    #[test]
+    fn bailiwick_and_rpz_labels_compare_exact_bytes() {
+        let n = |s: &str| {
+            let mut c = Cursor::new(s.as_bytes(), true);
+            let mut out = Name::root();
+            name(&mut c, &mut out, &Name::root()).unwrap();
+            out
+        };
+        assert!(n("a.rpz. ").in_bailiwick(&n("rpz. ")));
+        assert!(n("rpz. ").in_bailiwick(&n("rpz. ")));
+        assert!(!n("a.RPZ. ").in_bailiwick(&n("rpz. ")));
+        assert!(!n("rpz. ").in_bailiwick(&n("a.rpz. ")));
+        assert!(n("x. ").in_bailiwick(&Name::root()));
+        assert_eq!(n("a.rpz-drop. ").last_label(), Some(&b"rpz-drop"[..]));
+        assert!(n("a\\000b. ").has_zero());
+        assert_eq!(n("a\\000b.c. ").to_text(), "a\\000b.c.");
+    }
+}
