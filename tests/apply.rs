@@ -44,7 +44,7 @@ fn committed_file_prints_its_report_and_exits_zero() {
             "-H",
             "hostname=resolver1",
             "-H",
-            "file-name=zones/a.rpz",
+            "file-name=zones/a.dat",
         ],
         b"data\n",
     );
@@ -52,12 +52,12 @@ fn committed_file_prints_its_report_and_exits_zero() {
     assert_eq!(
         report(&out),
         json!({
-            "status": "committed", "file": "zones/a.rpz", "action": "renew", "kind": null, "reason": null,
+            "status": "committed", "file": "zones/a.dat", "action": "renew", "kind": null, "reason": null,
             "size": 5, "sha256": "6667b2d1aab6a00caa5aee5af8ad9f1465e567abf1c209d15727d57b3e8f6e5f"
         })
     );
     assert_eq!(
-        std::fs::read(scratch.files().join("zones/a.rpz")).unwrap(),
+        std::fs::read(scratch.files().join("zones/a.dat")).unwrap(),
         b"data\n"
     );
 }
@@ -127,7 +127,7 @@ fn chunk_is_reported_stored_and_foreign_message_skipped() {
         "-H",
         "hostname=resolver1",
         "-H",
-        "file-name=a.rpz",
+        "file-name=a.dat",
         "-H",
         "total-chunks=2",
         "-H",
@@ -147,13 +147,13 @@ fn chunk_is_reported_stored_and_foreign_message_skipped() {
             "-H",
             "hostname=other",
             "-H",
-            "file-name=b.rpz",
+            "file-name=b.dat",
         ],
         b"x",
     );
     assert!(out.status.success());
     assert_eq!(report(&out)["status"], "skipped");
-    assert!(!scratch.files().join("b.rpz").exists());
+    assert!(!scratch.files().join("b.dat").exists());
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn hostname_defaults_to_the_machines() {
     let header = format!("hostname={machine}");
     let r = report(&apply(
         &scratch.files(),
-        &["-H", &header, "-H", "file-name=mine.rpz"],
+        &["-H", &header, "-H", "file-name=mine.dat"],
         b"x",
     ));
     assert_eq!(r["status"], "committed", "{r}");
@@ -252,7 +252,7 @@ fn a_replay_of_a_committed_transfer_changes_nothing_and_the_next_version_is_whol
                 "-H",
                 "hostname=resolver1",
                 "-H",
-                "file-name=a.rpz",
+                "file-name=a.dat",
                 "-H",
                 "total-chunks=8",
                 "-H",
@@ -277,11 +277,11 @@ fn a_replay_of_a_committed_transfer_changes_nothing_and_the_next_version_is_whol
     }
     assert_eq!(last["status"], "committed", "{last}");
     assert_eq!(
-        std::fs::read_to_string(scratch.files().join("a.rpz")).unwrap(),
+        std::fs::read_to_string(scratch.files().join("a.dat")).unwrap(),
         v2.concat()
     );
     assert_eq!(
         tree(&scratch.files()),
-        [".kres-kafka-state", "a.rpz", "a.rpz.backup"]
+        [".kres-kafka-state", "a.dat", "a.dat.backup"]
     );
 }

@@ -124,8 +124,8 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     anonymous.start();
     plain.start();
     // `--wait` returns once the resolver's status record says it committed the file.
-    succeeds(send(&config, "a.rpz", b"first file\n", &["--wait"]));
-    assert!(host.holds("a.rpz", b"first file\n"), "{}", host.logs());
+    succeeds(send(&config, "a.dat", b"first file\n", &["--wait"]));
+    assert!(host.holds("a.dat", b"first file\n"), "{}", host.logs());
     assert_eq!(metric(port, AUTH_ERRORS), 0, "{}", host.logs());
     intruder
         .wait_for("the intruder's login refused and counted", |h| {
@@ -133,7 +133,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
         })
         .await;
     assert!(
-        !intruder.path("a.rpz").exists(),
+        !intruder.path("a.dat").exists(),
         "an unknown user received a file"
     );
     anonymous
@@ -142,7 +142,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
         })
         .await;
     assert!(
-        !anonymous.path("a.rpz").exists(),
+        !anonymous.path("a.dat").exists(),
         "a client without credentials received a file"
     );
     plain
@@ -151,7 +151,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
         })
         .await;
     assert!(
-        !plain.path("a.rpz").exists(),
+        !plain.path("a.dat").exists(),
         "a mechanism the broker does not offer delivered\n{}",
         plain.logs()
     );
@@ -171,7 +171,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     let waiting_log = publishing.path().join("send-wait.log");
     let mut waiting = send(
         &config,
-        "b.rpz",
+        "b.dat",
         b"second file\n",
         &["--wait", "--wait-timeout", "180s"],
     );
@@ -187,10 +187,10 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     .await;
     let send_log = || std::fs::read_to_string(&waiting_log).unwrap_or_default();
     host.wait_for("the waiting send to publish", |_| {
-        std::fs::read_to_string(&waiting_out).is_ok_and(|out| out.contains("delivered b.rpz"))
+        std::fs::read_to_string(&waiting_out).is_ok_and(|out| out.contains("delivered b.dat"))
     })
     .await;
-    assert!(!host.path("b.rpz").exists(), "delivered without a login");
+    assert!(!host.path("b.dat").exists(), "delivered without a login");
 
     // The publisher's password changes too, while `send --wait` waits: its reader's next
     // logins fail until the new password is in its file.
@@ -210,7 +210,7 @@ async fn scram_logins_deliver_wrong_ones_are_counted_and_a_new_password_needs_no
     let pid = host.pid();
     write_password(&host.dir.path().join("password"), "second password");
     host.wait_for("the second file, with the new password", |h| {
-        h.holds("b.rpz", b"second file\n")
+        h.holds("b.dat", b"second file\n")
     })
     .await;
     assert!(host.logs().contains("new SASL password"), "{}", host.logs());
@@ -268,19 +268,19 @@ async fn a_topic_that_grows_from_3_to_6_then_12_partitions_loses_nothing() {
         &[],
     );
     host.start();
-    send_plain(&server, &me, "one.rpz", b"one\n");
-    host.wait_for("the first file", |h| h.holds("one.rpz", b"one\n"))
+    send_plain(&server, &me, "one.dat", b"one\n");
+    host.wait_for("the first file", |h| h.holds("one.dat", b"one\n"))
         .await;
 
     // Grown while the daemon is down: a file still on the old partition, unread, and one on
     // the new partition. The restarted daemon reads both.
     assert!(host.stop(SIGTERM).await.success());
-    send_plain(&server, &me, "two.rpz", b"two\n");
+    send_plain(&server, &me, "two.dat", b"two\n");
     broker.grow(TOPIC, 6);
-    send_plain(&server, &me, "three.rpz", b"three\n");
+    send_plain(&server, &me, "three.dat", b"three\n");
     host.start();
     host.wait_for("the files on the old and the new partition", |h| {
-        h.holds("two.rpz", b"two\n") && h.holds("three.rpz", b"three\n")
+        h.holds("two.dat", b"two\n") && h.holds("three.dat", b"three\n")
     })
     .await;
     host.wait_for("the old partition released once read", |h| {
@@ -291,9 +291,9 @@ async fn a_topic_that_grows_from_3_to_6_then_12_partitions_loses_nothing() {
     // Grown while the daemon runs: a file published to the new partition before the daemon
     // looks again is read from the partition's start.
     broker.grow(TOPIC, 12);
-    send_plain(&server, &me, "four.rpz", b"four\n");
+    send_plain(&server, &me, "four.dat", b"four\n");
     host.wait_for("the file on the partition added while running", |h| {
-        h.holds("four.rpz", b"four\n")
+        h.holds("four.dat", b"four\n")
     })
     .await;
     let logs = host.logs();

@@ -59,12 +59,12 @@ async fn a_full_disk_pauses_delivery_and_it_resumes_once_there_is_room() {
     std::fs::write(files.join("filler"), vec![0u8; 1800 * 1024]).unwrap();
     host.start();
     let big = content(6, 600 * 1024);
-    broker.publish_upstream(ME, "big.rpz", &big).await;
+    broker.publish_upstream(ME, "big.dat", &big).await;
     host.wait_for("delivery paused", |h| {
         h.logs().matches("delivery paused").count() >= 2
     })
     .await;
-    assert!(!host.path("big.rpz").exists());
+    assert!(!host.path("big.dat").exists());
     let metrics = scrape(port);
     assert!(
         metrics
@@ -73,7 +73,7 @@ async fn a_full_disk_pauses_delivery_and_it_resumes_once_there_is_room() {
         "{metrics}"
     );
     std::fs::remove_file(files.join("filler")).unwrap();
-    host.wait_for("the file once there is room", |h| h.holds("big.rpz", &big))
+    host.wait_for("the file once there is room", |h| h.holds("big.dat", &big))
         .await;
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -100,7 +100,7 @@ type Published = Arc<Mutex<HashMap<String, Vec<Vec<u8>>>>>;
 /// The files of a crash run: an RPZ file as upstream's publisher sends it (512 KiB chunks, no
 /// checksum, no transfer id), one as `kres-kafka send` does (four chunks with `sha256` and
 /// `transfer-id`), and a configuration sent whole.
-const FILES: [&str; 3] = ["up.rpz", "ours.rpz", "config.yaml"];
+const FILES: [&str; 3] = ["up.dat", "ours.dat", "config.yaml"];
 
 const LEVELS: [&str; 4] = ["info", "notice", "debug", "warning"];
 
@@ -108,8 +108,8 @@ fn version(name: &str, round: u64) -> Vec<u8> {
     match name {
         // Two 512 KiB chunks and a short third: the mock broker keeps about 5 MiB a
         // partition, and every round must stay in it until the daemon reads it.
-        "up.rpz" => content(round as u8, 1_100_000),
-        "ours.rpz" => content(100 + round as u8, 4 * 32_768),
+        "up.dat" => content(round as u8, 1_100_000),
+        "ours.dat" => content(100 + round as u8, 4 * 32_768),
         _ => format!(
             "# round {round}\nlogging:\n  level: {}\n",
             LEVELS[round as usize % LEVELS.len()]
@@ -120,7 +120,7 @@ fn version(name: &str, round: u64) -> Vec<u8> {
 
 async fn publish(broker: &Broker, name: &str, data: &[u8], round: u64) {
     match name {
-        "up.rpz" | "config.yaml" => broker.publish_upstream(ME, name, data).await,
+        "up.dat" | "config.yaml" => broker.publish_upstream(ME, name, data).await,
         _ => {
             use sha2::Digest;
             let sha = kres_kafka_guest::durable::hex(&sha2::Sha256::digest(data));

@@ -36,8 +36,9 @@ async fn upstream_publisher_chunks_then_config_give_identical_files_and_one_relo
         &[],
     );
     host.start();
-    let rpz = content(1, 1_300_000);
-    let config = b"local-data:\n  rpz:\n    - file: block.rpz\n".to_vec();
+    let rpz = kres_kafka::demo::sample_rpz(1_300_000);
+    // Relative to the directory of the manager's first --config file, as the manager reads it.
+    let config = b"local-data:\n  rpz:\n    - file: files/block.rpz\n".to_vec();
     broker.publish_upstream(ME, "block.rpz", &rpz).await;
     broker.publish_upstream(ME, "config.yaml", &config).await;
 
@@ -77,7 +78,7 @@ async fn messages_for_another_hostname_never_touch_the_directory() {
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
     broker
-        .publish_upstream("resolver2", "theirs.rpz", &content(2, 700_000))
+        .publish_upstream("resolver2", "theirs.dat", &content(2, 700_000))
         .await;
     broker
         .publish_upstream("resolver2", "config.yaml", b"workers: 8\n")
@@ -88,18 +89,18 @@ async fn messages_for_another_hostname_never_touch_the_directory() {
     broker
         .publish(
             "k",
-            &[("file-name", "nohost.rpz")],
+            &[("file-name", "nohost.dat")],
             b"no hostname header",
             None,
         )
         .await;
-    broker.publish_upstream(ME, "mine.rpz", b"ours").await;
+    broker.publish_upstream(ME, "mine.dat", b"ours").await;
 
-    host.wait_for("our file", |h| h.holds("mine.rpz", b"ours"))
+    host.wait_for("our file", |h| h.holds("mine.dat", b"ours"))
         .await;
     host.wait_for("the renew", |h| !h.manager.calls().is_empty())
         .await;
-    assert_eq!(tree(&host.files()), [".kres-kafka-state", "mine.rpz"]);
+    assert_eq!(tree(&host.files()), [".kres-kafka-state", "mine.dat"]);
     assert_eq!(calls(&host), [ok("/renew")]);
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -117,7 +118,7 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
     let mut host = Host::new(&broker, ME, &[]);
 
     host.start();
-    broker.publish_upstream(ME, "small.rpz", b"small").await;
+    broker.publish_upstream(ME, "small.dat", b"small").await;
     host.wait_for("the small file's renew", |h| !h.manager.calls().is_empty())
         .await;
 
@@ -131,7 +132,7 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
                 let index = (i + 1).to_string();
                 let headers = [
                     ("hostname", ME),
-                    ("file-name", "big.rpz"),
+                    ("file-name", "big.dat"),
                     ("total-chunks", total.as_str()),
                     ("chunk-index", &index),
                 ];
@@ -142,16 +143,16 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
     let half = chunks.len() / 2;
     publish(0, half).await;
     host.wait_for("some chunks stored", |h| {
-        std::fs::metadata(h.path("big.rpz.chunks/part")).is_ok_and(|m| m.len() >= 8 << 15)
+        std::fs::metadata(h.path("big.dat.chunks/part")).is_ok_and(|m| m.len() >= 8 << 15)
     })
     .await;
     let status = host.stop(SIGKILL).await;
     assert!(!status.success());
-    assert!(!host.path("big.rpz").exists(), "{}", host.logs());
+    assert!(!host.path("big.dat").exists(), "{}", host.logs());
 
     host.start();
     publish(half, chunks.len()).await;
-    host.wait_for("the big file", |h| h.holds("big.rpz", &big))
+    host.wait_for("the big file", |h| h.holds("big.dat", &big))
         .await;
     host.wait_for("its renew", |h| h.manager.calls().len() >= 2)
         .await;
@@ -163,13 +164,13 @@ async fn killed_mid_transfer_the_file_completes_after_restart_without_repeating_
         host.logs()
     );
     assert!(
-        !host.log_of(2).contains("file=small.rpz"),
+        !host.log_of(2).contains("file=small.dat"),
         "the restart resumed after the small file\n{}",
         host.logs()
     );
     assert_eq!(
         tree(&host.files()),
-        [".kres-kafka-state", "big.rpz", "small.rpz"]
+        [".kres-kafka-state", "big.dat", "small.dat"]
     );
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -182,8 +183,8 @@ async fn a_call_owed_when_killed_is_made_after_the_restart() {
     let broker = Broker::start(1);
     let mut host = Host::with(&broker.server(), ME, "debounce: 5s\n", &[]);
     host.start();
-    broker.publish_upstream(ME, "zone.rpz", b"new data").await;
-    host.wait_for("the file", |h| h.holds("zone.rpz", b"new data"))
+    broker.publish_upstream(ME, "zone.dat", b"new data").await;
+    host.wait_for("the file", |h| h.holds("zone.dat", b"new data"))
         .await;
     host.stop(SIGKILL).await;
     assert!(
@@ -253,8 +254,8 @@ async fn unreachable_manager_is_retried_until_it_is_back() {
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
     host.manager_down();
-    broker.publish_upstream(ME, "zone.rpz", b"data").await;
-    host.wait_for("the file", |h| h.holds("zone.rpz", b"data"))
+    broker.publish_upstream(ME, "zone.dat", b"data").await;
+    host.wait_for("the file", |h| h.holds("zone.dat", b"data"))
         .await;
     // Retried, not given up: a second attempt failed too.
     host.wait_for("two failed attempts in the log", |h| {
@@ -283,14 +284,14 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
     for i in 0..9 {
-        let name = format!("f{i}.rpz");
+        let name = format!("f{i}.dat");
         let headers = [("hostname", ME), ("file-name", name.as_str())];
         broker
             .publish(&name, &headers, name.as_bytes(), Some(i % 3))
             .await;
     }
     host.wait_for("nine files", |h| {
-        (0..9).all(|i| h.holds(&format!("f{i}.rpz"), format!("f{i}.rpz").as_bytes()))
+        (0..9).all(|i| h.holds(&format!("f{i}.dat"), format!("f{i}.dat").as_bytes()))
     })
     .await;
     let status = host.stop(SIGTERM).await;
@@ -303,7 +304,7 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
 
     host.start();
     for partition in 0..3 {
-        let name = format!("last{partition}.rpz");
+        let name = format!("last{partition}.dat");
         let headers = [("hostname", ME), ("file-name", name.as_str())];
         broker
             .publish(&name, &headers, b"last", Some(partition))
@@ -312,8 +313,8 @@ async fn sigterm_on_several_partitions_commits_offsets_and_a_restart_rereads_not
     // The log line comes after the file: wait for both.
     host.wait_for("the new files, logged", |h| {
         (0..3).all(|p| {
-            h.holds(&format!("last{p}.rpz"), b"last")
-                && h.log_of(2).contains(&format!("file=last{p}.rpz"))
+            h.holds(&format!("last{p}.dat"), b"last")
+                && h.log_of(2).contains(&format!("file=last{p}.dat"))
         })
     })
     .await;
@@ -351,11 +352,11 @@ async fn versions_fetched_in_one_batch_are_each_committed_once_and_in_order() {
             let index = (i + 1).to_string();
             let headers = [
                 ("hostname", ME),
-                ("file-name", "list.rpz"),
+                ("file-name", "list.dat"),
                 ("total-chunks", "3"),
                 ("chunk-index", index.as_str()),
             ];
-            broker.publish("list.rpz", &headers, chunk, None).await;
+            broker.publish("list.dat", &headers, chunk, None).await;
         }
     }
     let port = free_port();
@@ -385,7 +386,7 @@ async fn versions_fetched_in_one_batch_are_each_committed_once_and_in_order() {
     );
     let expected: Vec<String> = (0..9).map(|o| o.to_string()).collect();
     assert_eq!(offsets(&log), expected, "{log}");
-    assert!(host.holds("list.rpz", &versions[2]));
+    assert!(host.holds("list.dat", &versions[2]));
     let scraped = scrape(port);
     for line in [
         "kres_kafka_messages_total{outcome=\"stored\"} 6",
@@ -397,13 +398,13 @@ async fn versions_fetched_in_one_batch_are_each_committed_once_and_in_order() {
 
     // One more message after them: once it is processed, anything read again came before it.
     host.start();
-    broker.publish_upstream(ME, "after.rpz", b"after").await;
+    broker.publish_upstream(ME, "after.dat", b"after").await;
     host.wait_for("the message after them, logged", |h| {
-        h.holds("after.rpz", b"after") && h.log_of(2).contains("file=after.rpz")
+        h.holds("after.dat", b"after") && h.log_of(2).contains("file=after.dat")
     })
     .await;
     assert_eq!(offsets(&host.log_of(2)), ["9"]);
-    assert!(host.holds("list.rpz", &versions[2]));
+    assert!(host.holds("list.dat", &versions[2]));
     assert!(host.stop(SIGTERM).await.success());
 }
 
@@ -418,10 +419,10 @@ async fn send_command_delivers_config_last_with_checksums() {
     let rpz = content(9, 300_000);
     std::fs::write(
         outbox.join("policy.yaml"),
-        "local-data:\n  rpz:\n    - file: zones/lists.rpz\n",
+        "local-data:\n  rpz:\n    - file: zones/lists.dat\n",
     )
     .unwrap();
-    std::fs::write(outbox.join("lists.rpz"), &rpz).unwrap();
+    std::fs::write(outbox.join("lists.dat"), &rpz).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .args([
             "send",
@@ -434,7 +435,7 @@ async fn send_command_delivers_config_last_with_checksums() {
         ])
         .args(["--chunk-size", "64KiB", "--dest-dir", "zones"])
         .arg(outbox.join("policy.yaml"))
-        .arg(outbox.join("lists.rpz"))
+        .arg(outbox.join("lists.dat"))
         .output()
         .unwrap();
     assert!(
@@ -445,13 +446,13 @@ async fn send_command_delivers_config_last_with_checksums() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let order: Vec<_> = stdout.lines().collect();
     assert!(
-        order[0].contains("zones/lists.rpz (300000 bytes, 5 chunks)")
+        order[0].contains("zones/lists.dat (300000 bytes, 5 chunks)")
             && order[1].contains("zones/policy.yaml"),
         "{stdout}"
     );
 
     host.wait_for("both files and the reload", |h| {
-        h.holds("zones/lists.rpz", &rpz)
+        h.holds("zones/lists.dat", &rpz)
             && h.path("zones/policy.yaml").exists()
             && !h.manager.calls().is_empty()
     })
@@ -466,12 +467,12 @@ fn send_names_the_file_it_cannot_deliver() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .args(["send", "--hostname", ME, "--server", "127.0.0.1@1"])
-        .arg(dir.path().join("missing.rpz"))
+        .arg(dir.path().join("missing.dat"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("missing.rpz"),
+        String::from_utf8_lossy(&out.stderr).contains("missing.dat"),
         "{out:?}"
     );
 }
@@ -535,7 +536,7 @@ fn demo_runs_with_nothing_installed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("blocklist.rpz") && stdout.contains("3 chunks"),
+        stdout.contains("blocklist.dat") && stdout.contains("3 chunks"),
         "{stdout}"
     );
     assert!(
@@ -561,10 +562,10 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
         async move {
             broker
                 .publish(
-                    "big.rpz",
+                    "big.dat",
                     &[
                         ("hostname", ME),
-                        ("file-name", "big.rpz"),
+                        ("file-name", "big.dat"),
                         ("total-chunks", "3"),
                         ("chunk-index", &index),
                     ],
@@ -576,7 +577,7 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
     };
     publish(0).await;
     host.wait_for("the first chunk", |h| {
-        h.logs().contains("outcome=\"stored\" file=big.rpz index=1")
+        h.logs().contains("outcome=\"stored\" file=big.dat index=1")
     })
     .await;
     broker.cluster.broker_down(1).unwrap();
@@ -585,19 +586,19 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
     publish(1).await;
     publish(2).await;
     host.wait_for("the whole file, logged", |h| {
-        h.holds("big.rpz", &data) && h.logs().contains("outcome=\"committed\" file=big.rpz")
+        h.holds("big.dat", &data) && h.logs().contains("outcome=\"committed\" file=big.dat")
     })
     .await;
     // A message after the transfer: once it is in, a chunk read again would have come first.
-    broker.publish_upstream(ME, "after.rpz", b"after").await;
+    broker.publish_upstream(ME, "after.dat", b"after").await;
     // Its log line too: a chunk read again would be logged before it.
     host.wait_for("the message after it, logged", |h| {
-        h.holds("after.rpz", b"after") && h.logs().contains("file=after.rpz")
+        h.holds("after.dat", b"after") && h.logs().contains("file=after.dat")
     })
     .await;
     let logs = host.logs();
     assert_eq!(
-        logs.matches("outcome=\"committed\" file=big.rpz").count(),
+        logs.matches("outcome=\"committed\" file=big.dat").count(),
         1,
         "{logs}"
     );
@@ -614,8 +615,8 @@ async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_lose
     let broker = Broker::start(1);
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
-    broker.publish_upstream(ME, "before.rpz", b"before").await;
-    host.wait_for("the first file", |h| h.holds("before.rpz", b"before"))
+    broker.publish_upstream(ME, "before.dat", b"before").await;
+    host.wait_for("the first file", |h| h.holds("before.dat", b"before"))
         .await;
     broker.cluster.broker_down(1).unwrap();
     host.wait_for("the broker's absence noticed", |h| {
@@ -640,12 +641,12 @@ async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_lose
 
     broker.cluster.broker_up(1).unwrap();
     host.start();
-    broker.publish_upstream(ME, "after.rpz", b"after").await;
+    broker.publish_upstream(ME, "after.dat", b"after").await;
     host.wait_for("a new file, logged", |h| {
-        h.holds("after.rpz", b"after") && h.log_of(2).contains("file=after.rpz")
+        h.holds("after.dat", b"after") && h.log_of(2).contains("file=after.dat")
     })
     .await;
     let log = host.log_of(2);
-    assert!(!log.contains("file=before.rpz"), "{log}");
+    assert!(!log.contains("file=before.dat"), "{log}");
     assert!(host.stop(SIGTERM).await.success());
 }

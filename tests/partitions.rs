@@ -34,7 +34,7 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
     let broker = Broker::start(PARTITIONS);
     let outbox = tempfile::tempdir().unwrap();
     for i in 0..RESOLVERS {
-        let path = outbox.path().join(format!("host-{i:02}.rpz"));
+        let path = outbox.path().join(format!("host-{i:02}.dat"));
         std::fs::write(&path, common::daemon::content(i as u8, FILE)).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
             .args(["send", "--server", &broker.server(), "--topic", TOPIC])
@@ -51,7 +51,7 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
     for z in 0..ZONES {
         let content = common::daemon::content(100 + z as u8, FILE);
         broker
-            .publish_to_zone(&zone(z), "publisher", &format!("zone-{z}.rpz"), &content)
+            .publish_to_zone(&zone(z), "publisher", &format!("zone-{z}.dat"), &content)
             .await;
     }
     let records = broker.records(PARTITIONS);
@@ -102,7 +102,7 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
         }
         host.start();
         if i == 0 {
-            let own = format!("host-{i:02}.rpz");
+            let own = format!("host-{i:02}.dat");
             host.wait_for("the first resolver's file", |h| h.path(&own).exists())
                 .await;
         }
@@ -119,8 +119,8 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
             ((0..PARTITIONS).collect(), total)
         };
         let wanted = [
-            format!("host-{me:02}.rpz"),
-            format!("zone-{}.rpz", me % ZONES),
+            format!("host-{me:02}.dat"),
+            format!("zone-{}.dat", me % ZONES),
         ];
         host.wait_for("its two files, and every byte of its partitions", |h| {
             wanted.iter().all(|n| h.path(n).exists())
@@ -130,7 +130,7 @@ async fn each_of_24_resolvers_on_12_partitions_gets_exactly_its_files_fetching_o
         let held: BTreeSet<String> = std::fs::read_dir(host.files())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".rpz"))
+            .filter(|n| n.ends_with(".dat"))
             .collect();
         assert_eq!(held, wanted.iter().cloned().collect(), "resolver {i}");
         // Exactly the partitions its keys are on, and nothing beyond them, was read.

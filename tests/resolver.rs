@@ -28,8 +28,9 @@ async fn upstream_zone_publisher_reaches_every_resolver_of_the_zone_and_no_other
     for host in group1.iter_mut().chain([&mut other]) {
         host.start();
     }
-    let rpz = content(4, 1_200_000);
-    let config = b"local-data:\n  rpz:\n    - file: block.rpz\n".to_vec();
+    let rpz = kres_kafka::demo::sample_rpz(1_200_000);
+    // Relative to the directory of the manager's first --config file, as the manager reads it.
+    let config = b"local-data:\n  rpz:\n    - file: files/block.rpz\n".to_vec();
     broker
         .publish_to_zone("dns-group1", "publisher.example", "block.rpz", &rpz)
         .await;
@@ -45,7 +46,7 @@ async fn upstream_zone_publisher_reaches_every_resolver_of_the_zone_and_no_other
         .await;
         assert_eq!(
             host.manager.running()["local-data"]["rpz"][0]["file"],
-            "block.rpz",
+            "files/block.rpz",
             "the manager runs the delivered configuration"
         );
     }
@@ -65,17 +66,17 @@ async fn send_to_a_zone_is_delivered_by_key() {
     host.start();
     let outbox = host.dir.path().join("outbox");
     std::fs::create_dir(&outbox).unwrap();
-    std::fs::write(outbox.join("zone.rpz"), b"by zone\n").unwrap();
+    std::fs::write(outbox.join("zone.dat"), b"by zone\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .args(["send", "--server", &broker.server(), "--topic"])
         .arg(common::daemon::TOPIC)
         .args(["--zone-id", "edge"])
-        .arg(outbox.join("zone.rpz"))
+        .arg(outbox.join("zone.dat"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("to zone edge"));
-    host.wait_for("the file", |h| h.holds("zone.rpz", b"by zone\n"))
+    host.wait_for("the file", |h| h.holds("zone.dat", b"by zone\n"))
         .await;
 }
 
@@ -320,11 +321,11 @@ fn validate_accepts_every_valid_upstream_case_and_refuses_what_the_closed_schema
 fn validate_says_what_it_cannot_judge() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.yaml");
-    let rpz = dir.path().join("block.rpz");
+    let rpz = dir.path().join("block.dat");
     std::fs::write(&rpz, b"x").unwrap();
     let (status, out) = validate(&[rpz, missing]);
     assert_eq!(status, Some(2), "{out}");
-    assert!(out.contains("block.rpz: not a configuration file"), "{out}");
+    assert!(out.contains("block.dat: not a configuration file"), "{out}");
     assert!(
         out.contains("missing.yaml: cannot judge: reading it"),
         "{out}"

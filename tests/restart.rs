@@ -38,11 +38,11 @@ async fn restart_after(signal: i32, what: &str) {
     let broker = Broker::start(1);
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
-    broker.publish_upstream(ME, "before.rpz", b"before").await;
+    broker.publish_upstream(ME, "before.dat", b"before").await;
     // The file is in place before the journal records its message: a kill in between is
     // followed by a redelivery (a no-op, but not what this test measures). Kill once recorded.
     host.wait_for("the first file, recorded in the journal", |h| {
-        h.holds("before.rpz", b"before")
+        h.holds("before.dat", b"before")
             && std::fs::read_to_string(h.path(".kres-kafka-state"))
                 .is_ok_and(|j| j.contains("\"knot-resolver/0\":0"))
     })
@@ -52,7 +52,7 @@ async fn restart_after(signal: i32, what: &str) {
         assert!(status.success(), "{}", host.logs());
     }
 
-    let took = restart_and_time(&broker, &mut host, "after.rpz").await;
+    let took = restart_and_time(&broker, &mut host, "after.dat").await;
     eprintln!(
         "after {what}: the restarted daemon committed a new file {took:?} after starting (target {TARGET:?})"
     );
@@ -63,7 +63,7 @@ async fn restart_after(signal: i32, what: &str) {
     );
     // The log line comes after the file: anything read again is logged before it.
     host.wait_for("the new file, logged", |h| {
-        h.log_of(2).contains("file=after.rpz")
+        h.log_of(2).contains("file=after.dat")
     })
     .await;
     let log = host.log_of(2);
@@ -72,7 +72,7 @@ async fn restart_after(signal: i32, what: &str) {
         "the restarted daemon assigns itself its partitions\n{log}"
     );
     // It resumed where the journal says: the first file's message was not offered again.
-    assert!(!log.contains("file=before.rpz"), "{log}");
+    assert!(!log.contains("file=before.dat"), "{log}");
     assert!(host.stop(SIGTERM).await.success());
 }
 
@@ -91,8 +91,8 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start_naming_the_first
     let broker = Broker::start(1);
     let mut host = Host::new(&broker, ME, &[]);
     host.start();
-    broker.publish_upstream(ME, "first.rpz", b"first").await;
-    host.wait_for("the first file", |h| h.holds("first.rpz", b"first"))
+    broker.publish_upstream(ME, "first.dat", b"first").await;
+    host.wait_for("the first file", |h| h.holds("first.dat", b"first"))
         .await;
     let first = host.pid().expect("running");
 
@@ -105,17 +105,17 @@ async fn a_second_daemon_on_the_same_directory_refuses_to_start_naming_the_first
         "{stderr}"
     );
     // The first goes on as if nothing happened.
-    broker.publish_upstream(ME, "second.rpz", b"second").await;
+    broker.publish_upstream(ME, "second.dat", b"second").await;
     host.wait_for("a file after the refused start", |h| {
-        h.holds("second.rpz", b"second")
+        h.holds("second.dat", b"second")
     })
     .await;
     assert!(host.stop(SIGTERM).await.success());
     // Once it stopped, the directory is free again.
     host.start();
-    broker.publish_upstream(ME, "third.rpz", b"third").await;
+    broker.publish_upstream(ME, "third.dat", b"third").await;
     host.wait_for("a file after the first stopped", |h| {
-        h.holds("third.rpz", b"third")
+        h.holds("third.dat", b"third")
     })
     .await;
     assert!(host.stop(SIGTERM).await.success());

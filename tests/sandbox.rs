@@ -48,7 +48,7 @@ fn single_message_is_committed_atomically_with_its_action() {
     let (_s, guest) = default_guest(&scratch);
     let out = process(&guest, whole("zones/block.rpz", b"*.bad.example CNAME .\n")).unwrap();
     assert!(
-        matches!(&out, Outcome::Committed { file, action: Action::Renew, size: 22, .. } if file == "zones/block.rpz"),
+        matches!(&out, Outcome::Committed { file, action: Action::Renew, size: 22, .. } if file == "zones/block.dat"),
         "{out:?}"
     );
     let out = process(&guest, whole("config.yaml", b"workers: 2\n")).unwrap();
@@ -63,12 +63,12 @@ fn single_message_is_committed_atomically_with_its_action() {
         "{out:?}"
     );
     assert_eq!(
-        fs::read(scratch.files().join("zones/block.rpz")).unwrap(),
+        fs::read(scratch.files().join("zones/block.dat")).unwrap(),
         b"*.bad.example CNAME .\n"
     );
     assert_eq!(
         tree(&scratch.files()),
-        ["config.yaml", "zones", "zones/block.rpz"]
+        ["config.yaml", "zones", "zones/block.dat"]
     );
     scratch.assert_nothing_outside();
 }
@@ -80,9 +80,9 @@ fn chunked_file_assembles_in_order_out_of_order_and_with_duplicates() {
     let parts: Vec<Vec<u8>> = (0u8..4).map(|i| vec![b'a' + i; 1000]).collect();
     let expected: Vec<u8> = parts.concat();
     let orders: [(&str, &[u32]); 3] = [
-        ("in-order.rpz", &[1, 2, 3, 4]),
-        ("reversed.rpz", &[4, 3, 2, 1]),
-        ("duplicates.rpz", &[2, 2, 1, 4, 1, 3]),
+        ("in-order.dat", &[1, 2, 3, 4]),
+        ("reversed.dat", &[4, 3, 2, 1]),
+        ("duplicates.dat", &[2, 2, 1, 4, 1, 3]),
     ];
     for (name, order) in orders {
         for (n, &i) in order.iter().enumerate() {
@@ -104,7 +104,7 @@ fn chunked_file_assembles_in_order_out_of_order_and_with_duplicates() {
     }
     assert_eq!(
         tree(&scratch.files()),
-        ["duplicates.rpz", "in-order.rpz", "reversed.rpz"]
+        ["duplicates.dat", "in-order.dat", "reversed.dat"]
     );
 }
 
@@ -114,12 +114,12 @@ fn chunks_of_two_transfers_never_mix() {
     let (_s, guest) = default_guest(&scratch);
     process(
         &guest,
-        chunk("f.rpz", 1, 2, b"old-1", &[("transfer-id", "t1")]),
+        chunk("f.dat", 1, 2, b"old-1", &[("transfer-id", "t1")]),
     )
     .unwrap();
     let out = process(
         &guest,
-        chunk("f.rpz", 2, 2, b"new-2", &[("transfer-id", "t2")]),
+        chunk("f.dat", 2, 2, b"new-2", &[("transfer-id", "t2")]),
     )
     .unwrap();
     assert!(
@@ -128,12 +128,12 @@ fn chunks_of_two_transfers_never_mix() {
     );
     let out = process(
         &guest,
-        chunk("f.rpz", 1, 2, b"new-1", &[("transfer-id", "t2")]),
+        chunk("f.dat", 1, 2, b"new-1", &[("transfer-id", "t2")]),
     )
     .unwrap();
     assert!(matches!(out, Outcome::Committed { .. }), "{out:?}");
     assert_eq!(
-        fs::read(scratch.files().join("f.rpz")).unwrap(),
+        fs::read(scratch.files().join("f.dat")).unwrap(),
         b"new-1new-2"
     );
 }
@@ -172,25 +172,25 @@ fn rejected_config_leaves_old_file_in_place() {
 fn identical_content_is_reported_unchanged() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
-    process(&guest, whole("a.rpz", b"same")).unwrap();
-    let out = process(&guest, whole("a.rpz", b"same")).unwrap();
+    process(&guest, whole("a.dat", b"same")).unwrap();
+    let out = process(&guest, whole("a.dat", b"same")).unwrap();
     assert_eq!(
         out,
         Outcome::Unchanged {
-            file: "a.rpz".into()
+            file: "a.dat".into()
         }
     );
-    process(&guest, chunk("a.rpz", 1, 2, b"sa", &[])).unwrap();
-    let out = process(&guest, chunk("a.rpz", 2, 2, b"me", &[])).unwrap();
+    process(&guest, chunk("a.dat", 1, 2, b"sa", &[])).unwrap();
+    let out = process(&guest, chunk("a.dat", 2, 2, b"me", &[])).unwrap();
     assert_eq!(
         out,
         Outcome::Unchanged {
-            file: "a.rpz".into()
+            file: "a.dat".into()
         }
     );
     assert_eq!(
         tree(&scratch.files()),
-        ["a.rpz"],
+        ["a.dat"],
         "no backup made for a no-op"
     );
 }
@@ -266,7 +266,7 @@ fn oversized_input_is_rejected_before_it_is_written() {
     };
     let rejected = |msg| call(&guest, &small, msg).unwrap().unwrap_err();
 
-    let err = rejected(whole("big.rpz", &[0; 1001]));
+    let err = rejected(whole("big.dat", &[0; 1001]));
     assert_eq!(err.kind, RejectKind::TooLarge);
     assert!(
         err.reason
@@ -274,16 +274,16 @@ fn oversized_input_is_rejected_before_it_is_written() {
         "{err:?}"
     );
 
-    let err = rejected(chunk("big.rpz", 1, 9, b"x", &[]));
+    let err = rejected(chunk("big.dat", 1, 9, b"x", &[]));
     assert!(
         err.reason.contains("announces 9 chunks: at most 8"),
         "{err:?}"
     );
 
-    call(&guest, &small, chunk("big.rpz", 1, 2, &[1; 600], &[]))
+    call(&guest, &small, chunk("big.dat", 1, 2, &[1; 600], &[]))
         .unwrap()
         .unwrap();
-    let err = rejected(chunk("big.rpz", 2, 2, &[2; 600], &[]));
+    let err = rejected(chunk("big.dat", 2, 2, &[2; 600], &[]));
     assert_eq!(err.kind, RejectKind::TooLarge, "{err:?}");
     assert_eq!(tree(&scratch.files()), Vec::<String>::new());
 }
@@ -295,12 +295,12 @@ fn messages_for_other_resolvers_never_touch_the_directory() {
     for host in ["resolver2", "RESOLVER1", "resolver1.example", ""] {
         let out = process(
             &guest,
-            message(&[("hostname", host), ("file-name", "a.rpz")], b"x"),
+            message(&[("hostname", host), ("file-name", "a.dat")], b"x"),
         )
         .unwrap();
         assert!(matches!(out, Outcome::Skipped { .. }), "{host}: {out:?}");
     }
-    let out = process(&guest, message(&[("file-name", "a.rpz")], b"x")).unwrap();
+    let out = process(&guest, message(&[("file-name", "a.dat")], b"x")).unwrap();
     assert!(
         matches!(out, Outcome::Skipped { .. }),
         "no hostname header: {out:?}"
@@ -312,11 +312,11 @@ fn messages_for_other_resolvers_never_touch_the_directory() {
 fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
     let scratch = Scratch::new();
     let (_s, guest) = default_guest(&scratch);
-    process(&guest, chunk("stale.rpz", 1, 3, b"x", &[])).unwrap();
+    process(&guest, chunk("stale.dat", 1, 3, b"x", &[])).unwrap();
     fs::write(scratch.files().join("config.yaml.tmp"), b"half-written").unwrap();
     fs::create_dir(scratch.files().join("zones")).unwrap();
-    fs::write(scratch.files().join("zones/a.rpz.tmp"), b"half").unwrap();
-    fs::write(scratch.files().join("zones/a.rpz"), b"kept").unwrap();
+    fs::write(scratch.files().join("zones/a.dat.tmp"), b"half").unwrap();
+    fs::write(scratch.files().join("zones/a.dat"), b"kept").unwrap();
 
     let mut later = ctx();
     later.now += 3600;
@@ -332,18 +332,18 @@ fn maintenance_cleans_crash_leftovers_and_expires_stale_chunk_sets() {
     assert_eq!(
         tree(&scratch.files()),
         [
-            "stale.rpz.chunks",
-            "stale.rpz.chunks/meta",
-            "stale.rpz.chunks/part",
+            "stale.dat.chunks",
+            "stale.dat.chunks/meta",
+            "stale.dat.chunks/part",
             "zones",
-            "zones/a.rpz"
+            "zones/a.dat"
         ]
     );
 
     later.now += 1;
     let report = guest.maintain(&later, Duration::from_secs(3600)).unwrap();
     assert_eq!(report.chunk_sets_expired, 1);
-    assert_eq!(tree(&scratch.files()), ["zones", "zones/a.rpz"]);
+    assert_eq!(tree(&scratch.files()), ["zones", "zones/a.dat"]);
 }
 
 // The hostile guest: each attack fails that one call, and the next call gets a fresh instance.
@@ -501,7 +501,7 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
     assert!(second.cached());
     assert_eq!(second.version(), first.version());
     assert!(matches!(
-        process(&second, whole("a.rpz", b"x")),
+        process(&second, whole("a.dat", b"x")),
         Ok(Outcome::Committed { .. })
     ));
 
@@ -521,7 +521,7 @@ fn compiled_guests_are_cached_and_only_our_artifacts_are_loaded() {
         .unwrap();
     assert!(!third.cached());
     assert!(matches!(
-        process(&third, whole("b.rpz", b"y")),
+        process(&third, whole("b.dat", b"y")),
         Ok(Outcome::Committed { .. })
     ));
 
@@ -606,17 +606,17 @@ fn a_batch_the_guest_fails_on_is_redone_one_message_at_a_time() {
     let scratch = Scratch::new();
     let (_s, guest) = hostile(&scratch, 64 << 20, Duration::from_millis(300));
     let msgs = [
-        whole("before.rpz", b"1"),
+        whole("before.dat", b"1"),
         whole("loop", b""),
-        whole("after.rpz", b"2"),
+        whole("after.dat", b"2"),
     ];
     let outcomes = guest.process_batch(&ctx(), &msgs);
     assert_eq!(outcomes.len(), 3, "{outcomes:?}");
-    assert!(matches!(&outcomes[0], Outcome::Committed { file, .. } if file == "before.rpz"));
+    assert!(matches!(&outcomes[0], Outcome::Committed { file, .. } if file == "before.dat"));
     assert!(matches!(
         &outcomes[1],
         Outcome::Failed(GuestFailure::TimeLimit(_))
     ));
-    assert!(matches!(&outcomes[2], Outcome::Committed { file, .. } if file == "after.rpz"));
-    assert_eq!(fs::read(scratch.files().join("after.rpz")).unwrap(), b"2");
+    assert!(matches!(&outcomes[2], Outcome::Committed { file, .. } if file == "after.dat"));
+    assert_eq!(fs::read(scratch.files().join("after.dat")).unwrap(), b"2");
 }

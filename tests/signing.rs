@@ -122,28 +122,28 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     send(
         &broker,
         out,
-        "zone.rpz",
+        "zone.dat",
         b"version 1\n",
         &["--hostname", ME],
         Some(&key),
     );
-    host.wait_for("version 1", |h| h.holds("zone.rpz", b"version 1\n"))
+    host.wait_for("version 1", |h| h.holds("zone.dat", b"version 1\n"))
         .await;
     let v1 = last(&broker);
     send(
         &broker,
         out,
-        "zone.rpz",
+        "zone.dat",
         b"version 2\n",
         &["--hostname", ME],
         Some(&key),
     );
-    host.wait_for("version 2", |h| h.holds("zone.rpz", b"version 2\n"))
+    host.wait_for("version 2", |h| h.holds("zone.dat", b"version 2\n"))
         .await;
 
     // 1. Unsigned, as any publisher without the key would send it.
     broker
-        .publish_upstream(ME, "zone.rpz", b"attacker 1\n")
+        .publish_upstream(ME, "zone.dat", b"attacker 1\n")
         .await;
     host.wait_for("unsigned refused", |_| rejections(port, "unsigned") == 1)
         .await;
@@ -151,7 +151,7 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     send(
         &broker,
         out,
-        "zone.rpz",
+        "zone.dat",
         b"attacker 2\n",
         &["--hostname", ME],
         Some(&stranger),
@@ -184,7 +184,7 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     send(
         &broker,
         out,
-        "zone.rpz",
+        "zone.dat",
         b"for r2\n",
         &["--hostname", "resolver2"],
         Some(&key),
@@ -202,7 +202,7 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
     })
     .await;
 
-    assert!(host.holds("zone.rpz", b"version 2\n"), "{}", host.logs());
+    assert!(host.holds("zone.dat", b"version 2\n"), "{}", host.logs());
     assert_eq!(
         metric(port, "kres_kafka_messages_total{outcome=\"committed\"}"),
         2,
@@ -216,12 +216,12 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
         .filter(|n| n != ".kres-kafka-state")
         .collect();
     left.sort();
-    assert_eq!(left, ["zone.rpz", "zone.rpz.backup"]);
+    assert_eq!(left, ["zone.dat", "zone.dat.backup"]);
     // The same version re-sent with a new signature is fine (unchanged).
     send(
         &broker,
         out,
-        "zone.rpz",
+        "zone.dat",
         b"version 2\n",
         &["--hostname", ME],
         Some(&key),
@@ -270,7 +270,7 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     send(
         &broker,
         out,
-        "a.rpz",
+        "a.dat",
         b"by the old key\n",
         &["--hostname", ME],
         Some(&old),
@@ -278,13 +278,13 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     send(
         &broker,
         out,
-        "b.rpz",
+        "b.dat",
         b"by the new key\n",
         &["--hostname", ME],
         Some(&new),
     );
     host.wait_for("both files", |h| {
-        h.holds("a.rpz", b"by the old key\n") && h.holds("b.rpz", b"by the new key\n")
+        h.holds("a.dat", b"by the old key\n") && h.holds("b.dat", b"by the new key\n")
     })
     .await;
     assert!(host.stop(SIGTERM).await.success());
@@ -297,7 +297,7 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     send(
         &broker,
         out,
-        "a.rpz",
+        "a.dat",
         b"old key again\n",
         &["--hostname", ME],
         Some(&old),
@@ -306,16 +306,16 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
         rejections(port, "unknown-key") == 1
     })
     .await;
-    assert!(host.holds("a.rpz", b"by the old key\n"));
+    assert!(host.holds("a.dat", b"by the old key\n"));
 
     // A transfer signed by a few lines of Python (`cryptography`), from the documented
     // format alone, keyed by zone.
     let content = b"signed in python\n";
-    let headers = python_signature(&new, "p.rpz", content, "zone:z1");
+    let headers = python_signature(&new, "p.dat", content, "zone:z1");
     let mut record = Record {
         partition: 0,
         key: Some("z1".into()),
-        headers: vec![("file-name".into(), "p.rpz".into())],
+        headers: vec![("file-name".into(), "p.dat".into())],
         value: content.to_vec(),
     };
     for (n, v) in headers {
@@ -326,7 +326,7 @@ async fn keys_rotate_without_a_flag_day_and_openssl_and_python_keys_work() {
     std::fs::write(&kafka, format!("{config}  zone-id: z1\n")).unwrap();
     host.start();
     publish(&broker, &record).await;
-    host.wait_for("the Python-signed file", |h| h.holds("p.rpz", content))
+    host.wait_for("the Python-signed file", |h| h.holds("p.dat", content))
         .await;
     assert!(host.stop(SIGTERM).await.success());
 }

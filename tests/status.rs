@@ -69,7 +69,7 @@ async fn send_wait_succeeds_for_a_zone_and_names_a_resolver_that_rejected_the_co
     }
     let dir = hosts[0].dir.path().to_owned();
 
-    let config = b"local-data:\n  rpz:\n    - file: block.rpz\n";
+    let config = b"local-data:\n  rpz:\n    - file: files/block.rpz\n";
     let files = outbox(
         &dir,
         &[

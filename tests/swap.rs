@@ -47,7 +47,7 @@ async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
     let (mut host, guest) = host_with_guest_file(&broker, "");
     host.start();
     let files: Vec<(String, Vec<u8>)> = (0..100)
-        .map(|i| (format!("f{i:03}.rpz"), content(i as u8, 10 * 1024)))
+        .map(|i| (format!("f{i:03}.dat"), content(i as u8, 10 * 1024)))
         .collect();
     let publish = |name: &str, data: &[u8], chunks: std::ops::Range<usize>| {
         let (broker, name, data) = (&broker, name.to_owned(), data.to_vec());
@@ -157,7 +157,7 @@ async fn broken_guests_are_refused_and_the_current_one_keeps_working() {
             count(&h.logs(), "refusing the new guest") > n
         })
         .await;
-        let name = format!("after-{n}.rpz");
+        let name = format!("after-{n}.dat");
         broker
             .publish(
                 &name,
@@ -240,7 +240,7 @@ async fn a_hostile_guest_swapped_in_is_contained_and_a_good_one_replaces_it() {
                 "back",
                 &[
                     ("hostname", ME),
-                    ("file-name", "back.rpz"),
+                    ("file-name", "back.dat"),
                     ("total-chunks", "3"),
                     ("chunk-index", &index),
                 ],
@@ -249,7 +249,7 @@ async fn a_hostile_guest_swapped_in_is_contained_and_a_good_one_replaces_it() {
             )
             .await;
     }
-    host.wait_for("a chunked file", |h| h.holds("back.rpz", &data))
+    host.wait_for("a chunked file", |h| h.holds("back.dat", &data))
         .await;
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -262,12 +262,12 @@ async fn sighup_rechecks_the_guest_and_the_daemon_carries_on() {
     broker
         .publish(
             "a",
-            &[("hostname", ME), ("file-name", "before.rpz")],
+            &[("hostname", ME), ("file-name", "before.dat")],
             b"1",
             None,
         )
         .await;
-    host.wait_for("a first file", |h| h.holds("before.rpz", b"1"))
+    host.wait_for("a first file", |h| h.holds("before.dat", b"1"))
         .await;
     host.signal(1);
     host.wait_for("the SIGHUP check", |h| {
@@ -277,12 +277,12 @@ async fn sighup_rechecks_the_guest_and_the_daemon_carries_on() {
     broker
         .publish(
             "b",
-            &[("hostname", ME), ("file-name", "after.rpz")],
+            &[("hostname", ME), ("file-name", "after.dat")],
             b"2",
             None,
         )
         .await;
-    host.wait_for("a file after SIGHUP", |h| h.holds("after.rpz", b"2"))
+    host.wait_for("a file after SIGHUP", |h| h.holds("after.dat", b"2"))
         .await;
     assert_eq!(
         count(&host.log_of(1), "guest swapped"),

@@ -61,7 +61,7 @@ async fn assert_nothing_processed(host: &mut Host, log_says: &[&str]) {
     })
     .await;
     assert!(
-        !host.path("zone.rpz").exists(),
+        !host.path("zone.dat").exists(),
         "a message got through\n{}",
         host.logs()
     );
@@ -86,9 +86,9 @@ async fn server_tls_with_the_right_ca_delivers() {
         dir.path(),
         &broker.server(),
         &tls(&pki.ca(), None),
-        &[("zone.rpz", b"over tls")],
+        &[("zone.dat", b"over tls")],
     ));
-    host.wait_for("the file", |h| h.holds("zone.rpz", b"over tls"))
+    host.wait_for("the file", |h| h.holds("zone.dat", b"over tls"))
         .await;
     assert!(host.stop(SIGTERM).await.success());
 }
@@ -109,12 +109,12 @@ async fn mutual_tls_with_a_client_certificate_delivers() {
         &broker.server(),
         &kafka,
         &[
-            ("zone.rpz", b"over mtls"),
+            ("zone.dat", b"over mtls"),
             ("config.yaml", b"logging:\n  level: info\n"),
         ],
     ));
     host.wait_for("both files", |h| {
-        h.holds("zone.rpz", b"over mtls") && h.holds("config.yaml", b"logging:\n  level: info\n")
+        h.holds("zone.dat", b"over mtls") && h.holds("config.yaml", b"logging:\n  level: info\n")
     })
     .await;
     assert!(host.stop(SIGTERM).await.success());
@@ -133,7 +133,7 @@ async fn wrong_ca_processes_nothing_and_says_verification_failed() {
         dir.path(),
         &broker.server(),
         &tls(&pki.ca(), None),
-        &[("zone.rpz", b"x")],
+        &[("zone.dat", b"x")],
     ));
     assert_nothing_processed(
         &mut host,
@@ -157,7 +157,7 @@ async fn broker_name_mismatch_processes_nothing() {
         dir.path(),
         &broker.server(),
         &publisher,
-        &[("zone.rpz", b"x")],
+        &[("zone.dat", b"x")],
     ));
     drop((good_cert, good_key));
     assert_nothing_processed(
@@ -185,7 +185,7 @@ async fn mutual_tls_required_without_a_client_certificate_processes_nothing() {
         dir.path(),
         &broker.server(),
         &publisher,
-        &[("zone.rpz", b"x")],
+        &[("zone.dat", b"x")],
     ));
     assert_nothing_processed(&mut host, &["SSL", "Disconnected", "handshake"]).await;
 }
@@ -298,11 +298,11 @@ async fn send_against_a_wrong_ca_fails_naming_the_file_and_the_reason() {
         dir.path(),
         &broker.server(),
         &tls(&other.ca(), None),
-        &[("zone.rpz", b"x")],
+        &[("zone.dat", b"x")],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not delivered: zone.rpz"), "{stderr}");
+    assert!(stderr.contains("not delivered: zone.dat"), "{stderr}");
     assert!(
         stderr.contains("certificate verify failed") || stderr.contains("could not be verified"),
         "{stderr}"

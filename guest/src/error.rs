@@ -18,6 +18,9 @@ pub enum Error {
     /// The assembled content does not match the `sha256` header.
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// An RPZ file the resolver's zone loader would refuse.
+    #[error("{0}")]
+    InvalidZone(String),
     /// A limit was exceeded.
     #[error("{0}")]
     TooLarge(String),
@@ -59,6 +62,7 @@ impl Error {
             Error::BadName(_) => "bad-name",
             Error::InvalidConfig(_) => "invalid-config",
             Error::ChecksumMismatch(_) => "checksum-mismatch",
+            Error::InvalidZone(_) => "invalid-zone",
             Error::TooLarge(_) => "too-large",
             Error::Unsigned(_) => "unsigned",
             Error::UnknownKey(_) => "unknown-key",
@@ -77,6 +81,7 @@ impl Error {
             "bad-name" => Error::BadName(reason),
             "invalid-config" => Error::InvalidConfig(reason),
             "checksum-mismatch" => Error::ChecksumMismatch(reason),
+            "invalid-zone" => Error::InvalidZone(reason),
             "too-large" => Error::TooLarge(reason),
             "unsigned" => Error::Unsigned(reason),
             "unknown-key" => Error::UnknownKey(reason),

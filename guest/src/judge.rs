@@ -1,4 +1,5 @@
-//! Judging a configuration file before it is committed (SPEC section 2, step 4), in layers,
+//! Judging a file the resolver loads before it is committed: an RPZ file as the resolver's zone
+//! loader judges it (`zone`), and a configuration file (SPEC section 2, step 4) in layers,
 //! each refusal naming the file and the first error:
 //!
 //! 1. parsed as the manager parses it and checked against the resolver's JSON Schema, closed
@@ -13,7 +14,10 @@
 use crate::bindings::kres::kafka::types::Action;
 use crate::config::{self, EMBEDDED_SCHEMA, Schema};
 use crate::error::{Error, Result};
+use crate::zone;
 use serde_json::Value;
+use std::io::Read;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// What the guest asks the host about the resolver (the WIT `resolver` import; a stand-in in
@@ -165,4 +169,54 @@ mod tests {
         assert!(changes(None, &new));
         assert!(!changes(None, &doc(b"{}")));
     }
+}
+
+/// Whether `name` is a file the resolver loads as an RPZ zone (`local-data.rpz[].file`):
+/// judged as its zone loader judges it before it is committed. A file of another name is
+/// delivered as it is.
+pub fn is_zone(name: &str) -> bool {
+    name.ends_with(".rpz")
+}
+
+/// Judge the RPZ file `name`, whole in `content`.
+pub fn judge_zone(name: &str, content: &[u8]) -> Result<()> {
+    let mut judge = zone::RpzJudge::new();
+    judge
+        .feed(content)
+        .and_then(|()| judge.finish())
+        .map(|_| ())
+        .map_err(|e| refused_zone(name, e))
+}
+
+/// Judge the RPZ file `name`, read from `path` a piece at a time: memory stays bounded by the
+/// piece, whatever the file's size.
+pub fn judge_zone_file(name: &str, path: &Path) -> Result<()> {
+    /// The size of a piece: large enough that reading costs little next to judging.
+    const PIECE: usize = 256 * 1024;
+    let read_error = |source| Error::Io {
+        what: format!("reading {name:?} to judge it"),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mut judge = zone::RpzJudge::new();
+    let mut piece = vec![0; PIECE];
+    loop {
+        let n = match file.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        judge.feed(&piece[..n]).map_err(|e| refused_zone(name, e))?;
+    }
+    judge
+        .finish()
+        .map(|_| ())
+        .map_err(|e| refused_zone(name, e))
+}
+
+fn refused_zone(name: &str, e: zone::ZoneError) -> Error {
+    Error::InvalidZone(format!(
+        "RPZ file {name:?} would be refused by the resolver's zone loader: {e}"
+    ))
 }

@@ -19,6 +19,8 @@
 //! - `process`: one message from headers to outcome, built from the modules above.
 //! - `durable`: whole-or-absent file writes, directory fsync, hex (`std::fs`; the host uses it too).
 //! - `error`: the error type, one variant per WIT `process-error` case.
+//! - `zone`: RPZ zone files judged as the resolver's policy-loader would load them (pure,
+//!   streaming).
 //!
 //! Everything but this file compiles natively and is unit-tested with `cargo test`; this file
 //! only binds the logic to the WIT world `kres:kafka/consumer`.
@@ -35,6 +37,7 @@ pub mod name;
 pub mod process;
 pub mod signature;
 pub mod store;
+pub mod zone;
 
 /// Bindings generated from `wit/`, the contract shared with the host.
 pub mod bindings {
@@ -113,6 +116,9 @@ impl Guest for Component {
 
     fn check_config(_ctx: Context, name: String, content: Vec<u8>) -> Result<(), ProcessError> {
         let name = name::check(&name)?;
+        if judge::is_zone(name) {
+            return Ok(judge::judge_zone(name, &content)?);
+        }
         process::check_config_size(name, content.len() as u64)?;
         judge::judge(&Host, name, &content)?;
         Ok(())
@@ -253,6 +259,7 @@ impl From<Error> for ProcessError {
             Error::BadName(_) => ProcessError::BadName(reason),
             Error::InvalidConfig(_) => ProcessError::InvalidConfig(reason),
             Error::ChecksumMismatch(_) => ProcessError::ChecksumMismatch(reason),
+            Error::InvalidZone(_) => ProcessError::InvalidZone(reason),
             Error::TooLarge(_) => ProcessError::TooLarge(reason),
             Error::Unsigned(_) => ProcessError::Unsigned(reason),
             Error::UnknownKey(_) => ProcessError::UnknownKey(reason),

@@ -19,6 +19,7 @@
 //! - `tls`: start-up checks of the TLS files.
 //! - `manager`: calls to the resolver's management API (reload, renew, its running
 //!   configuration and schema), retried with backoff.
+//! - `ruledb`: the resolver's rule database, read from outside: did its policy-loader commit.
 //! - `resolver`: what the guest may ask about the resolver: its schema, its own validator.
 //! - `scheduler`: debounces and coalesces manager calls, never drops one; the owed-call marker.
 //! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod publish;
 pub mod resolver;
+pub mod ruledb;
 pub mod sandbox;
 pub mod scheduler;
 pub mod status;

@@ -53,6 +53,14 @@ pub enum CallError {
         status: u16,
         body: String,
     },
+    /// The manager answered with success, but what it was asked for did not happen: a 6.x
+    /// manager answers 200 to a reload or renew it refused. `why` says what was seen.
+    #[error("the manager at {endpoint} answered POST {path}, but it did not take effect: {why}")]
+    NoEffect {
+        endpoint: String,
+        path: String,
+        why: String,
+    },
 }
 
 /// A client of one resolver's manager.
@@ -68,7 +76,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Unreachable { .. } => "unreachable",
-            CallError::Refused { .. } => "refused",
+            CallError::Refused { .. } | CallError::NoEffect { .. } => "refused",
         }
     }
 }
@@ -79,6 +87,15 @@ impl Manager {
             endpoint,
             force,
             timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// What a call that did not take effect is: [`CallError::NoEffect`] naming this manager.
+    pub fn no_effect(&self, action: Action, why: String) -> CallError {
+        CallError::NoEffect {
+            endpoint: self.endpoint.to_string(),
+            path: self.path(action).unwrap_or("none").to_owned(),
+            why,
         }
     }
 

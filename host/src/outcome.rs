@@ -226,10 +226,10 @@ impl Outcome {
                 tracing::info!(partition, offset, outcome, %file, size, %sha256, ?action, "message processed")
             }
             Outcome::Rejected(Rejection { kind, reason }) => {
-                tracing::error!(partition, offset, outcome, ?kind, %reason, "message processed")
+                tracing::error!(partition, offset, outcome, kind = kind.as_str(), %reason, "message processed")
             }
             Outcome::Failed(failure) => {
-                tracing::error!(partition, offset, outcome, %failure, "message processed")
+                tracing::error!(partition, offset, outcome, kind = failure.kind(), %failure, "message processed")
             }
         }
     }
@@ -265,6 +265,7 @@ pub enum RejectKind {
     BadName,
     InvalidConfig,
     ChecksumMismatch,
+    InvalidZone,
     TooLarge,
     Io,
     Unsigned,
@@ -282,6 +283,7 @@ impl RejectKind {
             RejectKind::BadName => "bad-name",
             RejectKind::InvalidConfig => "invalid-config",
             RejectKind::ChecksumMismatch => "checksum-mismatch",
+            RejectKind::InvalidZone => "invalid-zone",
             RejectKind::TooLarge => "too-large",
             RejectKind::Io => "io",
             RejectKind::Unsigned => "unsigned",

@@ -265,8 +265,9 @@ impl Host {
         std::fs::write(
             &resolver_config,
             format!(
-                "hostname: {hostname}\nmanagement:\n  unix-socket: {}\n",
-                socket.display()
+                "hostname: {hostname}\nmanagement:\n  unix-socket: {}\nrundir: {}\n",
+                socket.display(),
+                dir.path().join("run").display()
             ),
         )
         .unwrap();

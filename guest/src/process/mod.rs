@@ -268,8 +268,9 @@ fn commit_whole(
 ) -> Result<Outcome> {
     let size = value.size();
     let config = Format::of(name).is_some();
-    let content =
-        (parsed.sha256.is_some() || config || batch.may_hold(name, size)).then(|| value.read());
+    let zone = judge::is_zone(name);
+    let content = (parsed.sha256.is_some() || config || zone || batch.may_hold(name, size))
+        .then(|| value.read());
     if let Some(content) = &content {
         if parsed.sha256.is_some() {
             check_digest(name, parsed.sha256, &batch.sha256(content))?;
@@ -283,6 +284,10 @@ fn commit_whole(
         (true, Some(content)) => {
             check_config_size(name, size)?;
             Some(judge::judge(resolver, name, content)?)
+        }
+        (false, Some(content)) if zone => {
+            judge::judge_zone(name, content)?;
+            None
         }
         _ => None,
     };
@@ -481,6 +486,10 @@ fn finish_transfer(
                 .read_file(&part, name, config::MAX_CONFIG_SIZE)?
                 .unwrap_or_default();
             Some(judge::judge(resolver, name, &content)?)
+        }
+        None if judge::is_zone(name) => {
+            judge::judge_zone_file(name, &part)?;
+            None
         }
         None => None,
     };

@@ -29,12 +29,12 @@ use std::path::Path;
 /// content is always valid, so that the property is about delivery, not judgement), and names
 /// that must never be written.
 const NAMES: [&str; 6] = [
-    "a.rpz",
-    "zones/b.rpz",
-    "c.rpz",
+    "a.dat",
+    "zones/b.dat",
+    "c.dat",
     "conf.json",
-    "../escape.rpz",
-    "d.rpz.tmp",
+    "../escape.dat",
+    "d.dat.tmp",
 ];
 
 /// The resolver the model's messages are for.

@@ -19,12 +19,12 @@ fn a_replay_after_a_commit_changes_nothing_and_the_next_version_arrives_whole() 
         .map(|i| format!("v2 part {i}\n").into_bytes())
         .collect();
     for (i, part) in v1.iter().enumerate() {
-        let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        let m = at(i as i64, chunk("a.dat", i as u32 + 1, 8, part, &[]));
         process(&files, &NoResolver, &ctx(), &m).unwrap();
     }
-    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v1.concat());
+    assert_eq!(fs::read(dir.path().join("a.dat")).unwrap(), v1.concat());
     for (i, part) in v1.iter().enumerate().skip(5) {
-        let m = at(i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        let m = at(i as i64, chunk("a.dat", i as u32 + 1, 8, part, &[]));
         let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
         assert!(
             matches!(&out, Outcome::Skipped(s) if s.reason == SkipReason::Replayed),
@@ -32,19 +32,19 @@ fn a_replay_after_a_commit_changes_nothing_and_the_next_version_arrives_whole() 
         );
     }
     assert!(
-        !dir.path().join("a.rpz.chunks").exists(),
+        !dir.path().join("a.dat.chunks").exists(),
         "no chunk set created"
     );
     for (i, part) in v2.iter().enumerate() {
-        let m = at(8 + i as i64, chunk("a.rpz", i as u32 + 1, 8, part, &[]));
+        let m = at(8 + i as i64, chunk("a.dat", i as u32 + 1, 8, part, &[]));
         let out = process(&files, &NoResolver, &ctx(), &m).unwrap();
         if i < 7 {
             assert!(matches!(out, Outcome::Stored(_)), "{out:?}");
         }
     }
-    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), v2.concat());
+    assert_eq!(fs::read(dir.path().join("a.dat")).unwrap(), v2.concat());
     assert_eq!(
-        fs::read(dir.path().join("a.rpz.backup")).unwrap(),
+        fs::read(dir.path().join("a.dat.backup")).unwrap(),
         v1.concat()
     );
 }
@@ -66,20 +66,20 @@ fn an_older_version_replayed_never_comes_back() {
 fn sets_a_finished_transfer_left_are_removed_by_maintenance() {
     // A crash between the journal entry and the set's removal: the journal names it.
     let (dir, files) = setup();
-    offer(&files, 0, chunk("a.rpz", 1, 2, b"a", &[])).unwrap();
+    offer(&files, 0, chunk("a.dat", 1, 2, b"a", &[])).unwrap();
     let mut journal = Journal::read(dir.path()).unwrap();
     journal
         .record(
             dir.path(),
             &[Position::of("t", 0, 0).unwrap()],
-            vec!["a.rpz".into()],
+            vec!["a.dat".into()],
         )
         .unwrap();
-    assert!(dir.path().join("a.rpz.chunks").exists());
+    assert!(dir.path().join("a.dat.chunks").exists());
     for name in Journal::read(dir.path()).unwrap().cleanup {
         crate::store::chunks::discard(&files, &name).unwrap();
     }
-    assert!(!dir.path().join("a.rpz.chunks").exists());
+    assert!(!dir.path().join("a.dat.chunks").exists());
 }
 
 #[test]
@@ -92,12 +92,12 @@ fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
     };
     // The journal cannot be written (its temporary is a directory): the message is not done.
     fs::create_dir_all(dir.path().join(".kres-kafka-state.tmp/x")).unwrap();
-    let err = offer(&files, 3, whole("a.rpz", b"x")).unwrap_err();
+    let err = offer(&files, 3, whole("a.dat", b"x")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(!done(dir.path()));
     fs::remove_dir_all(dir.path().join(".kres-kafka-state.tmp")).unwrap();
-    offer(&files, 3, whole("a.rpz", b"x")).unwrap();
-    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"x");
+    offer(&files, 3, whole("a.dat", b"x")).unwrap();
+    assert_eq!(fs::read(dir.path().join("a.dat")).unwrap(), b"x");
     assert!(done(dir.path()));
 }
 
@@ -105,12 +105,12 @@ fn a_failure_to_write_is_not_recorded_so_the_message_can_come_again() {
 fn a_name_that_clashes_with_a_file_or_directory_is_rejected_not_retried() {
     let (dir, files) = setup();
     offer(&files, 0, whole("zones", b"a file")).unwrap();
-    let err = offer(&files, 1, whole("zones/a.rpz", b"x")).unwrap_err();
+    let err = offer(&files, 1, whole("zones/a.dat", b"x")).unwrap_err();
     assert!(
         matches!(&err, Error::BadName(m) if m.contains("\"zones\" is a file")),
         "{err:?}"
     );
-    offer(&files, 2, whole("d/x.rpz", b"x")).unwrap();
+    offer(&files, 2, whole("d/x.dat", b"x")).unwrap();
     let err = offer(&files, 3, whole("d", b"x")).unwrap_err();
     assert!(
         matches!(&err, Error::BadName(m) if m.contains("it is a directory")),
@@ -126,25 +126,25 @@ fn a_transfer_whose_first_chunks_were_lost_is_not_completed_by_the_next_one() {
     // arrive whole, not as v2's chunks 1-2 and v1's chunk 3.
     let (dir, files) = setup();
     // From Kafka, such a chunk keeps no set: it could never complete.
-    let lone = offer(&files, 1, chunk("b.rpz", 3, 3, b"x", &[]));
+    let lone = offer(&files, 1, chunk("b.dat", 3, 3, b"x", &[]));
     assert!(
         matches!(&lone, Err(Error::BadHeader(m)) if m.contains("without the chunks before it")),
         "{lone:?}"
     );
-    assert!(!dir.path().join("b.rpz.chunks").exists(), "no set kept");
+    assert!(!dir.path().join("b.dat.chunks").exists(), "no set kept");
     // Had a set been kept for it (injected by hand, or by an older guest), v2 still does not
     // mix with it.
     process(
         &files,
         &NoResolver,
         &ctx(),
-        &chunk("a.rpz", 3, 3, b"v1-3", &[]),
+        &chunk("a.dat", 3, 3, b"v1-3", &[]),
     )
     .unwrap();
     for (i, part) in [&b"v2-1"[..], b"v2-2", b"v2-3"].iter().enumerate() {
-        let m = at(3 + i as i64, chunk("a.rpz", i as u32 + 1, 3, part, &[]));
+        let m = at(3 + i as i64, chunk("a.dat", i as u32 + 1, 3, part, &[]));
         process(&files, &NoResolver, &ctx(), &m).unwrap();
     }
-    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v2-1v2-2v2-3");
-    assert!(!dir.path().join("a.rpz.chunks").exists());
+    assert_eq!(fs::read(dir.path().join("a.dat")).unwrap(), b"v2-1v2-2v2-3");
+    assert!(!dir.path().join("a.dat.chunks").exists());
 }

@@ -149,7 +149,7 @@ fn whole_file_is_committed_with_renew_and_config_with_reload() {
         &files,
         &NoResolver,
         &ctx(),
-        &whole("zones/block.rpz", b"rpz"),
+        &whole("zones/block.dat", b"rpz"),
     )
     .unwrap();
     let Outcome::Committed(c) = out else {
@@ -157,11 +157,11 @@ fn whole_file_is_committed_with_renew_and_config_with_reload() {
     };
     assert_eq!(
         (c.file.as_str(), c.action, c.size),
-        ("zones/block.rpz", Action::Renew, 3)
+        ("zones/block.dat", Action::Renew, 3)
     );
     assert_eq!(c.sha256, hex(&Sha256::digest(b"rpz")));
     assert_eq!(
-        fs::read(dir.path().join("zones/block.rpz")).unwrap(),
+        fs::read(dir.path().join("zones/block.dat")).unwrap(),
         b"rpz"
     );
 
@@ -181,23 +181,23 @@ fn whole_file_is_committed_with_renew_and_config_with_reload() {
     ));
     assert_eq!(
         tree(dir.path()),
-        ["config.yaml", "zones", "zones/block.rpz"]
+        ["config.yaml", "zones", "zones/block.dat"]
     );
 }
 
 #[test]
 fn identical_content_is_unchanged_and_new_content_keeps_one_backup() {
     let (dir, files) = setup();
-    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
-    let again = process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v1")).unwrap();
-    assert!(matches!(again, Outcome::Unchanged(ref n) if n == "a.rpz"));
-    assert!(!dir.path().join("a.rpz.backup").exists());
+    process(&files, &NoResolver, &ctx(), &whole("a.dat", b"v1")).unwrap();
+    let again = process(&files, &NoResolver, &ctx(), &whole("a.dat", b"v1")).unwrap();
+    assert!(matches!(again, Outcome::Unchanged(ref n) if n == "a.dat"));
+    assert!(!dir.path().join("a.dat.backup").exists());
 
-    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v2")).unwrap();
-    process(&files, &NoResolver, &ctx(), &whole("a.rpz", b"v3")).unwrap();
-    assert_eq!(fs::read(dir.path().join("a.rpz")).unwrap(), b"v3");
-    assert_eq!(fs::read(dir.path().join("a.rpz.backup")).unwrap(), b"v2");
-    assert_eq!(tree(dir.path()), ["a.rpz", "a.rpz.backup"]);
+    process(&files, &NoResolver, &ctx(), &whole("a.dat", b"v2")).unwrap();
+    process(&files, &NoResolver, &ctx(), &whole("a.dat", b"v3")).unwrap();
+    assert_eq!(fs::read(dir.path().join("a.dat")).unwrap(), b"v3");
+    assert_eq!(fs::read(dir.path().join("a.dat.backup")).unwrap(), b"v2");
+    assert_eq!(tree(dir.path()), ["a.dat", "a.dat.backup"]);
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn chunks_assemble_in_any_order_with_duplicates() {
             &files,
             &NoResolver,
             &ctx(),
-            &chunk("f.rpz", i, 3, parts[i as usize - 1], &[]),
+            &chunk("f.dat", i, 3, parts[i as usize - 1], &[]),
         )
         .unwrap();
         if expected_received < 3 {
@@ -244,12 +244,12 @@ fn chunks_assemble_in_any_order_with_duplicates() {
         }
     }
     assert_eq!(
-        fs::read(dir.path().join("f.rpz")).unwrap(),
+        fs::read(dir.path().join("f.dat")).unwrap(),
         b"one-two-three"
     );
     assert_eq!(
         tree(dir.path()),
-        ["f.rpz"],
+        ["f.dat"],
         "chunk set removed after commit"
     );
 }
@@ -433,7 +433,7 @@ fn maintenance_removes_temporaries_and_expires_old_sets() {
     .unwrap();
     fs::write(dir.path().join("crashed.tmp"), b"half").unwrap();
     fs::write(dir.path().join("sub/new.chunks/meta.tmp"), b"half").unwrap();
-    fs::write(dir.path().join("keep.rpz"), b"k").unwrap();
+    fs::write(dir.path().join("keep.dat"), b"k").unwrap();
 
     let report = files.maintain(1_000 + 600, 300).unwrap();
     assert_eq!(report.temporaries_removed, 2);
@@ -442,7 +442,7 @@ fn maintenance_removes_temporaries_and_expires_old_sets() {
     assert_eq!(
         tree(dir.path()),
         [
-            "keep.rpz",
+            "keep.dat",
             "sub",
             "sub/new.chunks",
             "sub/new.chunks/meta",

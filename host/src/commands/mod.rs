@@ -61,7 +61,7 @@ pub enum Command {
     /// manager, a published RPZ file and configuration, delivered and reloaded.
     Demo(demo::Args),
 
-    /// Judge configuration files exactly as the daemon would before committing them.
+    /// Judge configuration and RPZ files exactly as the daemon would before committing them.
     ///
     /// Prints one line per file: valid, or the first error. Exit status: 0 when every file is
     /// valid, 1 when one is not, 2 when one cannot be judged.

@@ -1,5 +1,6 @@
-//! `kres-kafka validate`: judge configuration files exactly as the daemon would before
-//! committing them: the guest parses each as the manager does and checks it against the
+//! `kres-kafka validate`: judge configuration and RPZ files exactly as the daemon would before
+//! committing them. An RPZ file is judged as the resolver's zone loader judges it. The guest
+//! parses a configuration as the manager does and checks it against the
 //! resolver's schema (the manager's, else the cached or configured one, else the embedded
 //! 6.4.2 one), then the resolver's own validator (`kresctl validate`, when configured or on
 //! `PATH`) checks it together with the other files the manager merges.
@@ -22,7 +23,7 @@ pub struct Args {
     #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub configs: Vec<PathBuf>,
 
-    /// Configuration files to judge; each is judged under its own file name.
+    /// Configuration and RPZ files to judge; each is judged under its own file name.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -75,8 +76,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             status = ExitCode::from(2);
             continue;
         };
-        if kres_kafka_guest::config::Format::of(name).is_none() {
-            println!("{shown}: not a configuration file (.json, .yaml, .yml): delivered as it is");
+        if kres_kafka_guest::config::Format::of(name).is_none()
+            && !kres_kafka_guest::judge::is_zone(name)
+        {
+            println!(
+                "{shown}: neither a configuration file (.json, .yaml, .yml) nor an RPZ file (.rpz): delivered as it is"
+            );
             continue;
         }
         let content = match std::fs::read(path) {

@@ -65,6 +65,9 @@ pub struct Config {
     /// This resolver's hostname: the resolver config's `hostname`, else the machine's.
     pub hostname: String,
     pub management: Management,
+    /// The resolver's `rundir`, where its policy-loader keeps the rule database (see
+    /// [`crate::ruledb`]); Knot Resolver's default when its files set none.
+    pub rundir: PathBuf,
     pub kafka: Settings,
 }
 /// How to reach the resolver's manager (Knot Resolver's `management` section).
@@ -147,6 +150,7 @@ struct ResolverConfig {
     hostname: Option<String>,
     #[serde(default)]
     management: ManagementSection,
+    rundir: Option<PathBuf>,
     kafka: Option<Section>,
 }
 
@@ -210,6 +214,9 @@ impl Config {
         Ok(Config {
             hostname,
             management,
+            rundir: raw
+                .rundir
+                .unwrap_or_else(|| crate::ruledb::DEFAULT_RUNDIR.into()),
             kafka,
         })
     }

@@ -1,22 +1,21 @@
 //! The manager executor: makes the scheduler's calls, and makes sure that the files on disk
 //! are what the resolver runs.
 //!
-//! A 6.x manager answers 200 to every reload, even one it refused (it logs the error and keeps
-//! its previous configuration). So after a batch that committed a configuration whose content
-//! changed, the executor compares the manager's running configuration (`GET /v1/config`) before
-//! and after the reload: unchanged means refused. The comparison is between two views of the
-//! manager's own parser, never between kres-kafka's parse of a file and the manager's, so a
-//! YAML 1.1 versus 1.2 difference (`yes`, `on`, `1e3`) cannot make it roll back a reload that
-//! took; and the guest reports a configuration as changed only when it differs under both
-//! readings. A refused reload (silently, or with an error status) is rolled back: the guest
-//! restores the configuration files of the batch from their backups, and the manager reloads
-//! again.
+//! A 6.x manager answers 200 to every reload and renew, even one it refused (it logs the error
+//! and keeps its previous configuration and rules). So every call is checked without trusting
+//! its status: the resolver's policy-loader must have committed its rule database
+//! ([`crate::ruledb`]), and a reload of a changed configuration must change the manager's
+//! running configuration (`GET /v1/config`). A call refused either way is rolled back: the
+//! guest restores every file of the batch from its backup (RPZ and other files as well as
+//! configurations), and the manager is called again, so that the files on disk are what the
+//! resolver runs and can start from.
 
 use super::worker::Runner;
 use crate::manager::{CallError, Manager};
 use crate::metrics::Metrics;
 use crate::outcome::{Action, Restored};
 use crate::resolver::ResolverAccess;
+use crate::ruledb::RuleDb;
 use crate::scheduler::{Batch, Executor};
 use crate::status::{Event, Status};
 use std::sync::Arc;
@@ -43,40 +42,22 @@ impl Executor for ManagerExecutor {
             return true;
         }
         let what = self.manager.path(action).unwrap_or("nothing");
-        // The view before, only when the batch must change it: a configuration changed that
-        // is one of the manager's files (another is merged by nobody until it is named).
+        // The running configuration must change only when the batch changed a configuration
+        // that is one of the manager's files (another is merged by nobody until it is named).
         let kafka = &self.runner.config().kafka;
         let must_change = batch
             .changed_configs
             .iter()
             .any(|f| kafka.resolver_config.contains(&kafka.files_dir.join(f)));
-        let before = match (action, must_change) {
-            (Action::Reload, true) => self.view().await,
-            _ => None,
-        };
-        // Why the batch's configuration was rolled back, if it was.
+        // Why the batch's files were rolled back, if they were.
         let mut rolled_back = None;
-        let result = match self.call(action).await {
-            Err(refused @ CallError::Refused { .. }) if action == Action::Reload => {
-                let why = refused.to_string();
+        let result = match self.call_checked(action, must_change).await {
+            Err(refused @ (CallError::Refused { .. } | CallError::NoEffect { .. })) => {
+                let why = format!("refused by the resolver: {refused}");
                 let again = self.roll_back(&batch, &why).await;
                 rolled_back = Some(why);
                 again
             }
-            Ok(()) if before.is_some() => match self.view().await {
-                Some(after) if Some(&after) == before.as_ref() => {
-                    let view = excerpt(&after);
-                    tracing::error!(
-                        files = ?batch.config_files, running = %view,
-                        "the manager answered the reload but still runs its previous configuration: it refused the new one"
-                    );
-                    let why =
-                        "the manager refused the new configuration: the reload did not take effect";
-                    rolled_back = Some(why.to_owned());
-                    self.roll_back(&batch, why).await
-                }
-                _ => Ok(()),
-            },
             other => other,
         };
         let (event, reason) = match (&result, rolled_back) {
@@ -85,7 +66,7 @@ impl Executor for ManagerExecutor {
             (Err(e), None) => (Event::Refused, Some(e.to_string())),
             (Err(e), Some(why)) => (
                 Event::Refused,
-                Some(format!("{why}; reloading the restored configuration: {e}")),
+                Some(format!("{why}; then, with the restored files: {e}")),
             ),
         };
         self.status.call(event, action, &batch.transfer_ids, reason);
@@ -111,15 +92,67 @@ impl Executor for ManagerExecutor {
 }
 
 impl ManagerExecutor {
-    /// One call, retried while the manager is unreachable, each attempt counted.
-    async fn call(&self, action: Action) -> Result<(), CallError> {
+    /// One call, retried while the manager is unreachable, each attempt counted; then checked
+    /// without trusting its status code, which is 200 whether or not the manager took it:
+    ///
+    /// - the resolver's policy-loader must have committed its rule database (it runs at every
+    ///   reload and renew, and commits only when every rule and file loaded);
+    /// - with `must_change`, the running configuration (`GET /v1/config`) must differ from
+    ///   the one before. The comparison is between two views of the manager's own parser,
+    ///   never between kres-kafka's parse of a file and the manager's, so a YAML 1.1 versus
+    ///   1.2 difference (`yes`, `on`, `1e3`) cannot make it roll back a reload that took.
+    async fn call_checked(&self, action: Action, must_change: bool) -> Result<(), CallError> {
+        let view_before = match (action, must_change) {
+            (Action::Reload, true) => self.view().await,
+            _ => None,
+        };
+        let rules = RuleDb::in_rundir(&self.runner.config().rundir);
+        let rules_before = match rules.txnid() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(
+                    path = %rules.path().display(),
+                    "the resolver's rule database cannot be read ({e}): whether the manager loads the files cannot be checked"
+                );
+                None
+            }
+        };
         let path = self.manager.path(action).unwrap_or("none");
         self.manager
             .call_with_retry(action, &self.shutdown, |result| {
                 let outcome = result.as_ref().map_or_else(CallError::kind, |()| "ok");
                 self.metrics.manager_call(path, outcome);
             })
-            .await
+            .await?;
+        if let Some(before) = view_before
+            && let Some(after) = self.view().await
+            && after == before
+        {
+            tracing::debug!(running = %excerpt(&after), "the running configuration is unchanged");
+            return Err(self.manager.no_effect(
+                action,
+                "the manager still runs its previous configuration (its log says why)".into(),
+            ));
+        }
+        if let Some(before) = rules_before {
+            match rules.txnid() {
+                Ok(after) if after == before => {
+                    return Err(self.manager.no_effect(
+                        action,
+                        format!(
+                            "the policy-loader loaded no rules: the rule database {} is still at transaction {before} (the manager's log says which file or line it refused)",
+                            rules.path().display()
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    path = %rules.path().display(),
+                    "the resolver's rule database cannot be read after the call ({e}): not checked"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// The manager's running configuration, or `None` when it cannot be had (then no check).
@@ -133,16 +166,19 @@ impl ManagerExecutor {
         }
     }
 
-    /// Restore the batch's configuration files and reload with them.
+    /// Restore every file the batch committed (configurations, RPZ, any other) and make the
+    /// same call again, checked as the first was: the files on disk are then what the
+    /// resolver runs, and what it will start from.
     async fn roll_back(&self, batch: &Batch, why: &str) -> Result<(), CallError> {
+        let files: Vec<&str> = batch.committed.iter().map(|(f, _)| f.as_str()).collect();
         tracing::error!(
-            files = ?batch.config_files,
-            "{why}: restoring the previous version of the configuration files and reloading"
+            ?files,
+            "{why}: restoring the previous version of the files and calling the manager again"
         );
         self.restore(&batch.committed).await;
-        let again = self.call(Action::Reload).await;
+        let again = self.call_checked(batch.action, false).await;
         if again.is_ok() {
-            tracing::warn!(files = ?batch.config_files, "reloaded with the restored configuration");
+            tracing::warn!(?files, "the resolver took the restored files");
         }
         again
     }
@@ -168,7 +204,7 @@ impl ManagerExecutor {
         let (result, newer) = match result {
             Ok(both) => both,
             Err(e) => {
-                tracing::error!("restoring the configuration: the guest's thread panicked: {e}");
+                tracing::error!("restoring the files: the guest's thread panicked: {e}");
                 return;
             }
         };
@@ -178,7 +214,7 @@ impl ManagerExecutor {
         let (files, results) = match result {
             Ok(both) => both,
             Err(failure) => {
-                tracing::error!("restoring the configuration failed in the guest: {failure}");
+                tracing::error!("restoring the files failed in the guest: {failure}");
                 return;
             }
         };
@@ -191,9 +227,9 @@ impl ManagerExecutor {
                         Restored::Removed => "removed (it had no previous version)",
                         Restored::Absent => "absent, as before",
                     };
-                    tracing::warn!(file = %name, "configuration {done}");
+                    tracing::warn!(file = %name, "{done}");
                 }
-                Err(e) => tracing::error!(file = %name, "restoring the configuration failed: {e}"),
+                Err(e) => tracing::error!(file = %name, "restoring the file failed: {e}"),
             }
         }
     }

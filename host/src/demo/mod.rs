@@ -56,8 +56,9 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::write(
         &resolver_yaml,
         format!(
-            "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\n",
-            socket.display()
+            "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nrundir: {}\n",
+            socket.display(),
+            scratch.path().join("run").display()
         ),
     )?;
     let own_yaml = scratch.path().join("kres-kafka.yaml");
@@ -82,9 +83,14 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let rpz = outbox.join("blocklist.rpz");
     std::fs::write(&rpz, sample_rpz(1_300_000))?;
     let yaml = outbox.join("config.yaml");
+    // An absolute path: the manager reads a relative one from its first `--config` file's
+    // directory.
     std::fs::write(
         &yaml,
-        "# delivered by kres-kafka demo\nlogging:\n  level: notice\nlocal-data:\n  rpz:\n    - file: blocklist.rpz\n",
+        format!(
+            "# delivered by kres-kafka demo\nlogging:\n  level: notice\nlocal-data:\n  rpz:\n    - file: {}\n",
+            files_dir.join("blocklist.rpz").display()
+        ),
     )?;
     let files = [
         Outgoing {

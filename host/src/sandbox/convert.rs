@@ -64,6 +64,7 @@ pub(super) fn rejection(e: wit::ProcessError) -> Rejection {
         wit::ProcessError::BadName(r) => (RejectKind::BadName, r),
         wit::ProcessError::InvalidConfig(r) => (RejectKind::InvalidConfig, r),
         wit::ProcessError::ChecksumMismatch(r) => (RejectKind::ChecksumMismatch, r),
+        wit::ProcessError::InvalidZone(r) => (RejectKind::InvalidZone, r),
         wit::ProcessError::TooLarge(r) => (RejectKind::TooLarge, r),
         wit::ProcessError::Io(r) => (RejectKind::Io, r),
         wit::ProcessError::Unsigned(r) => (RejectKind::Unsigned, r),

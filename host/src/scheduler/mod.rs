@@ -38,9 +38,9 @@ pub struct Request {
     pub config_changed: bool,
     /// The commit's transfer (its `transfer-id` header), reported with the call that serves it.
     pub transfer_id: Option<String>,
-    /// The hex SHA-256 of the configuration committed: a rollback restores the file only while
-    /// it still holds that version.
-    pub config_sha256: Option<String>,
+    /// The file committed and the hex SHA-256 of its new content: a rollback restores the
+    /// file only while it still holds that version.
+    pub committed: Option<(String, String)>,
 }
 
 /// What one call must do: the strongest action requested, and every configuration file
@@ -56,7 +56,8 @@ pub struct Batch {
     pub requests: usize,
     /// The transfers whose commits this batch serves, for the status topic.
     pub transfer_ids: Vec<String>,
-    /// Each configuration file committed, with the digest of its last commit in the batch.
+    /// Each file committed (configurations, RPZ and any other), with the digest of its last
+    /// commit in the batch: what a rollback puts back.
     pub committed: Vec<(String, String)>,
 }
 
@@ -69,10 +70,10 @@ impl Batch {
         {
             self.transfer_ids.push(id);
         }
-        if let (Some(file), Some(sha256)) = (&request.config_file, request.config_sha256) {
-            match self.committed.iter_mut().find(|(f, _)| f == file) {
+        if let Some((file, sha256)) = request.committed {
+            match self.committed.iter_mut().find(|(f, _)| *f == file) {
                 Some(entry) => entry.1 = sha256,
-                None => self.committed.push((file.clone(), sha256)),
+                None => self.committed.push((file, sha256)),
             }
         }
         if let Some(file) = request.config_file {
@@ -212,8 +213,8 @@ impl Scheduler {
                 ..
             }
         );
-        let config_sha256 = match outcome {
-            Outcome::Committed { sha256, .. } if config_file.is_some() => Some(sha256.clone()),
+        let committed = match outcome {
+            Outcome::Committed { file, sha256, .. } => Some((file.clone(), sha256.clone())),
             _ => None,
         };
         self.send(Request {
@@ -221,7 +222,7 @@ impl Scheduler {
             config_file,
             config_changed,
             transfer_id,
-            config_sha256,
+            committed,
         });
     }
 
@@ -233,7 +234,7 @@ impl Scheduler {
             config_file,
             config_changed: false,
             transfer_id: None,
-            config_sha256: None,
+            committed: None,
         });
     }
 
@@ -330,7 +331,7 @@ async fn run(
                         config_file: None,
                         config_changed: false,
                         transfer_id: None,
-                        config_sha256: None,
+                        committed: None,
                     });
                 }
             }

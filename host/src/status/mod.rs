@@ -64,7 +64,7 @@ pub enum Event {
     Served,
     /// The manager refused the call, or could not be reached (`reason`).
     Refused,
-    /// The manager refused a reload: the batch's configuration was restored and reloaded.
+    /// The manager refused a call: the batch's files were restored and the call made again.
     RolledBack,
     /// A new guest is in use (`guest-version`).
     GuestSwapped,

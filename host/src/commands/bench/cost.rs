@@ -168,7 +168,7 @@ fn wasm(dir: &Path, msgs: &[Message]) -> anyhow::Result<Duration> {
 
 /// Measure and print.
 pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
-    let block = crate::demo::sample_rpz(chunk)[..chunk].to_vec();
+    let block = super::workload::block_list(chunk, 1);
     let configs = messages((0..2000).map(|i| {
         let headers = vec![(HOSTNAME, ME.to_owned()), (FILE_NAME, Configs::name(i))];
         (headers, Configs::content(i))
@@ -197,13 +197,13 @@ pub async fn run(scratch: &Path, chunk: usize) -> anyhow::Result<()> {
             (HOSTNAME, ME.to_owned()),
             (FILE_NAME, format!("views/{i:05}.rpz")),
         ];
-        (headers, Configs::content(i))
+        (headers, super::workload::block_list(1024, i as u64))
     }));
     let key = publisher();
     let signed = messages((0..2000).map(|i| {
         use sha2::Digest as _;
         let name = format!("views/{i:05}.rpz");
-        let content = Configs::content(i);
+        let content = super::workload::block_list(1024, i as u64);
         let digest: [u8; 32] = sha2::Sha256::digest(&content).into();
         let to = crate::publish::Recipient::Host(ME.to_owned());
         let (signature, at) = crate::publish::sign(&key, &name, &digest, &to);

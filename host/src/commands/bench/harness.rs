@@ -163,8 +163,9 @@ impl Daemon {
         std::fs::write(
             &resolver,
             format!(
-                "hostname: {ME}\nmanagement:\n  unix-socket: {}\n",
-                socket.display()
+                "hostname: {ME}\nmanagement:\n  unix-socket: {}\nrundir: {}\n",
+                socket.display(),
+                dir.join("run").display()
             ),
         )?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -345,7 +346,7 @@ pub(super) async fn through_daemon(
         }
         let record = Record {
             headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, "warmup.rpz".into())],
-            value: b"warm\n".to_vec(),
+            value: b"warmup.example CNAME .\n".to_vec(),
             partition: None,
         };
         produce(

@@ -200,7 +200,7 @@ async fn first_message(guest: Arc<Guest>, n: usize) -> anyhow::Result<Outcome> {
             (HOSTNAME.into(), b"bench".to_vec()),
             (FILE_NAME.into(), format!("f{n}.rpz").into_bytes()),
         ],
-        value: format!("payload {n}\n").into_bytes().into(),
+        value: format!("f{n}.example CNAME .\n").into_bytes().into(),
         ..Message::default()
     };
     Ok(tokio::task::spawn_blocking(move || guest.process(&ctx, msg)).await?)

@@ -48,8 +48,9 @@ pub(super) struct Chunked {
 
 impl Chunked {
     pub(super) fn new(host: &'static str, name: &str, size: u64, chunk: usize) -> Chunked {
+        // The blocks hold RPZ lines only: the file's header is the first chunk's.
         let blocks = (0..BLOCKS as u64)
-            .map(|seed| block_list(chunk, seed))
+            .map(|seed| rpz_lines(chunk, seed))
             .collect();
         let mut this = Chunked {
             host,
@@ -71,14 +72,42 @@ impl Chunked {
         self.size.div_ceil(self.chunk as u64) as usize
     }
 
-    /// Chunk `i` (0-based): a block, stamped with its index, cut at the file's end.
+    /// Chunk `i` (0-based): a block, its first line (a comment) stamped with the index, the
+    /// first chunk starting with the zone's header, cut at the file's end: whole lines, so that
+    /// the file is an RPZ the resolver loads, whatever its size.
     fn chunk_value(&self, i: usize) -> Vec<u8> {
         let len = (self.size - (i * self.chunk) as u64).min(self.chunk as u64) as usize;
-        let mut value = self.blocks[i % BLOCKS][..len].to_vec();
+        let mut value = self.blocks[i % BLOCKS].clone();
         let stamp = format!("; {i:010}\n");
-        let n = stamp.len().min(len);
-        value[..n].copy_from_slice(&stamp.as_bytes()[..n]);
+        value[..stamp.len()].copy_from_slice(stamp.as_bytes());
+        if i == 0 {
+            value[..RPZ_HEADER.len()].copy_from_slice(RPZ_HEADER);
+            let rest = value[RPZ_HEADER.len()..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(value.len(), |n| RPZ_HEADER.len() + n + 1);
+            fill_with_comment(&mut value[RPZ_HEADER.len()..rest]);
+        }
+        value.truncate(len);
+        let last_line = value.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+        fill_with_comment(&mut value[last_line..]);
         value
+    }
+}
+
+/// The start of every RPZ the benchmark makes, as a published block list starts.
+const RPZ_HEADER: &[u8] =
+    b"$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n";
+
+/// Make `bytes` one comment line (or an empty line, for one byte), so that a block cut
+/// anywhere ends in whole lines.
+fn fill_with_comment(bytes: &mut [u8]) {
+    if let Some((last, rest)) = bytes.split_last_mut() {
+        *last = b'\n';
+        if let Some((first, middle)) = rest.split_first_mut() {
+            *first = b';';
+            middle.fill(b'x');
+        }
     }
 }
 
@@ -102,11 +131,25 @@ impl Workload for Chunked {
     }
 }
 
-/// `size` bytes of a block list as operators publish them: distinct made-up domains (the
-/// labels of a few thousand words and random strings, under common suffixes), sorted, each
-/// with a `CNAME .` rule and a wildcard rule, as an RPZ made from a domain list has. The same
-/// `seed` gives the same bytes.
+/// `size` bytes of a block list as operators publish them: the zone's header, then distinct
+/// made-up domains (the labels of a few thousand words and random strings, under common
+/// suffixes), sorted, each with a `CNAME .` rule and a wildcard rule, as an RPZ made from a
+/// domain list has. The same `seed` gives the same bytes.
 pub(super) fn block_list(size: usize, seed: u64) -> Vec<u8> {
+    let mut zone = rpz_lines(size.max(RPZ_HEADER.len() + 16), seed);
+    zone[..RPZ_HEADER.len()].copy_from_slice(RPZ_HEADER);
+    let rest = zone[RPZ_HEADER.len()..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(zone.len(), |n| RPZ_HEADER.len() + n + 1);
+    fill_with_comment(&mut zone[RPZ_HEADER.len()..rest]);
+    zone.truncate(size);
+    zone
+}
+
+/// Exactly `size` bytes of whole RPZ lines: a comment line of 13 bytes (room for a stamp),
+/// then rules for distinct domains, sorted; the last line a comment that fills what remains.
+fn rpz_lines(size: usize, seed: u64) -> Vec<u8> {
     const SUFFIXES: [&str; 12] = [
         "com", "net", "org", "info", "xyz", "top", "ru", "cn", "de", "co.uk", "io", "online",
     ];
@@ -147,14 +190,53 @@ pub(super) fn block_list(size: usize, seed: u64) -> Vec<u8> {
         bytes += 2 * name.len() + 20;
         domains.insert(name);
     }
-    let mut zone =
-        b"$TTL 300\n@ SOA localhost. root.localhost. 1 3600 600 86400 300\n  NS localhost.\n"
-            .to_vec();
+    let mut zone = b"; 0000000000\n".to_vec();
     for name in domains {
+        if zone.len() >= size {
+            break;
+        }
         zone.extend_from_slice(format!("{name} CNAME .\n*.{name} CNAME .\n").as_bytes());
     }
+    zone.truncate(size);
     zone.resize(size, b'\n');
+    let last_line = zone.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+    let last_line = if last_line == zone.len() {
+        // Ends with a newline: the cut may still have split the line before it.
+        zone[..zone.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |n| n + 1)
+    } else {
+        last_line
+    };
+    fill_with_comment(&mut zone[last_line..]);
     zone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmarks_block_lists_are_rpz_files_the_resolver_loads_at_any_size() {
+        for size in [200, 4096, 100_000, 524_288 + 17] {
+            let list = block_list(size, 3);
+            assert_eq!(list.len(), size);
+            kres_kafka_guest::zone::judge_rpz(&list).unwrap();
+        }
+        for (size, chunk) in [
+            (3 * 65_536 + 100, 65_536),
+            (2 * 65_536, 65_536),
+            (1_000, 65_536),
+        ] {
+            let file = Chunked::new(ME, "big.rpz", size, chunk);
+            let whole: Vec<u8> = (0..file.chunks())
+                .flat_map(|i| file.chunk_value(i))
+                .collect();
+            assert_eq!(whole.len() as u64, size);
+            kres_kafka_guest::zone::judge_rpz(&whole).unwrap();
+        }
+    }
 }
 
 /// Small JSON configurations for us, each about 1 KiB, each setting keys of its own (so that
