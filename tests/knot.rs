@@ -176,8 +176,9 @@ struct Wired {
 }
 
 impl Wired {
-    fn start(install: &knot::Install, broker: &Broker) -> Wired {
-        let mut host = Host::with(&broker.server(), ME, "", &[]);
+    /// `kafka` holds extra lines for the `kafka` section.
+    fn start(install: &knot::Install, broker: &Broker, kafka: &str) -> Wired {
+        let mut host = Host::with(&broker.server(), ME, kafka, &[]);
         host.manager_down();
         let files = host.files();
         let delivered = files.join("config.json");
@@ -266,16 +267,18 @@ fn send_wait(broker: &Broker, dir: &Path, files: &[(&str, &[u8])]) -> (bool, Str
     (out.status.success(), text)
 }
 
-/// The delivered configuration: the RPZ files at `rpz` (absolute paths), and local data.
+/// The delivered configuration: the RPZ files at `rpz` (absolute paths; none: no `rpz` key, as
+/// the manager refuses an empty list), and local data.
 fn config_json(rpz: &[&Path], records: &str) -> Vec<u8> {
-    let rpz: Vec<_> = rpz
-        .iter()
-        .map(|p| serde_json::json!({ "file": p.display().to_string() }))
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "local-data": { "rpz": rpz, "records": records }
-    }))
-    .unwrap()
+    let mut local = serde_json::json!({ "records": records });
+    if !rpz.is_empty() {
+        let rpz: Vec<_> = rpz
+            .iter()
+            .map(|p| serde_json::json!({ "file": p.display().to_string() }))
+            .collect();
+        local["rpz"] = rpz.into();
+    }
+    serde_json::to_vec(&serde_json::json!({ "local-data": local })).unwrap()
 }
 
 fn answers(port: u16, name: &str) -> (String, Vec<String>) {
@@ -312,7 +315,7 @@ async fn what_kres_kafka_delivers_takes_effect_and_nothing_the_resolver_would_re
     };
     let broker = Broker::start(1);
     broker.cluster.create_topic(STATUS_TOPIC, 1, 1).unwrap();
-    let mut wired = Wired::start(&install, &broker);
+    let mut wired = Wired::start(&install, &broker, "");
     let (port, files) = (wired.port(), wired.host.files());
     let scratch = wired.host.dir.path().to_owned();
     let block = files.join("block.rpz");
@@ -531,5 +534,139 @@ fn every_rpz_of_the_corpus_gets_the_real_loaders_verdict_from_kres_kafka() {
         table.iter().filter(|(_, a)| !*a).count(),
         disagreements.len()
     );
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_the_manager_refuses_behind_a_200_is_rolled_back_and_the_resolver_restarts()
+{
+    // 1. A resolver wired as the README says; kres-kafka judges configurations by the schema
+    //    alone (no `kresctl`), which cannot express every rule of the manager's.
+    // 2. A configuration with local data: served, answered.
+    // 3. A configuration the schema accepts and the manager refuses (a local-data rule with
+    //    `subtree` and no name): the manager answers the reload 200 and keeps running the old
+    //    one; kres-kafka sees `GET /v1/config` unchanged, restores the previous file, reloads,
+    //    and reports it refused; `send --wait` fails saying so.
+    // 4. The resolver restarted from the files on disk: it starts, with the old answers.
+    let Some(install) = knot::require() else {
+        return;
+    };
+    let broker = Broker::start(1);
+    broker.cluster.create_topic(STATUS_TOPIC, 1, 1).unwrap();
+    let mut wired = Wired::start(&install, &broker, "validate-command: []\n");
+    let port = wired.port();
+    let scratch = wired.host.dir.path().to_owned();
+
+    // 2.
+    let good = config_json(&[], "cfg.example. 300 A 192.0.2.1\n");
+    let (ok, out) = send_wait(&broker, &scratch, &[("config.json", &good)]);
+    assert!(
+        ok && out.contains("reload served"),
+        "{out}\n{}",
+        wired.logs()
+    );
+    assert_eq!(answers(port, "cfg.example"), address("192.0.2.1"));
+
+    // 3.
+    let refused = serde_json::to_vec(&serde_json::json!({
+        "local-data": {
+            "records": "cfg.example. 300 A 192.0.2.2\n",
+            "rules": [{ "subtree": "empty" }]
+        }
+    }))
+    .unwrap();
+    let (ok, out) = send_wait(&broker, &scratch, &[("config.json", &refused)]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("reload refused and rolled back")
+            && out.contains("still runs its previous configuration"),
+        "{out}\n{}",
+        wired.logs()
+    );
+    assert!(wired.host.holds("config.json", &good), "restored");
+    wired
+        .resolver
+        .wait_for_log(
+            "Configuration has NOT been changed",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(answers(port, "cfg.example"), address("192.0.2.1"));
+
+    // 4.
+    wired.resolver.restart().unwrap();
+    assert_eq!(answers(port, "cfg.example"), address("192.0.2.1"));
+}
+
+#[test]
+fn every_configuration_of_upstreams_cases_gets_kresctls_verdict_from_kres_kafka() {
+    // Upstream's 61 datamodel cases (each a whole configuration) and its example
+    // configurations: `kres-kafka validate`, with the real `kresctl` on the PATH as a resolver
+    // host has it, judges each as `kresctl validate` does alone. (Without `kresctl`, the
+    // schema alone accepts 15 of the 18 invalid cases: README, "What a configuration must
+    // pass".)
+    let Some(install) = knot::require() else {
+        return;
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kresconf/v6.4.2");
+    let cases: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(fixtures.join("datamodel-test-cases/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let file = scratch.path().join(format!("case-{n:02}.json"));
+        std::fs::write(&file, serde_json::to_vec(&case["full_config"]).unwrap()).unwrap();
+        files.push(file);
+    }
+    for entry in std::fs::read_dir(fixtures.join("etc-config")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    files.sort();
+    let path = std::env::join_paths(
+        std::iter::once(install.bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .arg("validate")
+        .args(&files)
+        .current_dir(scratch.path())
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (mut valid, mut disagreements) = (0, Vec::new());
+    for file in &files {
+        let kresctl = std::process::Command::new(install.kresctl())
+            .arg("validate")
+            .arg(file)
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        let theirs = kresctl.status.success();
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{}: ", file.display())))
+            .unwrap_or_else(|| panic!("no verdict for {}\n{stdout}", file.display()));
+        let ours = line.ends_with(": valid");
+        valid += usize::from(theirs);
+        if ours != theirs {
+            disagreements.push(format!(
+                "{line}\n  kresctl: {}",
+                String::from_utf8_lossy(&kresctl.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("valid")
+            ));
+        }
+    }
+    eprintln!(
+        "{} configurations, {valid} valid for kresctl; disagreements: {}",
+        files.len(),
+        disagreements.len()
+    );
+    assert!(files.len() >= 61 + 7, "{} files", files.len());
     assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
