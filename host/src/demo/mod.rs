@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+pub mod knot;
 pub mod standin;
 
 /// How long the demo waits for delivery before declaring failure.

@@ -3,6 +3,7 @@
 //! bench throughput`): a debug build measures the debug build.
 //!
 //! - `guest-swap` (`swap`): from a new guest file in place to its first message.
+//! - `resolver` (`resolver`): from `send` returning to the real Knot Resolver answering.
 //! - `throughput` (`throughput`): delivery through the in-process broker to the real daemon,
 //!   against consuming the same messages without kres-kafka; then the guest's cost per message
 //!   under WebAssembly against the same logic compiled natively (`cost`).
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 mod cost;
 mod harness;
+mod resolver;
 mod swap;
 mod throughput;
 mod workload;
@@ -29,6 +31,10 @@ pub struct Args {
     /// guest-swap: how many swaps to time, cold and warm each.
     #[arg(long, default_value_t = 20)]
     pub iterations: usize,
+
+    /// resolver: how many rounds of each kind to time.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
 
     /// throughput: the size of the large file (workload A).
     #[arg(long, default_value = "256MiB")]
@@ -61,6 +67,10 @@ pub struct Args {
 pub enum Kind {
     /// From a new guest file in place to the first message processed by it.
     GuestSwap,
+    /// From `send` returning to the real Knot Resolver answering from the new file (an RPZ,
+    /// a configuration), split into its parts; needs `KNOT_RESOLVER_DIR` or Knot Resolver 6
+    /// on the `PATH`.
+    Resolver,
     /// Delivery of a large chunked file, of many small configurations, and past a large file
     /// for another resolver; peak memory; the guest's cost under WebAssembly.
     Throughput,
@@ -70,6 +80,7 @@ pub enum Kind {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         Kind::GuestSwap => super::block_on(swap::run(args.iterations.max(1)))?,
+        Kind::Resolver => super::block_on(resolver::run(args.rounds.max(1)))?,
         Kind::Throughput => {
             let options = throughput::Options {
                 only: args.only,
