@@ -499,7 +499,7 @@ fn bad_configuration_is_refused_naming_the_key() {
     for (yaml, expected) in [
         (
             "kafka:\n  enable: true\n  fils-dir: /tmp\n",
-            "unknown field `fils-dir`",
+            "kafka.fils-dir: unknown key; did you mean files-dir?",
         ),
         (
             "kafka:\n  enable: true\n  server: broker@99999\n",
@@ -525,8 +525,11 @@ fn bad_configuration_is_refused_naming_the_key() {
 
 #[test]
 fn demo_runs_with_nothing_installed() {
+    // No Knot Resolver to be found: the stand-in manager plays its part.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .arg("demo")
+        .env_remove("KNOT_RESOLVER_DIR")
+        .env("PATH", "/usr/bin:/bin")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -536,7 +539,7 @@ fn demo_runs_with_nothing_installed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("blocklist.dat") && stdout.contains("3 chunks"),
+        stdout.contains("blocklist.rpz") && stdout.contains("3 chunks"),
         "{stdout}"
     );
     assert!(
@@ -649,4 +652,86 @@ async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_lose
     let log = host.log_of(2);
     assert!(!log.contains("file=before.dat"), "{log}");
     assert!(host.stop(SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_written_host_colon_port_delivers_and_an_unreadable_one_is_refused_at_start() {
+    // 1. `kafka.server` as Kafka and kcat write it, host:port: the daemon delivers.
+    // 2. An address no form reads: `run` exits 2 at once, naming the file, line and column,
+    //    the key and the forms it takes.
+    let broker = Broker::start(1);
+    let colon = broker.server().replacen('@', ":", 1);
+    let mut host = Host::with(&colon, ME, "", &[]);
+    host.start();
+    broker
+        .publish_upstream(ME, "colon.dat", b"through host:port")
+        .await;
+    host.wait_for("the file", |h| h.holds("colon.dat", b"through host:port"))
+        .await;
+    assert!(host.stop(SIGTERM).await.success());
+
+    let bad = Host::with("a:b:c@x", ME, "", &[]);
+    let out = bad.run_once(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let file = bad.dir.path().join("kres-kafka.yaml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4:11: kafka.server: \"a:b:c@x\": expected host:port, host@port or [ipv6]:port",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn configuration_errors_name_the_file_line_and_key_once() {
+    // A wrong value, a typo'd key, YAML 1.1's `yes` (accepted), a missing file: each message
+    // whole, once, exit 2.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kres-kafka.yaml");
+    let run = |config: &std::path::Path| {
+        let out =
+            common::kres_kafka_bounded(&["run".as_ref(), "--config".as_ref(), config.as_ref()]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (yaml, expected) in [
+        (
+            "hostname: r1\n\nkafka:\n  enable: yes\n  topic: dns\n\n  debounce: 5\n",
+            "7:13: kafka.debounce: expected a duration such as 5s, got 5",
+        ),
+        (
+            "kafka:\n  enable: on\n  sever: 127.0.0.1:9092\n",
+            "3:3: kafka.sever: unknown key; did you mean server?",
+        ),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        let (code, _, stderr) = run(&config);
+        assert_eq!(code, Some(2), "{yaml}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("kres-kafka: error: {}:{expected}\n", config.display()),
+            "{yaml}"
+        );
+    }
+    // `enable: off` reads as false.
+    std::fs::write(&config, "hostname: r1\nkafka:\n  enable: off\n").unwrap();
+    let (code, stdout, stderr) = run(&config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("Kafka delivery is disabled"), "{stdout}");
+
+    let missing = dir.path().join("missing.yaml");
+    let (code, _, stderr) = run(&missing);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!(
+            "kres-kafka: error: reading {}: No such file or directory\n",
+            missing.display()
+        )
+    );
 }

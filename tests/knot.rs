@@ -670,3 +670,33 @@ fn every_configuration_of_upstreams_cases_gets_kresctls_verdict_from_kres_kafka(
     assert!(files.len() >= 61 + 7, "{} files", files.len());
     assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
+
+#[test]
+fn the_demo_shows_a_name_blocked_by_the_real_resolver() {
+    // The README's first command, with a Knot Resolver at hand: it runs it, delivers the RPZ
+    // and the configuration naming it, and asks it for a blocked name.
+    let Some(install) = knot::require() else {
+        return;
+    };
+    let path = std::env::join_paths(
+        std::iter::once(install.bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .arg("demo")
+        .env_remove("KNOT_RESOLVER_DIR")
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ads-0000000.tracker.example -> NXDOMAIN"),
+        "{stdout}"
+    );
+}

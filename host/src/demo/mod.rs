@@ -18,6 +18,17 @@ use tokio_util::sync::CancellationToken;
 pub mod knot;
 pub mod standin;
 
+/// The name the demo's RPZ blocks first, asked of the real resolver.
+const BLOCKED: &str = "ads-0000000.tracker.example";
+
+/// Who plays the resolver's manager.
+enum Resolver {
+    /// The real Knot Resolver, found on this machine.
+    Real(knot::KnotResolver),
+    /// The stand-in, and what it records.
+    StandIn(Recorder, StandIn),
+}
+
 /// How long the demo waits for delivery before declaring failure.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -48,20 +59,51 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let servers = cluster.bootstrap_servers();
 
     // The resolver's own configuration, and kres-kafka's beside it, as an operator writes them.
+    // The manager: the real Knot Resolver when one is at hand, else the stand-in.
     let server = servers
         .split(',')
         .next()
         .unwrap_or_default()
         .replacen(':', "@", 1);
     let resolver_yaml = scratch.path().join("config.yaml");
-    std::fs::write(
-        &resolver_yaml,
-        format!(
-            "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nrundir: {}\n",
-            socket.display(),
-            scratch.path().join("run").display()
-        ),
-    )?;
+    let delivered = files_dir.join("config.json");
+    let manager = match knot::Install::find() {
+        Ok(install) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            eprintln!(
+                "starting the real Knot Resolver from {}",
+                install.bin.display()
+            );
+            let real =
+                knot::KnotResolver::start(&install, &scratch.path().join("kr"), &files_dir, port)
+                    .context("starting Knot Resolver")?;
+            let main = std::fs::read_to_string(&real.config)?;
+            std::fs::write(&resolver_yaml, format!("{main}hostname: {HOSTNAME}\n"))?;
+            Resolver::Real(real)
+        }
+        Err(_) => {
+            std::fs::write(
+                &resolver_yaml,
+                format!(
+                    "hostname: {HOSTNAME}\nmanagement:\n  unix-socket: {}\nrundir: {}\n",
+                    socket.display(),
+                    scratch.path().join("run").display()
+                ),
+            )?;
+            // The stand-in runs the resolver's file and the delivered one, as Knot Resolver's
+            // manager started with `--config` for both.
+            let recorder = Recorder::manager(vec![resolver_yaml.clone(), delivered.clone()]);
+            let standin = StandIn::start(&socket, recorder.clone())
+                .context("starting the stand-in manager")?;
+            Resolver::StandIn(recorder, standin)
+        }
+    };
+    let manager_files = match &manager {
+        Resolver::Real(real) => real.config.clone(),
+        Resolver::StandIn(..) => resolver_yaml.clone(),
+    };
     let own_yaml = scratch.path().join("kres-kafka.yaml");
     std::fs::write(
         &own_yaml,
@@ -69,34 +111,28 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             "kafka:\n  enable: true\n  topic: {TOPIC}\n  server: {server}\n  files-dir: {}\n  state-dir: {}\n  debounce: 1s\n  resolver-config: [{}, {}]\n",
             files_dir.display(),
             scratch.path().join("state").display(),
-            resolver_yaml.display(),
-            files_dir.join("config.yaml").display(),
+            manager_files.display(),
+            delivered.display(),
         ),
     )?;
     let config = Config::load(&[resolver_yaml.clone(), own_yaml])?;
-    // The stand-in manager runs the resolver's file and the delivered one, as Knot Resolver's
-    // manager started with `--config` for each.
-    let recorder = Recorder::manager(vec![resolver_yaml, files_dir.join("config.yaml")]);
-    let _manager =
-        StandIn::start(&socket, recorder.clone()).context("starting the stand-in manager")?;
 
-    // The files to publish: an RPZ block list of three chunks and a configuration.
+    // The files to publish: an RPZ block list of three chunks and a configuration naming it.
     let rpz = outbox.join("blocklist.rpz");
     std::fs::write(&rpz, sample_rpz(1_300_000))?;
-    let yaml = outbox.join("config.yaml");
+    let json = outbox.join("config.json");
     // An absolute path: the manager reads a relative one from its first `--config` file's
     // directory.
     std::fs::write(
-        &yaml,
-        format!(
-            "# delivered by kres-kafka demo\nlogging:\n  level: notice\nlocal-data:\n  rpz:\n    - file: {}\n",
-            files_dir.join("blocklist.rpz").display()
-        ),
+        &json,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "local-data": { "rpz": [{ "file": files_dir.join("blocklist.rpz") }] }
+        }))?,
     )?;
     let files = [
         Outgoing {
-            path: yaml.clone(),
-            name: "config.yaml".into(),
+            path: json.clone(),
+            name: "config.json".into(),
         },
         Outgoing {
             path: rpz.clone(),
@@ -127,12 +163,17 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let publish_time = published.elapsed();
 
-    // Wait for both files in place and the manager's call.
+    // Wait for both files in place and the manager's call (the real resolver: its answer).
     let delivered = loop {
-        let calls = recorder.calls();
+        let called = match &manager {
+            Resolver::StandIn(recorder, _) => !recorder.calls().is_empty(),
+            Resolver::Real(real) => {
+                knot::query(real.port, BLOCKED).is_ok_and(|(rcode, _)| rcode == 3)
+            }
+        };
         if same(&rpz, &files_dir.join("blocklist.rpz"))
-            && same(&yaml, &files_dir.join("config.yaml"))
-            && !calls.is_empty()
+            && same(&json, &files_dir.join("config.json"))
+            && called
         {
             break published.elapsed();
         }
@@ -146,7 +187,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         if published.elapsed() > DEADLINE {
             bail!("the files were not delivered within {DEADLINE:?}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     shutdown.cancel();
     daemon.await.context("the daemon task failed")??;
@@ -167,18 +208,34 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     println!();
-    for call in recorder.calls() {
-        println!(
-            "  manager call: {} {} -> {}",
-            call.method, call.path, call.status
-        );
+    match &manager {
+        Resolver::StandIn(recorder, _) => {
+            for call in recorder.calls() {
+                println!(
+                    "  manager call: {} {} -> {}",
+                    call.method, call.path, call.status
+                );
+            }
+            println!("  (the renew the RPZ file asked for is covered by the reload: one call)");
+            println!(
+                "  the stand-in manager now runs local-data.rpz = {} from the delivered configuration",
+                recorder.running()["local-data"]["rpz"]
+            );
+            println!(
+                "  (no Knot Resolver found: set KNOT_RESOLVER_DIR to a build to see it answer)\n"
+            );
+        }
+        Resolver::Real(real) => {
+            println!(
+                "  Knot Resolver reloaded the delivered configuration; a real query to it:\n  \
+                 {BLOCKED} -> {}\n",
+                match knot::query(real.port, BLOCKED) {
+                    Ok((3, _)) => "NXDOMAIN (blocked by the delivered RPZ)".to_owned(),
+                    other => format!("{other:?}"),
+                }
+            );
+        }
     }
-    println!("  (the renew the RPZ file asked for is covered by the reload: one call)");
-    let running = recorder.running();
-    println!(
-        "  the manager now runs logging.level = {} from the delivered configuration\n",
-        running["logging"]["level"]
-    );
     println!(
         "  published in {:.2} s; committed and reloaded {:.2} s after publishing (1 s of it is the debounce); total {:.2} s",
         publish_time.as_secs_f64(),
