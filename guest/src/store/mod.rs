@@ -174,7 +174,11 @@ impl Files {
             io::copy(&mut from, &mut to).io(|| format!("copying {name} to {name}.backup.tmp"))?;
             to.sync_all().io(|| format!("syncing {name}.backup.tmp"))?;
         }
-        fs::rename(&staging, &backup).io(|| format!("renaming {name}.backup.tmp to {name}.backup"))
+        fs::rename(&staging, &backup)
+            .io(|| format!("renaming {name}.backup.tmp to {name}.backup"))?;
+        // When the backup already was another name of the same file (a batch redone after a
+        // kill), rename(2) does nothing and succeeds (POSIX): the staging name stays.
+        remove_file_if_exists(&staging).io(|| format!("removing {name}.backup.tmp"))
     }
 
     /// Create the directories above `name` (not synced: the batch flushes them).
@@ -315,4 +319,33 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeping_a_backup_that_is_already_the_file_leaves_no_staging_name() {
+        // A batch redone after a kill: `a.rpz.backup` is already a second name of `a.rpz`.
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        std::fs::write(files.path("a.rpz"), b"x CNAME .\n").unwrap();
+        std::fs::hard_link(files.path("a.rpz"), files.sibling("a.rpz", ".backup")).unwrap();
+        files.keep_backup("a.rpz").unwrap();
+        assert!(!files.sibling("a.rpz", ".backup.tmp").exists());
+        assert_eq!(
+            std::fs::read(files.sibling("a.rpz", ".backup")).unwrap(),
+            b"x CNAME .\n"
+        );
+        // And the ordinary case: a new backup in place, no staging name either.
+        std::fs::remove_file(files.path("a.rpz")).unwrap();
+        std::fs::write(files.path("a.rpz"), b"y CNAME .\n").unwrap();
+        files.keep_backup("a.rpz").unwrap();
+        assert!(!files.sibling("a.rpz", ".backup.tmp").exists());
+        assert_eq!(
+            std::fs::read(files.sibling("a.rpz", ".backup")).unwrap(),
+            b"y CNAME .\n"
+        );
+    }
 }
