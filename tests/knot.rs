@@ -568,6 +568,7 @@ async fn a_configuration_the_manager_refuses_behind_a_200_is_rolled_back_and_the
     assert_eq!(answers(port, "cfg.example"), address("192.0.2.1"));
 
     // 3.
+    let stream = QueryStream::start(port, &[("cfg.example", "A")], 20);
     let refused = serde_json::to_vec(&serde_json::json!({
         "local-data": {
             "records": "cfg.example. 300 A 192.0.2.2\n",
@@ -592,6 +593,9 @@ async fn a_configuration_the_manager_refuses_behind_a_200_is_rolled_back_and_the
         )
         .unwrap();
     assert_eq!(answers(port, "cfg.example"), address("192.0.2.1"));
+    let report = stream.stop();
+    assert!(report.answered > 0, "{report:?}");
+    assert_eq!((report.servfail, report.timeouts), (0, 0), "{report:?}");
 
     // 4.
     wired.resolver.restart().unwrap();

@@ -137,6 +137,8 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     wait_for_file(&files.join("block.rpz"), &content).await?;
     send("config.json", configuration(0)).await?;
     wait_for_name(port, "cfg-0.example", 0).await?;
+    let owed = scratch.path().join("state/pending-action");
+    settle(&owed).await?;
 
     let mut renews = Vec::new();
     let mut reloads = Vec::new();
@@ -151,6 +153,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
             NXDOMAIN,
         )
         .await?;
+        settle(&owed).await?;
         renews.push(Round {
             send: sent - started,
             commit,
@@ -168,8 +171,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
             answer: sent.elapsed(),
         });
         eprintln!("round {round}/{rounds} done");
-        // Let the daemon's call settle before the next round.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        settle(&owed).await?;
     }
 
     // The manager's own calls, in the same run, on the same files.
@@ -236,6 +238,19 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Wait until the daemon owes the manager no call (its marker `owed` is gone): the call that
+/// served a round, and the checks after it, are over before the next round starts.
+async fn settle(owed: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while owed.exists() {
+        if started.elapsed() > PATIENCE {
+            bail!("the daemon still owes a manager call after {PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 /// Wait until `path` holds `content`; the instant it was seen.
