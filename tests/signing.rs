@@ -180,6 +180,12 @@ async fn a_writer_without_the_key_changes_nothing_and_an_old_signed_file_cannot_
         rejections(port, "bad-signature") == 1
     })
     .await;
+    // The log names each kind as the metric does, so that grepping for its label finds it.
+    let logs = host.logs();
+    assert!(
+        logs.contains("kind=unsigned") && logs.contains("kind=bad-signature"),
+        "{logs}"
+    );
     // 4. A file the publisher signed for another resolver, retargeted at this one.
     send(
         &broker,
@@ -392,4 +398,130 @@ print(f"sha256={sha256}\nsigned-at={signed_at}\nsignature=ed25519:{key_id}:{sign
             (n.to_owned(), v.to_owned())
         })
         .collect()
+}
+
+#[test]
+fn keygen_keys_are_read_by_openssl_and_python_and_any_key_file_gives_its_line() {
+    // 1. A keygen key: `openssl pkey` (OpenSSL 3.0) reads it and derives the same public key.
+    // 2. Python's `cryptography` loads it, signs with it; the signature verifies under the
+    //    line keygen printed.
+    // 3. `keygen --public` gives that line from the key, and from openssl's public key.
+    // 4. An `openssl genpkey` key and its public key: `--public` gives openssl's own public key.
+    // 5. Anything else: exit 2, naming the file and what it holds.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, line) = keygen(dir.path(), "publisher.pem");
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    let public_pem = dir.path().join("publisher.pub.pem");
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public_pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl pkey: {out:?}");
+    assert_eq!(public_line_of(&key), line);
+
+    const SCRIPT: &str = r#"
+import base64, sys
+from cryptography.hazmat.primitives import serialization
+key = serialization.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
+public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+print("ed25519:" + base64.b64encode(public).decode())
+print(base64.b64encode(key.sign(b"signed in python")).decode())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python cryptography: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (python_line, signature) = stdout.trim().split_once('\n').unwrap();
+    assert_eq!(python_line, line);
+    {
+        use base64::Engine as _;
+        use ed25519_dalek::Verifier as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let public: [u8; 32] = b64
+            .decode(line.strip_prefix("ed25519:").unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let signature: [u8; 64] = b64.decode(signature).unwrap().try_into().unwrap();
+        ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .unwrap()
+            .verify(
+                b"signed in python",
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
+            .expect("Python's signature verifies under keygen's line");
+    }
+
+    let public = |file: &Path| {
+        let out = kres_kafka(&["keygen", "--public", file.to_str().unwrap()]);
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    assert_eq!(public(&key), (Some(0), line.clone(), String::new()));
+    assert_eq!(public(&public_pem), (Some(0), line.clone(), String::new()));
+
+    let theirs = dir.path().join("openssl.pem");
+    let theirs_public = dir.path().join("openssl.pub.pem");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            theirs.to_str().unwrap(),
+        ],
+        vec![
+            "pkey",
+            "-pubout",
+            "-in",
+            theirs.to_str().unwrap(),
+            "-out",
+            theirs_public.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            Command::new("openssl")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let expected = public_line_of(&theirs);
+    assert_eq!(public(&theirs).1, expected);
+    assert_eq!(public(&theirs_public).1, expected);
+
+    let x25519 = dir.path().join("x25519.pem");
+    assert!(
+        Command::new("openssl")
+            .args(["genpkey", "-algorithm", "x25519", "-out"])
+            .arg(&x25519)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, stdout, stderr) = public(&x25519);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{} holds a private key that is not Ed25519 (X25519)",
+            x25519.display()
+        )),
+        "{stderr}"
+    );
 }

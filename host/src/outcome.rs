@@ -226,10 +226,10 @@ impl Outcome {
                 tracing::info!(partition, offset, outcome, %file, size, %sha256, ?action, "message processed")
             }
             Outcome::Rejected(Rejection { kind, reason }) => {
-                tracing::error!(partition, offset, outcome, kind = kind.as_str(), %reason, "message processed")
+                tracing::error!(partition, offset, outcome, kind = %kind.as_str(), %reason, "message processed")
             }
             Outcome::Failed(failure) => {
-                tracing::error!(partition, offset, outcome, kind = failure.kind(), %failure, "message processed")
+                tracing::error!(partition, offset, outcome, kind = %failure.kind(), %failure, "message processed")
             }
         }
     }

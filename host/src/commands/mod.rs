@@ -123,9 +123,10 @@ pub struct ClientArgs {
     #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub configs: Vec<PathBuf>,
 
-    /// Broker(s) as host@port, overriding `kafka.server`; repeat for more.
-    #[arg(long, value_name = "HOST@PORT")]
-    pub server: Vec<String>,
+    /// Broker(s), overriding `kafka.server`: `host:port`, `host@port`, `[ipv6]:port`, or a
+    /// host alone (port 9092); repeat for more.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_server)]
+    pub server: Vec<crate::config::Server>,
 
     /// Topic, overriding `kafka.topic` (the status topic follows it unless configured).
     #[arg(long)]
@@ -149,18 +150,18 @@ impl ClientArgs {
             tracing::warn!("{warning}");
         }
         if !self.server.is_empty() {
-            kafka.servers = self
-                .server
-                .iter()
-                .map(|s| crate::config::Server::parse(s))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
+            kafka.servers = self.server.clone();
         }
         if let Some(topic) = &self.topic {
             kafka.topic = topic.clone();
         }
         Ok(kafka)
     }
+}
+
+/// `--server`: refused by clap (exit 2) with the forms expected, before anything starts.
+fn parse_server(text: &str) -> Result<crate::config::Server, crate::config::AddressError> {
+    crate::config::Server::parse(text)
 }
 
 /// `given` when any; else those of `defaults` that exist.

@@ -3,7 +3,7 @@
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
 use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
-use super::{ConfigError, Server};
+use super::{ConfigError, Server, values};
 use crate::outcome::{Limits, Trust};
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -212,13 +212,14 @@ const DEPRECATED_GROUP_OPTIONS: [&str; 3] =
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Section {
     /// Run the consumer at all. Upstream default: false.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::boolean")]
     pub enable: bool,
     /// Topic to consume. Upstream default: [`DEFAULT_TOPIC`].
     #[serde(default = "default_topic")]
     pub topic: String,
-    /// Broker(s), `host@port`, one or a list. Upstream default: `localhost@9092`.
-    #[serde(default = "default_servers", deserialize_with = "one_or_many_servers")]
+    /// Broker(s), one or a list, each `host:port`, `host@port` (upstream's form), `[v6]:port`,
+    /// or a host alone (port 9092). Upstream default: `localhost@9092`.
+    #[serde(default = "default_servers", deserialize_with = "values::servers")]
     pub server: Vec<Server>,
     /// Where files are delivered: the guest's only view of the filesystem.
     #[serde(default = "default_files_dir")]
@@ -245,7 +246,7 @@ pub struct Section {
     /// Check that the broker's certificate names the broker (librdkafka's
     /// `ssl.endpoint.identification.algorithm=https`). Default: true; turning it off logs a
     /// warning at every start.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", deserialize_with = "values::boolean")]
     pub verify_hostname: bool,
     /// The group id offsets are committed to, for lag tools (no group is joined). Default:
     /// `kres-kafka-<hostname>`.
@@ -258,10 +259,10 @@ pub struct Section {
     #[serde(default)]
     pub start_from: StartFrom,
     /// Quiet time after the last commit before the manager is called: [`DEFAULT_DEBOUNCE`].
-    #[serde(default = "default_debounce", with = "humantime_serde")]
+    #[serde(default = "default_debounce", deserialize_with = "values::duration")]
     pub debounce: Duration,
     /// Use `/reload/force` and `/renew/force`. Default: false.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::boolean")]
     pub force: bool,
     /// Largest file accepted: [`Limits::DEFAULT_MAX_FILE_SIZE`].
     #[serde(default = "default_max_file_size")]
@@ -270,7 +271,10 @@ pub struct Section {
     #[serde(default = "default_max_chunks")]
     pub max_chunks: u32,
     /// Incomplete chunk sets older than this are removed: [`DEFAULT_CHUNK_EXPIRY`].
-    #[serde(default = "default_chunk_expiry", with = "humantime_serde")]
+    #[serde(
+        default = "default_chunk_expiry",
+        deserialize_with = "values::duration"
+    )]
     pub chunk_expiry: Duration,
     /// Chunk size `kres-kafka send` uses: [`DEFAULT_CHUNK_SIZE`], as the upstream publisher.
     #[serde(default = "default_chunk_size")]
@@ -285,13 +289,17 @@ pub struct Section {
     #[serde(default = "default_guest_memory_limit")]
     pub guest_memory_limit: ByteSize,
     /// Time limit for one message in the guest: [`DEFAULT_GUEST_TIME_LIMIT`].
-    #[serde(default = "default_guest_time_limit", with = "humantime_serde")]
+    #[serde(
+        default = "default_guest_time_limit",
+        deserialize_with = "values::duration"
+    )]
     pub guest_time_limit: Duration,
-    /// Serve Prometheus metrics on `GET /metrics` at this `address@port`. Default: off.
-    #[serde(default, deserialize_with = "optional_server")]
+    /// Serve Prometheus metrics on `GET /metrics` at this `address@port` (or `address:port`).
+    /// Default: off.
+    #[serde(default, deserialize_with = "values::listener")]
     pub metrics_address: Option<Server>,
     /// Extra librdkafka options, applied after kres-kafka's own.
-    #[serde(default, deserialize_with = "scalar_map")]
+    #[serde(default, deserialize_with = "values::scalar_map")]
     pub librdkafka: BTreeMap<String, String>,
     /// The resolver's JSON Schema, used when its manager cannot be asked (`GET /schema`) and
     /// no copy was cached. Default: none; the guest's embedded Knot Resolver 6.4.2 schema.
@@ -301,7 +309,10 @@ pub struct Section {
     /// `[]` turns it off.
     pub validate_command: Option<Vec<String>>,
     /// Time limit of one validator run: [`DEFAULT_VALIDATE_TIMEOUT`].
-    #[serde(default = "default_validate_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_validate_timeout",
+        deserialize_with = "values::duration"
+    )]
     pub validate_timeout: Duration,
     /// The manager's `--config` files, in order: what it merges on every reload, and what the
     /// validator checks a delivered configuration with. Default: [`RESOLVER_CONFIG_FILE`] and
@@ -311,7 +322,10 @@ pub struct Section {
     #[serde(default)]
     pub partitions: Partitions,
     /// How often the partition count is read again: [`DEFAULT_METADATA_REFRESH`].
-    #[serde(default = "default_metadata_refresh", with = "humantime_serde")]
+    #[serde(
+        default = "default_metadata_refresh",
+        deserialize_with = "values::duration"
+    )]
     pub metadata_refresh: Duration,
     /// The publishers' Ed25519 public keys whose signatures are accepted: a list of
     /// `ed25519:<base64 of 32 bytes>`, or the path of a file of them, one a line. Default: none.
@@ -319,6 +333,7 @@ pub struct Section {
     pub trusted_keys: TrustedKeys,
     /// Refuse any transfer that no trusted key signed. Default: true when `trusted-keys` is
     /// not empty, else false (with a warning at every start).
+    #[serde(default, deserialize_with = "values::optional_boolean")]
     pub require_signature: Option<bool>,
     /// Deprecated, ignored: kres-kafka joins no consumer group.
     pub group_protocol: Option<Value>,
@@ -329,7 +344,7 @@ pub struct Section {
     /// Where the daemon reports what it did (see `status`). Default: `<topic>`
     /// [`STATUS_TOPIC_SUFFIX`]; `null` turns reporting off. Absent and `null` differ, hence the
     /// two layers of `Option`.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "values::present")]
     pub status_topic: Option<Option<String>>,
 }
 
@@ -752,59 +767,4 @@ impl Section {
             }
         }
     }
-}
-
-fn one_or_many_servers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Server>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    let list = match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
-    list.iter()
-        .map(|s| Server::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(serde::de::Error::custom)
-}
-
-fn optional_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Server>, D::Error> {
-    let text = String::deserialize(d)?;
-    if !text.contains('@') {
-        return Err(serde::de::Error::custom(format!(
-            "metrics-address {text:?}: expected address@port"
-        )));
-    }
-    Server::parse(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-/// A key that is present: `Some(None)` for `null`, so that it differs from an absent key.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-fn scalar_map<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = BTreeMap::<String, Value>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s,
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n.to_string(),
-                _ => {
-                    return Err(serde::de::Error::custom(format!(
-                        "librdkafka option {k:?} must be a string, number or boolean"
-                    )));
-                }
-            };
-            Ok((k, v))
-        })
-        .collect()
 }
