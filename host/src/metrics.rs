@@ -48,6 +48,7 @@ struct Inner {
     io_retries: Counter,
     status_failures: Counter,
     guest: Family<Labels, Gauge>,
+    delivery_paused: Gauge,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -79,6 +80,7 @@ impl Default for Metrics {
             io_retries: Counter::default(),
             status_failures: Counter::default(),
             guest: Family::default(),
+            delivery_paused: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +172,11 @@ impl Default for Metrics {
             "guest_info",
             "The guest in use (value 1), by version and SHA-256",
             inner.guest.clone(),
+        );
+        registry.register(
+            "delivery_paused",
+            "1 while delivery is paused because the files directory cannot be written, else 0",
+            inner.delivery_paused.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
@@ -275,6 +282,11 @@ impl Metrics {
     pub fn rollback(&self) {
         self.inner.rollbacks.inc();
     }
+    /// Delivery paused (the files directory cannot be written) or going on.
+    pub fn delivery_paused(&self, paused: bool) {
+        self.inner.delivery_paused.set(i64::from(paused));
+    }
+
     pub fn status_failure(&self) {
         self.inner.status_failures.inc();
     }

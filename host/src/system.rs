@@ -1,5 +1,6 @@
 //! Facts about the machine the host runs on: its clock and its hostname (the guest gets both
-//! from the host, never from WASI), and one flush of a whole filesystem.
+//! from the host, never from WASI), the user the process runs as, who holds a lock, and one
+//! flush of a whole filesystem.
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -13,6 +14,53 @@ pub fn machine_hostname() -> anyhow::Result<String> {
     gethostname::gethostname().into_string().map_err(|name| {
         anyhow::anyhow!("the machine's hostname {name:?} is not UTF-8: pass --hostname")
     })
+}
+
+/// The user id the process acts as: the one whose permissions the files directory's checks
+/// try.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The pid of another process holding a `flock` on `path`, as `/proc/locks` tells (Linux); a
+/// lock on a directory has no room for a pid file, and the kernel knows the holder anyway.
+/// `None` when it cannot be told.
+pub fn flock_holder(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    // glibc's encoding of a dev_t; /proc/locks prints it as `major:minor:inode`, in hex.
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let ours = std::process::id();
+    let holders = |exact: bool| {
+        locks
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`; a waiter's line has `->`.
+                let at = fields.iter().position(|f| *f == "FLOCK")?;
+                let pid: u32 = fields.get(at + 3)?.parse().ok()?;
+                let mut id = fields.get(at + 4)?.rsplitn(3, ':');
+                let inode: u64 = id.next()?.parse().ok()?;
+                let minor_of = u64::from_str_radix(id.next()?, 16).ok()?;
+                let major_of = u64::from_str_radix(id.next()?, 16).ok()?;
+                (inode == ino && pid != ours && (!exact || (major_of, minor_of) == (major, minor)))
+                    .then_some(pid)
+            })
+            .collect::<Vec<u32>>()
+    };
+    // Some filesystems (btrfs subvolumes) show another device there than stat does: the
+    // inode alone then, when only one lock matches it.
+    match holders(true).as_slice() {
+        [pid, ..] => Some(*pid),
+        [] => match holders(false).as_slice() {
+            [pid] => Some(*pid),
+            _ => None,
+        },
+    }
 }
 
 /// Whether an executable named `program` is on `PATH`.
@@ -97,6 +145,41 @@ pub fn keep_large_buffers() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_holder_of_a_directory_lock_is_found_by_its_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let ours = std::fs::File::open(dir.path()).unwrap();
+            ours.lock().unwrap();
+            assert_eq!(
+                super::flock_holder(dir.path()),
+                None,
+                "ours is not another's"
+            );
+        }
+        // flock(1) holds the lock itself while its command runs.
+        let Ok(mut holder) = std::process::Command::new("flock")
+            .arg(dir.path())
+            .args(["sleep", "30"])
+            .spawn()
+        else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = None;
+        while seen.is_none() && std::time::Instant::now() < deadline {
+            seen = super::flock_holder(dir.path());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(seen, Some(holder.id()));
     }
 }
 

@@ -1,5 +1,6 @@
 //! `kres-kafka run`: the daemon, with the process's signals: SIGTERM and SIGINT stop it (a
-//! second one exits at once), SIGHUP asks it to check the guest file.
+//! second one exits at once), SIGHUP asks it to check the guest file. `run --check`: the
+//! daemon's preflight alone.
 
 use crate::config::{Config, DEFAULT_CONFIG_FILES};
 use anyhow::Context as _;
@@ -21,6 +22,12 @@ pub struct Args {
     /// A guest component to use instead of `kafka.guest` or the embedded one.
     #[arg(long, value_name = "PATH")]
     pub guest: Option<PathBuf>,
+
+    /// Check what delivery needs (the files and state directories writable by this user, the
+    /// manager, the broker and both topics, the trusted keys), print what was found, and exit:
+    /// 0 when nothing is wrong, 1 with every problem listed. Takes no lock, changes nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Run `kres-kafka run`.
@@ -41,6 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for warning in crate::tls::check_sasl(config.kafka.sasl.as_ref())? {
         tracing::warn!("{warning}");
     }
+    if args.check {
+        return check(&config, &configs);
+    }
     if !config.kafka.enable {
         println!(
             "Kafka delivery is disabled (kafka.enable is false in {}): nothing to do",
@@ -58,6 +68,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::daemon::run(config, shutdown, recheck).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run --check`: the preflight, a line per check, problems marked; exit 1 when any.
+fn check(config: &Config, configs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use crate::daemon::preflight::{self, Severity};
+    println!(
+        "checking kres-kafka's configuration from {}",
+        super::show(configs)
+    );
+    if !config.kafka.enable {
+        println!("note: kafka.enable is false: `run` would do nothing");
+    }
+    let report = super::block_on(async { Ok(preflight::check(config).await) })?;
+    for found in &report.passed {
+        println!("ok: {found}");
+    }
+    for problem in &report.problems {
+        let what = match problem.severity {
+            Severity::Stops => "stops delivery",
+            Severity::Delays => "delays delivery",
+        };
+        println!("problem ({what}): {}", problem.text);
+    }
+    if report.problems.is_empty() {
+        println!("no problem found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("kres-kafka: {} problem(s) found", report.problems.len());
+    Ok(ExitCode::from(1))
 }
 
 /// Cancel `shutdown` on SIGTERM or SIGINT; a second signal exits at once.

@@ -11,12 +11,28 @@
 //!
 //! # Layout
 //!
-//! - this file: start-up (checks, guest, metrics, swap watcher, scheduler, consumer), the loop.
+//! A start goes in named steps, in this order: **check** (the preflight: a directory that
+//! cannot be written refuses the start, a manager or broker that does not answer is a
+//! warning), **prepare** (the state directory, both locks, the guest, metrics), **connect**
+//! (watchers first, then the clients they watch for: the SASL password, the status producer,
+//! the guest file, the scheduler, the consumer), **serve** (the loop).
+//!
+//! # Layout
+//!
+//! - this file: the steps of a start, the loop, delivery with its pauses.
+//! - `preflight`: the checks, also `run --check`.
+//! - `lock`: one daemon per state directory and per files directory.
+//! - `passwords`: the watch on `kafka.sasl-password-file`, and giving the clients a new one.
 //! - `worker`: runs the guest on the blocking pool; logs and counts outcomes.
 //! - `executor`: makes the manager calls; rolls back a refused reload.
 
 mod executor;
+mod lock;
+mod passwords;
+pub mod preflight;
 mod worker;
+
+pub use lock::LOCK_FILE;
 
 use crate::config::Config;
 use crate::config::Settings;
@@ -105,8 +121,12 @@ async fn deliver(
 ) -> bool {
     let mut wait = IO_RETRY_FIRST;
     let mut done = 0;
+    // Whether delivery is paused at `batch[done]`: reported once when it starts and once when
+    // it ends, not at every try.
+    let mut paused = false;
     while done < batch.len() {
         let rest = &batch[done..];
+        let done_before = done;
         let outcomes = worker
             .process(rest.iter().map(|(m, _)| m.clone()).collect())
             .await;
@@ -137,6 +157,10 @@ async fn deliver(
             }
             done += 1;
         }
+        if paused && done > done_before {
+            paused = false;
+            resume(&worker.metrics, status);
+        }
         let Some((outcome, message)) = stopped else {
             if outcomes.len() < rest.len() {
                 tracing::debug!(
@@ -148,89 +172,38 @@ async fn deliver(
             wait = IO_RETRY_FIRST;
             continue;
         };
+        let reason = format!(
+            "files dir not writable: {}",
+            outcome.reason().unwrap_or_default()
+        );
         tracing::error!(
             partition = message.partition,
             offset = message.offset,
-            reason = outcome.reason().unwrap_or_default(),
+            %reason,
             "delivery paused: the files directory cannot be written; trying again in {wait:?}"
         );
+        if !paused {
+            paused = true;
+            worker.metrics.delivery_paused(true);
+            status.paused(&About::of(message), &reason);
+        }
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(wait) => {}
         }
         wait = (wait * 2).min(IO_RETRY_MAX);
     }
+    if paused {
+        resume(&worker.metrics, status);
+    }
     true
 }
 
-/// The lock that keeps a second daemon off the same state directory, in it.
-pub const LOCK_FILE: &str = "lock";
-
-/// Take the password now in `kafka.sasl-password-file`, if it changed since `current`: the
-/// consumer's and the status producer's next connections authenticate with it. A file that
-/// cannot be read, or is empty (half-written), keeps the password in use.
-fn rotate_password(
-    kafka: &Settings,
-    reader: &kafka::Reader,
-    status: &Status,
-    current: &mut Option<String>,
-) {
-    let Some(sasl) = &kafka.sasl else { return };
-    let file = sasl.password_file.display();
-    let new = match sasl.changed_password(current.as_deref()) {
-        Ok(Some(new)) => new,
-        Ok(None) => {
-            tracing::debug!(%file, "kafka.sasl-password-file changed, not the password (or it is empty)");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(%file, "reading kafka.sasl-password-file: {e}; keeping the password in use");
-            return;
-        }
-    };
-    let consumer = kafka::set_sasl_credentials(reader.consumer().client(), &sasl.username, &new);
-    let producer = status.set_sasl_credentials(&sasl.username, &new);
-    match consumer.and(producer) {
-        Ok(()) => {
-            tracing::info!(%file, username = %sasl.username, "new SASL password: the next connections authenticate with it");
-            *current = Some(new);
-        }
-        Err(e) => tracing::error!(%file, "taking the new SASL password: {e}"),
-    }
-}
-
-/// Take the state directory's lock for as long as the returned file is open, and write this
-/// process's pid in it; a second daemon on the same directory fails here, naming the first.
-fn lock_state_dir(kafka: &Settings) -> anyhow::Result<std::fs::File> {
-    use std::io::{Read as _, Seek as _, Write as _};
-    let path = kafka.state_dir.join(LOCK_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            anyhow::bail!(
-                "another kres-kafka (pid {}) already delivers to kafka.files-dir {} with kafka.state-dir {}: one daemon per directory",
-                pid.trim(),
-                kafka.files_dir.display(),
-                kafka.state_dir.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()));
-        }
-    }
-    file.set_len(0)?;
-    file.rewind()?;
-    writeln!(file, "{}", std::process::id())?;
-    Ok(file)
+/// Delivery goes on after a pause: said in the log, the gauge and on the status topic.
+fn resume(metrics: &Metrics, status: &Status) {
+    tracing::info!("delivery resumed: the files directory can be written again");
+    metrics.delivery_paused(false);
+    status.resumed();
 }
 
 /// The manager's schema as last fetched, in the state directory.
@@ -250,6 +223,28 @@ pub fn validator(kafka: &Settings) -> Option<Validator> {
     })
 }
 
+/// Check: what delivery needs from this machine ([`preflight`]), before anything is taken or
+/// touched. A problem that stops delivery refuses the start, each named; one that delays it
+/// is a warning. False when `shutdown` came first.
+async fn check(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    let report = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(false),
+        report = preflight::check(config) => report,
+    };
+    let stopping: Vec<&str> = report.stopping().map(|p| p.text.as_str()).collect();
+    if !stopping.is_empty() {
+        anyhow::bail!("{}", stopping.join("\n"));
+    }
+    for found in &report.passed {
+        tracing::info!("preflight: {found}");
+    }
+    for problem in &report.problems {
+        tracing::warn!("{}", problem.text);
+    }
+    Ok(true)
+}
+
 /// Run the daemon until `shutdown`. Each value on `recheck_guest` (SIGHUP) makes it look at the
 /// guest file again.
 pub async fn run(
@@ -259,20 +254,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     crate::system::keep_large_buffers();
     let kafka = &config.kafka;
-    if !kafka.files_dir.is_dir() {
-        anyhow::bail!(
-            "kafka.files-dir {} does not exist or is not a directory",
-            kafka.files_dir.display()
-        );
+
+    // 1. Check.
+    if !check(&config, &shutdown).await? {
+        tracing::info!("stopped during the preflight");
+        return Ok(());
     }
 
+    // 2. Prepare: the state directory and both locks, before anything touches either
+    //    directory; the manager's schema, the guest, metrics.
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&kafka.state_dir)
         .with_context(|| format!("creating kafka.state-dir {}", kafka.state_dir.display()))?;
-    // Before anything touches the files directory or the state directory.
-    let _lock = lock_state_dir(kafka)?;
+    let _locks = lock::take(kafka)?;
+    for warning in &kafka.warnings {
+        tracing::warn!("{warning}");
+    }
     let manager = Manager::new(config.management.clone(), kafka.force);
     let schema_cache = kafka.state_dir.join(SCHEMA_CACHE);
     let resolver = Arc::new(ResolverAccess::new(
@@ -307,6 +306,12 @@ pub async fn run(
         .await?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
+
+    // 3. Connect: each watcher before the client it watches for. The password watch comes
+    //    before the status producer and the consumer read the password file, so that a
+    //    password fixed while the broker refuses the logins is taken (a refused login never
+    //    reaches the loop).
+    let mut passwords = passwords::Passwords::watch(kafka)?;
     let status = Status::new(&config, metrics.clone(), guest.version());
     let mut swaps = swap::spawn(
         Arc::clone(&sandbox),
@@ -353,20 +358,23 @@ pub async fn run(
         scheduler.request(owed, None);
     }
 
-    for warning in &kafka.warnings {
-        tracing::warn!("{warning}");
-    }
-    let Some(mut reader) = kafka::Reader::start(&config, worker.metrics.clone(), &shutdown)
-        .await
-        .context("creating the Kafka consumer")?
-    else {
+    let mut reader = kafka::Reader::new(&config, worker.metrics.clone())
+        .context("creating the Kafka consumer")?;
+    let connected = reader
+        .connect(&kafka.files_dir, &shutdown, |consumer| {
+            if passwords.changed_now() {
+                passwords.take_new(kafka, consumer, &status);
+            }
+        })
+        .await?;
+    if !connected {
         tracing::info!("stopped before the broker answered");
         drop(scheduler);
         drop(swaps);
         tasks.close();
         tasks.wait().await;
         return Ok(());
-    };
+    }
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(),
@@ -374,18 +382,7 @@ pub async fn run(
     );
     status.lifecycle(Event::Started);
 
-    // A new password in kafka.sasl-password-file is taken without a restart.
-    let (password_tx, mut passwords) = mpsc::unbounded_channel();
-    let _password_watcher = match &kafka.sasl {
-        Some(sasl) => Some(crate::watch::file(
-            &sasl.password_file,
-            "kafka.sasl-password-file",
-            password_tx,
-        )?),
-        None => None,
-    };
-    let mut password = kafka.sasl.as_ref().and_then(|s| s.password().ok());
-
+    // 4. Serve.
     let mut commits = tokio::time::interval(kafka::COMMIT_EVERY);
     let mut refresh = tokio::time::interval_at(
         tokio::time::Instant::now() + kafka.metadata_refresh,
@@ -405,11 +402,7 @@ pub async fn run(
             // progress, if any, has finished on the guest it started with.
             Some(swapped) = swaps.recv() => worker.swap(swapped),
             _ = maintenance.tick() => worker.maintain().await,
-            Some(()) = passwords.recv() => {
-                tokio::time::sleep(crate::swap::SETTLE).await;
-                while passwords.try_recv().is_ok() {}
-                rotate_password(kafka, &reader, &status, &mut password);
-            }
+            () = passwords.changed() => passwords.take_new(kafka, reader.consumer(), &status),
             _ = commits.tick() => reader.commit(),
             _ = refresh.tick() => {
                 reader.refresh().await;

@@ -25,8 +25,8 @@ const BLOCKED: &str = "ads-0000000.tracker.example";
 enum Resolver {
     /// The real Knot Resolver, found on this machine.
     Real(knot::KnotResolver),
-    /// The stand-in, and what it records.
-    StandIn(Recorder, StandIn),
+    /// The stand-in, what it records, and the server (kept to the end: dropped, it stops).
+    StandIn(Recorder, #[allow(dead_code)] StandIn),
 }
 
 /// How long the demo waits for delivery before declaring failure.

@@ -66,6 +66,14 @@ impl ClientContext for ReaderContext {
 }
 
 impl ReaderContext {
+    /// A context counting the consumer's errors in `metrics`.
+    pub fn new(metrics: Metrics) -> ReaderContext {
+        ReaderContext {
+            log: LogContext::default(),
+            metrics,
+        }
+    }
+
     /// An error the consumer's queue gave instead of a message (librdkafka hands a consumer's
     /// errors over that way, not to [`ClientContext::error`]): counted, logged once in a while.
     pub fn failed(&self, error: &KafkaError) {
@@ -155,26 +163,19 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Create the consumer and assign it its partitions. Waits for the broker to describe the
-    /// topic (logging why while it cannot); `None` when `shutdown` came first.
-    pub async fn start(
-        config: &Config,
-        metrics: Metrics,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<Reader>> {
+    /// Create the consumer. Nothing is asked of the broker yet (see [`Reader::connect`]), so
+    /// that what must watch the client's credentials can be given it first.
+    pub fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Reader> {
         let kafka = &config.kafka;
         let client_id = format!("kres-kafka-{}", config.hostname);
-        let context = ReaderContext {
-            log: LogContext::default(),
-            metrics,
-        };
-        let consumer: Consumer = consumer_config(kafka, &client_id).create_with_context(context)?;
+        let consumer: Consumer =
+            consumer_config(kafka, &client_id).create_with_context(ReaderContext::new(metrics))?;
         let mut keys = Vec::new();
         if let Some(zone) = &kafka.zone_id {
             keys.push(zone.as_bytes().to_vec());
         }
         keys.push(config.hostname.as_bytes().to_vec());
-        let mut reader = Reader {
+        Ok(Reader {
             consumer,
             topic: kafka.topic.clone(),
             mode: kafka.partitions,
@@ -184,15 +185,27 @@ impl Reader {
             draining: BTreeMap::new(),
             done: Mutex::default(),
             stored: AtomicBool::new(false),
+        })
+    }
+
+    /// Wait for the broker to describe the topic (logging why while it cannot), then assign
+    /// the partitions, each from where the journal in `files_dir` says. `meanwhile` is called
+    /// between two tries, with the consumer (a new password may be given it there). False when
+    /// `shutdown` came first.
+    pub async fn connect(
+        &mut self,
+        files_dir: &std::path::Path,
+        shutdown: &CancellationToken,
+        meanwhile: impl FnMut(&Consumer),
+    ) -> anyhow::Result<bool> {
+        let Some(count) = self.wait_for_partition_count(shutdown, meanwhile).await else {
+            return Ok(false);
         };
-        let Some(count) = reader.wait_for_partition_count(shutdown).await else {
-            return Ok(None);
-        };
-        let journal = Journal::read(&kafka.files_dir)
+        let journal = Journal::read(files_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .applied;
-        reader.assign_initial(count, &journal)?;
-        Ok(Some(reader))
+        self.assign_initial(count, &journal)?;
+        Ok(true)
     }
 
     /// The librdkafka consumer.
@@ -210,8 +223,13 @@ impl Reader {
         }
     }
 
-    /// The topic's partition count, asked until the broker answers or `shutdown`.
-    async fn wait_for_partition_count(&self, shutdown: &CancellationToken) -> Option<i32> {
+    /// The topic's partition count, asked until the broker answers or `shutdown`; `meanwhile`
+    /// between two tries.
+    async fn wait_for_partition_count(
+        &self,
+        shutdown: &CancellationToken,
+        mut meanwhile: impl FnMut(&Consumer),
+    ) -> Option<i32> {
         loop {
             match self.partition_count() {
                 Ok(count) => return Some(count),
@@ -230,6 +248,7 @@ impl Reader {
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 Err(e) = self.consumer.recv() => self.consumer.context().failed(&e),
             }
+            meanwhile(&self.consumer);
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! A daemon publishes one JSON [`Record`] per outcome an operator needs (a file committed or
 //! unchanged, a message rejected, a manager call served, refused or rolled back, a guest swapped
-//! or refused, the daemon started or stopped), keyed by resolver, or `resolver/file` for a
+//! or refused, delivery paused or resumed, the daemon started or stopped), keyed by resolver, or `resolver/file` for a
 //! file's records, so that a compacted topic keeps each resolver's latest state per file.
 //!
 //! This module must never delay or stop delivery: [`Status`] hands each record to librdkafka's
@@ -70,6 +70,11 @@ pub enum Event {
     GuestSwapped,
     /// A new guest failed its checks; the current one stays (`reason`).
     GuestRefused,
+    /// Delivery stopped at this message, which stays to be done (`reason`: the files directory
+    /// cannot be written); it is offered again until it goes through.
+    Paused,
+    /// Delivery goes on again after a pause.
+    Resumed,
     Started,
     Stopped,
     /// Written by a newer kres-kafka: shown, never interpreted.
@@ -90,6 +95,8 @@ impl Event {
             Event::RolledBack => "rolled-back",
             Event::GuestSwapped => "guest-swapped",
             Event::GuestRefused => "guest-refused",
+            Event::Paused => "paused",
+            Event::Resumed => "resumed",
             Event::Started => "started",
             Event::Stopped => "stopped",
             Event::Unknown => "unknown",
@@ -378,6 +385,20 @@ impl Status {
         self.with(Event::GuestRefused, |r| r.reason = Some(reason.to_owned()));
     }
 
+    /// Report delivery paused at the message `about`, for `reason`.
+    pub fn paused(&self, about: &About, reason: &str) {
+        self.with(Event::Paused, |r| {
+            r.file = about.file.clone();
+            r.transfer_id = about.transfer_id.clone();
+            r.reason = Some(reason.to_owned());
+        });
+    }
+
+    /// Report delivery going on again after a pause.
+    pub fn resumed(&self) {
+        self.with(Event::Resumed, |_| {});
+    }
+
     /// Report the daemon started or stopped.
     pub fn lifecycle(&self, event: Event) {
         self.with(event, |_| {});
@@ -445,5 +466,9 @@ mod tests {
         let read: Record = serde_json::from_str(&newer).unwrap();
         assert_eq!(read.outcome, Event::Unknown);
         assert_eq!(record("r1", Event::Started, |_| {}).key(), "r1");
+        let paused = record("r1", Event::Paused, |r| r.file = Some("good.json".into()));
+        let json = serde_json::to_string(&paused).unwrap();
+        assert!(json.contains("\"outcome\":\"paused\""), "{json}");
+        assert_eq!(paused.key(), "r1/good.json");
     }
 }

@@ -12,7 +12,9 @@ pub enum Progress {
     Committed { action: Action },
     /// Done: committed and its call served, or unchanged, or committed asking for nothing.
     Done { how: String },
-    /// Will not be done: rejected, failed, or its call refused or rolled back.
+    /// Will not be done: rejected, failed, or its call refused or rolled back; or not now:
+    /// delivery paused at it (it is done once the resolver can write again, after `send`
+    /// returned).
     Failed { why: String },
 }
 
@@ -136,6 +138,9 @@ impl Tracker {
                 (Event::Served, Progress::Committed { .. }) => Progress::Done {
                     how: format!("committed, {call} served"),
                 },
+                // Settles the row: what pauses delivery (a files directory that cannot be
+                // written) waits for an operator, and the publisher hears it at once.
+                (Event::Paused, Progress::Waiting) => Progress::Failed { why: why("paused") },
                 (Event::Refused, _) => Progress::Failed {
                     why: why(&format!("{call} refused")),
                 },
@@ -197,6 +202,16 @@ mod tests {
             r.reason = Some("netwrok: unknown key".into());
         }));
         assert!(t.settled());
+        let mut paused = Tracker::new(&expected[..1], &transfers[..1]);
+        paused.see(&record("r1", Event::Paused, |r| {
+            r.transfer_id = Some("t1".into());
+            r.reason = Some("files dir not writable: Permission denied".into());
+        }));
+        assert!(paused.settled());
+        assert_eq!(
+            paused.rows[&("r1".to_owned(), "block.rpz".to_owned())].show(),
+            "paused: files dir not writable: Permission denied"
+        );
         let row = |r: &str, f: &str| t.rows[&(r.to_owned(), f.to_owned())].show();
         assert_eq!(row("r1", "config.yaml"), "committed, reload served");
         assert_eq!(row("r2", "block.rpz"), "unchanged");

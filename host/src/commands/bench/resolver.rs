@@ -176,7 +176,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
 
     // The manager's own calls, in the same run, on the same files.
     let manager = Manager::new(config.management.clone(), false);
-    let mut own = |action: Action| {
+    let own = |action: Action| {
         let manager = manager.clone();
         async move {
             let mut times = Vec::new();
