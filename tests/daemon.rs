@@ -609,10 +609,11 @@ async fn the_broker_going_down_mid_transfer_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_loses_nothing() {
+async fn a_stop_with_the_broker_gone_does_not_wait_for_it_says_what_it_gave_up_and_loses_nothing() {
     // 1. A file is committed; the broker goes away; SIGTERM.
-    // 2. The daemon exits 0 within seconds (the broker's timeouts are minutes), saying that
-    //    it gave up on the broker.
+    // 2. The daemon exits 0 without waiting for the broker (0.4 s for the commit, 0.2 s for
+    //    the status records: under a second; the time is printed, the bound is the code's),
+    //    saying that it gave up on the broker.
     // 3. With the broker back, a restart reads on from the journal: the first file's message
     //    is not processed again, a new one is.
     let broker = Broker::start(1);
@@ -621,6 +622,8 @@ async fn a_stop_with_the_broker_gone_takes_seconds_says_what_it_gave_up_and_lose
     broker.publish_upstream(ME, "before.dat", b"before").await;
     host.wait_for("the first file", |h| h.holds("before.dat", b"before"))
         .await;
+    // Its renew made: what the stop waits for is the broker alone.
+    host.wait_for("no call owed", Host::owes_no_call).await;
     broker.cluster.broker_down(1).unwrap();
     host.wait_for("the broker's absence noticed", |h| {
         h.logs().contains("Connection refused") || h.logs().contains("Disconnected")

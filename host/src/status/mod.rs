@@ -45,8 +45,10 @@ const QUEUE_MAX: usize = 10_000;
 /// leader election or a broker restart, short enough that a record still means "now".
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How long a stopping daemon waits for its last records (the stop itself among them).
-pub const FLUSH_AT_STOP: Duration = Duration::from_secs(2);
+/// How long a stopping daemon waits for its last records (the stop itself among them): a
+/// broker that answers takes milliseconds; one that does not must not hold up the stop (with
+/// `kafka::reader::STOP_WAIT`, under a second in all).
+pub const FLUSH_AT_STOP: Duration = Duration::from_millis(200);
 
 /// What happened, as the `outcome` field says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
