@@ -47,6 +47,10 @@ pub fn binary() -> PathBuf {
             .args(["--no-default-features", "--features", "dynostore,libsql"])
             .arg("--root")
             .arg(&tools)
+            // Its build kept beside it (not cargo's temporary directory, removed when the
+            // install is interrupted): a second try goes on where the first stopped.
+            .arg("--target-dir")
+            .arg(tools.join("build"))
             .status()
             .unwrap();
         assert!(status.success(), "installing nisshi failed");
