@@ -6,7 +6,8 @@
 //! (SCRAM-SHA-512) log in with their password files, and `send --wait` reads the daemon's
 //! status records back; a client without credentials, an unknown user and a wrong password
 //! get nothing, and the daemon logs and counts the refusal and keeps retrying; a new password
-//! written to the file is taken by the running daemon, which then delivers, without a restart.
+//! written to the file is taken by the running daemon, which then delivers, without a restart,
+//! also when the daemon started with a wrong one (the deployment mistake).
 //! No broker here offers PLAIN or OAUTHBEARER: their settings and refusals are unit tests
 //! (`host/src/kafka`).
 //!
@@ -311,4 +312,53 @@ fn scrape_errors(port: u16) -> u64 {
         .filter(|l| l.starts_with("kres_kafka_broker_errors_total{client=\"consumer\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_with_a_wrong_password_delivers_once_its_file_is_fixed() {
+    // 1. The broker knows the resolver's account; the daemon starts with a wrong password in
+    //    its `sasl-password-file` (the deployment mistake): its logins are refused, logged
+    //    and counted, again and again.
+    // 2. A file published meanwhile is not delivered.
+    // 3. The operator writes the right password into the file: the same daemon (same pid)
+    //    logs in with it and delivers the file.
+    let mut broker = Nisshi::start();
+    broker.create_topic(TOPIC, 1);
+    broker.create_topic(&format!("{TOPIC}-status"), 1);
+    broker.set_user(ME, "the right password", 512);
+    broker.set_user("publisher", "publisher's secret", 256);
+    broker.restart(true);
+    let publishing = tempfile::tempdir().unwrap();
+    let config = publisher(&broker, publishing.path());
+
+    let (mut host, port) = resolver(&broker, ME, "a wrong password");
+    host.start();
+    let pid = host.pid();
+    host.wait_for("the wrong password's logins refused, twice", |h| {
+        metric(port, AUTH_ERRORS) >= 2 && h.logs().contains("SASL")
+    })
+    .await;
+    assert!(
+        host.logs().contains(" WARN ") && host.logs().contains("authentication"),
+        "the refusal is logged with librdkafka's reason\n{}",
+        host.logs()
+    );
+
+    succeeds(send(&config, "a.dat", b"first file\n", &[]));
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(!host.path("a.dat").exists(), "delivered without a login");
+
+    write_password(&host.dir.path().join("password"), "the right password");
+    host.wait_for("the file, with the fixed password", |h| {
+        h.holds("a.dat", b"first file\n")
+    })
+    .await;
+    assert!(host.logs().contains("new SASL password"), "{}", host.logs());
+    assert_eq!(host.pid(), pid, "the daemon was not restarted");
+    // Logged in for good: the refusals stop.
+    let refused = metric(port, AUTH_ERRORS);
+    succeeds(send(&config, "b.dat", b"second file\n", &["--wait"]));
+    assert!(host.holds("b.dat", b"second file\n"), "{}", host.logs());
+    assert_eq!(metric(port, AUTH_ERRORS), refused, "{}", host.logs());
+    assert!(host.stop(SIGTERM).await.success());
 }

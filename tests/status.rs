@@ -259,3 +259,136 @@ async fn send_wait_names_a_reload_the_manager_refused_and_rolled_back() {
         host.logs()
     );
 }
+
+/// Wait until every one of `resolvers` has a record on the status topic (`status --json`).
+async fn reported(broker: &Broker, resolvers: &[&str]) {
+    let deadline = std::time::Instant::now() + common::daemon::PATIENCE;
+    loop {
+        let out = kres_kafka(broker, "status", &["--json"]);
+        let records: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if resolvers
+            .iter()
+            .all(|name| records.iter().any(|r| r["resolver"] == *name))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all of {resolvers:?} reported: {records:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn send_to_a_broker_that_does_not_answer_fails_within_its_timeout_naming_the_broker() {
+    let port = common::daemon::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let files = outbox(dir.path(), &[("block.rpz", b"blocked.example CNAME .\n")]);
+    let broker = format!("127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["send", "--server", &broker, "--timeout", "2s"])
+        .args(["--hostname", "resolver1"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(
+        stderr.contains(&format!(
+            "block.rpz: the broker {broker} did not take chunk 1 of 1 within 2s"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wait_names_a_hostname_that_never_reported() {
+    let broker = broker();
+    let mut host = Host::with(&broker.server(), "resolver1", "", &[]);
+    host.start();
+    reported(&broker, &["resolver1"]).await;
+    let files = outbox(
+        host.dir.path(),
+        &[("block.rpz", b"blocked.example CNAME .\n")],
+    );
+    let (out, stdout, stderr) = send_wait(
+        &broker,
+        &["--hostname", "resolvr1", "--wait-timeout", "3s"],
+        &files,
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // Said at once, before the wait, and again as the answer.
+    assert!(
+        stderr.contains(
+            "resolvr1 has never reported on the status topic \"knot-resolver-status\": is the \
+             hostname right? (known: resolver1)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "resolvr1: no status record from this resolver ever: is the hostname right? \
+             (known: resolver1)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no answer within"), "{stderr}");
+    assert!(!host.path("block.rpz").exists(), "{}", host.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wait_to_a_zone_waits_for_every_resolver_that_reported_for_it() {
+    // 1. r1 and r2 in zone z1, r3 in z2; all report that they started.
+    // 2. `send --zone-id z1 --wait`, no `--expect`: it names r1 and r2 as those it waits for,
+    //    and exits 0 once both committed and had their renew served.
+    // 3. `send --zone-id z9 --wait`: nobody ever reported for z9: refused before anything is
+    //    published, telling the user to pass `--expect`.
+    let broker = broker();
+    let mut hosts = [
+        Host::with(&broker.server(), "r1", "zone-id: z1\n", &[]),
+        Host::with(&broker.server(), "r2", "zone-id: z1\n", &[]),
+        Host::with(&broker.server(), "r3", "zone-id: z2\n", &[]),
+    ];
+    for host in &mut hosts {
+        host.start();
+    }
+    reported(&broker, &["r1", "r2", "r3"]).await;
+    let content = b"blocked.example CNAME .\n";
+    let files = outbox(hosts[0].dir.path(), &[("block.rpz", content)]);
+    let (out, stdout, stderr) = send_wait(&broker, &["--zone-id", "z1"], &files);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{stderr}\n{}{}",
+        hosts[0].logs(),
+        hosts[1].logs()
+    );
+    assert!(
+        stdout.contains("waiting for r1, r2: the resolvers that have reported for zone z1"),
+        "{stdout}"
+    );
+    for resolver in ["r1", "r2"] {
+        assert!(
+            stdout.contains(&format!("{resolver}: block.rpz: committed, renew served")),
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.contains("r3"), "{stdout}");
+    assert!(hosts[0].holds("block.rpz", content) && hosts[1].holds("block.rpz", content));
+
+    let before = broker.records(1).len();
+    let files = outbox(hosts[0].dir.path(), &[("nobody.rpz", content)]);
+    let (out, stdout, stderr) = send_wait(&broker, &["--zone-id", "z9"], &files);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "--wait with --zone-id z9: no resolver has reported for zone z9 on the status topic"
+        ) && stderr.contains("pass --expect NAME"),
+        "{stderr}"
+    );
+    assert_eq!(broker.records(1).len(), before, "something was published");
+}

@@ -24,8 +24,10 @@ use std::time::Duration;
 /// (at most this many chunks are held while their delivery reports are pending).
 const IN_FLIGHT: usize = 32;
 
-/// How long librdkafka may try to deliver one message before reporting it failed.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long librdkafka may try to deliver one message before reporting it failed, unless
+/// `send --timeout` says otherwise: long enough to ride out a leader election (seconds), short
+/// enough that a publisher pointed at a broker that is down hears it within the minute.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who the files are for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,18 +85,29 @@ pub fn is_config(name: &str) -> bool {
 pub const DEFAULT_COMPRESSION: &str = "zstd";
 
 /// The producer for `kafka`'s brokers and TLS settings, compressing with `compression`
-/// (librdkafka's `compression.type`: `zstd`, `lz4`, `gzip`, `snappy` or `none`).
+/// (librdkafka's `compression.type`: `zstd`, `lz4`, `gzip`, `snappy` or `none`), giving up on
+/// a message after [`DEFAULT_TIMEOUT`].
 pub fn producer(
     kafka: &Settings,
     compression: &str,
+) -> Result<Publisher, rdkafka::error::KafkaError> {
+    producer_within(kafka, compression, DEFAULT_TIMEOUT)
+}
+
+/// [`producer`], giving up on a message the brokers have not taken within `timeout`.
+pub fn producer_within(
+    kafka: &Settings,
+    compression: &str,
+    timeout: Duration,
 ) -> Result<Publisher, rdkafka::error::KafkaError> {
     let mut config = kafka::client_config(kafka, "kres-kafka-send");
     config
         // Retries must not reorder chunks, nor duplicate them.
         .set("enable.idempotence", "true")
+        // At least 1 ms: librdkafka reads 0 as "never".
         .set(
             "message.timeout.ms",
-            DELIVERY_TIMEOUT.as_millis().to_string(),
+            timeout.as_millis().clamp(1, i32::MAX as u128).to_string(),
         )
         .set("linger.ms", "5")
         // Kafka's default partitioner (the Java client's, kafka-python's): the daemon's
@@ -106,6 +119,13 @@ pub fn producer(
     Ok(Publisher {
         producer: config.create_with_context(log.clone())?,
         log,
+        brokers: kafka
+            .servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        timeout,
     })
 }
 
@@ -113,6 +133,18 @@ pub fn producer(
 pub struct Publisher {
     producer: FutureProducer<kafka::LogContext>,
     log: kafka::LogContext,
+    /// The brokers it was given, for a message that says which did not answer.
+    brokers: String,
+    /// How long a message may wait for the brokers.
+    timeout: Duration,
+}
+
+/// Why one file was not delivered.
+enum Failure {
+    /// The brokers did not take a chunk within the publisher's timeout: the next file would
+    /// wait as long, for nothing.
+    NoAnswer(String),
+    Other(String),
 }
 
 /// Send `files` to `to`, non-configuration files first, each signed by `signer` if given.
@@ -128,25 +160,33 @@ pub async fn send(
     let mut ordered: Vec<&Outgoing> = files.iter().collect();
     ordered.sort_by_key(|f| is_config(&f.name));
     let mut sent = Sent::default();
+    let mut unanswered: Option<&str> = None;
     for file in ordered {
-        match send_file(
-            &publisher.producer,
-            topic,
-            to,
-            file,
-            chunk_size,
-            signer,
-            progress,
-        )
-        .await
-        {
+        if let Some(first) = unanswered {
+            sent.failed.push((
+                file.name.clone(),
+                format!(
+                    "not sent: {} did not take {first}",
+                    brokers(&publisher.brokers)
+                ),
+            ));
+            continue;
+        }
+        match send_file(publisher, topic, to, file, chunk_size, signer, progress).await {
             Ok((size, chunks, transfer_id)) => sent.delivered.push(Delivered {
                 name: file.name.clone(),
                 size,
                 chunks,
                 transfer_id,
             }),
-            Err(mut reason) => {
+            Err(failure) => {
+                let mut reason = match failure {
+                    Failure::NoAnswer(reason) => {
+                        unanswered = Some(&file.name);
+                        reason
+                    }
+                    Failure::Other(reason) => reason,
+                };
                 if let Some(broker) = publisher.log.last_error() {
                     reason = format!("{reason} (last broker error: {broker})");
                 }
@@ -155,8 +195,17 @@ pub async fn send(
             }
         }
     }
-    let _ = publisher.producer.flush(DELIVERY_TIMEOUT);
+    let _ = publisher.producer.flush(publisher.timeout);
     sent
+}
+
+/// `the broker a:9092` or `the brokers a:9092, b:9092`.
+fn brokers(list: &str) -> String {
+    if list.contains(", ") {
+        format!("the brokers {list}")
+    } else {
+        format!("the broker {list}")
+    }
 }
 
 /// The `signature` and `signed-at` headers of file `name` with digest `sha256` for `to`,
@@ -224,15 +273,16 @@ pub fn progress_bar(files: &[Outgoing]) -> ProgressBar {
 }
 
 async fn send_file(
-    producer: &FutureProducer<kafka::LogContext>,
+    publisher: &Publisher,
     topic: &str,
     to: &Recipient,
     file: &Outgoing,
     chunk_size: u64,
     signer: Option<&SigningKey>,
     progress: &ProgressBar,
-) -> Result<(u64, u32, String), String> {
-    let read_error = |e: io::Error| format!("reading {}: {e}", file.path.display());
+) -> Result<(u64, u32, String), Failure> {
+    let producer = &publisher.producer;
+    let read_error = |e: io::Error| Failure::Other(format!("reading {}: {e}", file.path.display()));
     progress.set_message(file.name.clone());
 
     // First pass: size and digest, so every chunk carries the whole file's checksum.
@@ -243,7 +293,8 @@ async fn send_file(
     let sha256 = kres_kafka_guest::durable::hex(&digest);
     let signature = signer.map(|key| sign(key, &file.name, &digest, to));
     let total = size.div_ceil(chunk_size).max(1);
-    let total = u32::try_from(total).map_err(|_| format!("{} chunks is too many", total))?;
+    let total =
+        u32::try_from(total).map_err(|_| Failure::Other(format!("{total} chunks is too many")))?;
     let transfer_id = uuid::Uuid::new_v4().to_string();
 
     // Second pass: the chunks, with a bounded number of delivery reports pending.
@@ -304,23 +355,24 @@ async fn send_file(
             .headers(headers);
         let delivery = producer
             .send_result(record)
-            .map_err(|(e, _)| format!("queueing chunk {index} of {total}: {e}"))?;
+            .map_err(|(e, _)| Failure::Other(format!("queueing chunk {index} of {total}: {e}")))?;
         pending.push_back((index, chunk.len() as u64, delivery));
         if pending.len() >= IN_FLIGHT {
-            wait(pending.pop_front(), total, progress).await?;
+            wait(publisher, pending.pop_front(), total, progress).await?;
         }
     }
     while let Some(next) = pending.pop_front() {
-        wait(Some(next), total, progress).await?;
+        wait(publisher, Some(next), total, progress).await?;
     }
     Ok((size, total, transfer_id))
 }
 
 async fn wait(
+    publisher: &Publisher,
     next: Option<(u32, u64, rdkafka::producer::DeliveryFuture)>,
     total: u32,
     progress: &ProgressBar,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let Some((index, len, delivery)) = next else {
         return Ok(());
     };
@@ -329,8 +381,22 @@ async fn wait(
             progress.inc(len);
             Ok(())
         }
-        Ok(Err((e, _))) => Err(format!("chunk {index} of {total} was not delivered: {e}")),
-        Err(_) => Err(format!("chunk {index} of {total}: the producer stopped")),
+        Ok(Err((e, _)))
+            if e.rdkafka_error_code()
+                == Some(rdkafka::types::RDKafkaErrorCode::MessageTimedOut) =>
+        {
+            Err(Failure::NoAnswer(format!(
+                "{} did not take chunk {index} of {total} within {} (--timeout)",
+                brokers(&publisher.brokers),
+                humantime::format_duration(publisher.timeout)
+            )))
+        }
+        Ok(Err((e, _))) => Err(Failure::Other(format!(
+            "chunk {index} of {total} was not delivered: {e}"
+        ))),
+        Err(_) => Err(Failure::Other(format!(
+            "chunk {index} of {total}: the producer stopped"
+        ))),
     }
 }
 

@@ -119,7 +119,9 @@ fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Resul
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// Config file(s) whose `kafka` section gives the brokers, topic (and status topic), TLS
-    /// and chunk size.
+    /// and chunk size; repeat to merge several [default: those of
+    /// /etc/knot-resolver/config.yaml and /etc/knot-resolver/kres-kafka.yaml that exist, as
+    /// `run` reads them].
     #[arg(long = "config", short = 'c', value_name = "PATH")]
     pub configs: Vec<PathBuf>,
 
@@ -134,14 +136,32 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// The `kafka` section of the config files (the defaults without any), their TLS files
-    /// checked, `--server` and `--topic` overriding theirs.
+    /// The `kafka` section of the config files (`--config`, else the default files `run`
+    /// reads, else the defaults), their TLS files checked, `--server` and `--topic` overriding
+    /// theirs.
     fn settings(&self) -> anyhow::Result<crate::config::Settings> {
-        let config = if self.configs.is_empty() {
+        self.settings_with(&crate::config::DEFAULT_CONFIG_FILES)
+    }
+
+    /// [`ClientArgs::settings`] with `defaults` as the files read when none is given: a
+    /// publisher on a resolver host is configured by the same files as its daemon.
+    fn settings_with(&self, defaults: &[&str]) -> anyhow::Result<crate::config::Settings> {
+        let configs = existing_or_default(&self.configs, defaults);
+        let config = if configs.is_empty() {
             crate::config::Config::defaults()?
+        } else if self.configs.is_empty() {
+            crate::config::Config::load(&configs).with_context(|| {
+                format!(
+                    "the default config files ({}); --config names others",
+                    show(&configs)
+                )
+            })?
         } else {
-            crate::config::Config::load(&self.configs)?
+            crate::config::Config::load(&configs)?
         };
+        if self.configs.is_empty() && !configs.is_empty() {
+            tracing::info!("kafka settings from {}", show(&configs));
+        }
         let mut kafka = config.kafka;
         for warning in crate::tls::check_sasl(kafka.sasl.as_ref())? {
             tracing::warn!("{warning}");
@@ -182,4 +202,63 @@ fn show(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(configs: &[PathBuf]) -> ClientArgs {
+        ClientArgs {
+            configs: configs.to_vec(),
+            server: Vec::new(),
+            topic: None,
+        }
+    }
+
+    #[test]
+    fn client_commands_read_the_default_files_that_exist_as_run_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("kres-kafka.yaml");
+        std::fs::write(
+            &own,
+            "kafka:\n  server: broker.example@19092\n  topic: zone-files\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("config.yaml");
+        let defaults = [missing.to_str().unwrap(), own.to_str().unwrap()];
+
+        let kafka = client(&[]).settings_with(&defaults).unwrap();
+        assert_eq!(kafka.bootstrap_servers(), "broker.example:19092");
+        assert_eq!(kafka.topic, "zone-files");
+
+        // `--config` replaces the defaults; `--server` overrides either.
+        let other = dir.path().join("other.yaml");
+        std::fs::write(&other, "kafka:\n  topic: other\n").unwrap();
+        assert_eq!(
+            client(&[other]).settings_with(&defaults).unwrap().topic,
+            "other"
+        );
+        let mut args = client(&[]);
+        args.server = vec![crate::config::Server::parse("127.0.0.1:9093").unwrap()];
+        assert_eq!(
+            args.settings_with(&defaults).unwrap().bootstrap_servers(),
+            "127.0.0.1:9093"
+        );
+
+        // None exists: the defaults, as before.
+        let none = [missing.to_str().unwrap()];
+        assert_eq!(
+            client(&[])
+                .settings_with(&none)
+                .unwrap()
+                .bootstrap_servers(),
+            "localhost:9092"
+        );
+
+        // A default file that cannot be read says it was a default.
+        std::fs::write(&missing, "kafka: [").unwrap();
+        let error = format!("{:#}", client(&[]).settings_with(&defaults).unwrap_err());
+        assert!(error.contains("--config names others"), "{error}");
+    }
 }

@@ -2,10 +2,12 @@
 //! each in chunks with its SHA-256 and a transfer id; the exit status says whether the broker
 //! took every one. With `--wait`, it then reads the status topic for the resolvers' answers
 //! about these transfers, and the exit status says whether every expected resolver took every
-//! file and had its reload or renew served.
+//! file and had its reload or renew served. The status topic's history, read first, names the
+//! resolvers that have ever reported: a zone's, waited for when none is named, and an expected
+//! one that never reported, said to be so.
 
 use crate::publish::Recipient;
-use crate::status::{Progress, Reader, Tracker};
+use crate::status::{Progress, Reader, Roster, Tracker};
 use anyhow::Context as _;
 use bytesize::ByteSize;
 use std::io::IsTerminal as _;
@@ -58,13 +60,20 @@ pub struct Args {
     pub wait: bool,
 
     /// A resolver `--wait` waits for (repeat for more); with `--hostname`, that resolver is
-    /// expected anyway.
+    /// expected anyway. With `--zone-id` and no `--expect`, `--wait` waits for every resolver
+    /// whose status records say it is in that zone.
     #[arg(long, value_name = "NAME", requires = "wait")]
     pub expect: Vec<String>,
 
     /// How long `--wait` waits for the last answer.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "wait")]
     pub wait_timeout: Duration,
+
+    /// How long the brokers may take to answer: to take each file (librdkafka's
+    /// `message.timeout.ms`), and with `--wait` to tell where the status topic ends. A broker
+    /// that is down or does not answer fails the send then, naming it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 
     /// Files to send; each is delivered under its own file name.
     #[arg(value_name = "FILE", required = true)]
@@ -106,14 +115,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         expected.insert(0, host.clone());
     }
-    if args.wait && expected.is_empty() {
-        anyhow::bail!("--wait with --zone-id needs the resolvers to wait for: --expect NAME");
-    }
-    // The status topic's ends before publishing: the answers come after them.
+    // The status topic's ends before publishing: the answers come after them. Before them,
+    // who has ever reported.
     let reader = if args.wait {
-        let reader = Reader::new(&kafka)?;
+        let reader = Reader::new(&kafka)?.within(args.timeout);
         let ends = reader.ends()?;
-        Some((reader, ends))
+        let roster = Roster::of(reader.history(&ends)?.values());
+        if let Recipient::Zone(zone) = &to
+            && expected.is_empty()
+        {
+            expected = zone_members(&roster, zone, reader.topic())?;
+        }
+        for resolver in expected.iter().filter(|r| !roster.knows(r)) {
+            eprintln!(
+                "kres-kafka: {resolver} has never reported on the status topic {:?}: is the \
+                 hostname right? {} (waiting for it all the same)",
+                reader.topic(),
+                roster.known()
+            );
+        }
+        Some((reader, ends, roster))
     } else {
         None
     };
@@ -123,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(crate::publish::read_signing_key)
         .transpose()?;
     let sent = super::block_on(async {
-        let producer = crate::publish::producer(&kafka, &args.compression)
+        let producer = crate::publish::producer_within(&kafka, &args.compression, args.timeout)
             .context("creating the Kafka producer")?;
         let progress = crate::publish::progress_bar(&files);
         let sent = crate::publish::send(
@@ -151,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !sent.failed.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    let Some((reader, ends)) = reader else {
+    let Some((reader, ends, mut roster)) = reader else {
         return Ok(ExitCode::SUCCESS);
     };
     let transfers: Vec<_> = sent
@@ -165,12 +186,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     wait(
         &reader,
         &mut tracker,
+        &mut roster,
         args.wait_timeout,
         kafka.sasl.as_ref(),
     )?;
     let mut failed = false;
+    let mut named = std::collections::BTreeSet::new();
     for ((resolver, file), progress) in &tracker.rows {
         match progress {
+            // Not one record from it, ever: a typo'd hostname more often than a slow resolver.
+            Progress::Waiting if !roster.knows(resolver) => {
+                failed = true;
+                if named.insert(resolver) {
+                    eprintln!(
+                        "kres-kafka: {resolver}: no status record from this resolver ever: is \
+                         the hostname right? {}",
+                        roster.known()
+                    );
+                }
+            }
             Progress::Done { how } => println!("{resolver}: {file}: {how}"),
             Progress::Failed { why } => {
                 failed = true;
@@ -193,12 +227,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The resolvers `--zone-id ZONE --wait` waits for when none is named: those whose latest
+/// status record says they are in `zone`; none is an error (nothing is published).
+fn zone_members(roster: &Roster, zone: &str, topic: &str) -> anyhow::Result<Vec<String>> {
+    let members = roster.in_zone(zone);
+    if members.is_empty() {
+        anyhow::bail!(
+            "--wait with --zone-id {zone}: no resolver has reported for zone {zone} on the \
+             status topic {topic:?} {}: pass --expect NAME for each resolver to wait for",
+            roster.known()
+        );
+    }
+    let shown: Vec<String> = members
+        .iter()
+        .map(|(name, note)| match note {
+            Some(note) => format!("{name} ({note})"),
+            None => name.clone(),
+        })
+        .collect();
+    println!(
+        "waiting for {}: the resolvers that have reported for zone {zone} (--expect names \
+         others)",
+        shown.join(", ")
+    );
+    Ok(members.into_iter().map(|(name, _)| name).collect())
+}
+
 /// Read the status topic until every row is settled or `timeout` has passed, showing the
-/// table live on a terminal, a line per change otherwise. A new password in
-/// `sasl-password-file` is taken for the next connections.
+/// table live on a terminal, a line per change otherwise; every record read goes to
+/// `roster`. A new password in `sasl-password-file` is taken for the next connections.
 fn wait(
     reader: &Reader,
     tracker: &mut Tracker,
+    roster: &mut Roster,
     timeout: Duration,
     sasl: Option<&crate::config::Sasl>,
 ) -> anyhow::Result<()> {
@@ -238,6 +299,7 @@ fn wait(
         let Some((_, _, Some(record))) = reader.next(left.min(Duration::from_millis(200)))? else {
             continue;
         };
+        roster.see(&record);
         let before = tracker.rows.clone();
         if tracker.see(&record) {
             if live {

@@ -21,7 +21,7 @@ mod reader;
 mod tracker;
 
 pub use reader::{ReadError, Reader};
-pub use tracker::{Progress, Tracker};
+pub use tracker::{Progress, Roster, Tracker};
 
 use crate::config::Config;
 use crate::kafka::{self, LogContext};

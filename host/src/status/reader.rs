@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Reader {
     consumer: BaseConsumer<LogContext>,
     topic: String,
+    /// How long a metadata or watermark request may take.
+    timeout: Duration,
 }
 
 /// Why the status topic could not be read.
@@ -41,7 +43,9 @@ fn broker(last: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// How long a metadata or watermark request may take before the reader gives up.
+/// How long a metadata or watermark request may take before the reader gives up, unless
+/// [`Reader::within`] says otherwise; and how long reading the topic's history may stay quiet
+/// before it ends.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Reader {
@@ -65,7 +69,22 @@ impl Reader {
                 error: error.to_string(),
                 last: None,
             })?;
-        Ok(Reader { consumer, topic })
+        Ok(Reader {
+            consumer,
+            topic,
+            timeout: REQUEST_TIMEOUT,
+        })
+    }
+
+    /// Give up on a metadata or watermark request after `timeout` (`send --timeout`).
+    pub fn within(mut self, timeout: Duration) -> Reader {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The status topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     fn failed(&self, error: KafkaError) -> ReadError {
@@ -80,7 +99,7 @@ impl Reader {
     pub fn ends(&self) -> Result<Vec<(i32, i64, i64)>, ReadError> {
         let metadata = self
             .consumer
-            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .fetch_metadata(Some(&self.topic), self.timeout)
             .map_err(|e| self.failed(e))?;
         let topic = metadata
             .topics()
@@ -96,7 +115,7 @@ impl Reader {
             .map(|p| {
                 let (low, high) = self
                     .consumer
-                    .fetch_watermarks(&self.topic, p.id(), REQUEST_TIMEOUT)
+                    .fetch_watermarks(&self.topic, p.id(), self.timeout)
                     .map_err(|e| self.failed(e))?;
                 Ok((p.id(), low, high))
             })
@@ -143,7 +162,14 @@ impl Reader {
 
     /// Every record from the beginning to the end as of now, latest per key, by key. Blocks.
     pub fn latest(&self) -> Result<std::collections::BTreeMap<String, Record>, ReadError> {
-        let ends = self.ends()?;
+        self.history(&self.ends()?)
+    }
+
+    /// Every record before `ends` (from [`Reader::ends`]), latest per key, by key. Blocks.
+    pub fn history(
+        &self,
+        ends: &[(i32, i64, i64)],
+    ) -> Result<std::collections::BTreeMap<String, Record>, ReadError> {
         let mut left: std::collections::HashMap<i32, i64> = ends
             .iter()
             .filter(|(_, low, high)| high > low)

@@ -1,4 +1,6 @@
-//! `send --wait`'s bookkeeping: where each expected resolver stands with each file sent.
+//! `send --wait`'s bookkeeping: where each expected resolver stands with each file sent, and
+//! which resolvers have ever reported (to name a hostname nobody answers to, and to learn a
+//! zone's resolvers).
 
 use super::{Event, Record};
 use crate::outcome::Action;
@@ -163,6 +165,84 @@ impl Tracker {
     }
 }
 
+/// The resolvers that have reported on the status topic: each one's latest record.
+#[derive(Debug, Default)]
+pub struct Roster {
+    latest: std::collections::BTreeMap<String, Record>,
+}
+
+/// How many names [`Roster::known`] lists before it stops.
+const KNOWN_SHOWN: usize = 10;
+
+impl Roster {
+    /// The roster of `records` (the status topic's history).
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Roster {
+        let mut roster = Roster::default();
+        for record in records {
+            roster.see(record);
+        }
+        roster
+    }
+
+    /// Take a record into account: its resolver has reported.
+    pub fn see(&mut self, record: &Record) {
+        match self.latest.get(&record.resolver) {
+            Some(known) if known.time > record.time => {}
+            _ => {
+                self.latest.insert(record.resolver.clone(), record.clone());
+            }
+        }
+    }
+
+    /// Whether `resolver` has ever reported.
+    pub fn knows(&self, resolver: &str) -> bool {
+        self.latest.contains_key(resolver)
+    }
+
+    /// The resolvers whose latest record says they are in `zone`, each with a note when its
+    /// daemon said last that it stopped (`r2 (stopped 3h ago)`), sorted.
+    pub fn in_zone(&self, zone: &str) -> Vec<(String, Option<String>)> {
+        let now = crate::system::unix_now();
+        self.latest
+            .values()
+            .filter(|r| r.zone_id.as_deref() == Some(zone))
+            .map(|r| {
+                let note = (r.outcome == Event::Stopped).then(|| {
+                    format!(
+                        "stopped {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            now.saturating_sub(r.time)
+                        ))
+                    )
+                });
+                (r.resolver.clone(), note)
+            })
+            .collect()
+    }
+
+    /// `(known: r1, r2, ...)`: the resolvers that have reported, for a message about one
+    /// that has not.
+    pub fn known(&self) -> String {
+        if self.latest.is_empty() {
+            return "(no resolver has reported yet)".into();
+        }
+        let mut names: Vec<&str> = self
+            .latest
+            .keys()
+            .take(KNOWN_SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = self.latest.len().saturating_sub(KNOWN_SHOWN);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        names.sort_unstable();
+        format!("(known: {}{more})", names.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +299,36 @@ mod tests {
             row("r2", "config.yaml"),
             "rejected (invalid-config): netwrok: unknown key"
         );
+    }
+
+    #[test]
+    fn the_roster_knows_who_reported_and_for_which_zone() {
+        let at = |time: u64, zone: Option<&str>, mut r: Record| {
+            r.time = time;
+            r.zone_id = zone.map(str::to_owned);
+            r
+        };
+        let roster = Roster::of(&[
+            at(200, Some("z1"), record("r1", Event::Started, |_| {})),
+            // r2 moved from z1 to z2: its latest record counts, whatever the order read.
+            at(300, Some("z2"), record("r2", Event::Committed, |_| {})),
+            at(100, Some("z1"), record("r2", Event::Started, |_| {})),
+            at(200, Some("z1"), record("r3", Event::Stopped, |_| {})),
+            at(200, None, record("r4", Event::Started, |_| {})),
+        ]);
+        assert!(roster.knows("r1") && !roster.knows("resolvr1"));
+        let zone: Vec<_> = roster.in_zone("z1");
+        assert_eq!(zone[0], ("r1".to_owned(), None));
+        assert_eq!(zone[1].0, "r3");
+        assert!(
+            zone[1]
+                .1
+                .as_deref()
+                .is_some_and(|n| n.starts_with("stopped "))
+        );
+        assert_eq!(zone.len(), 2);
+        assert!(roster.in_zone("z3").is_empty());
+        assert_eq!(roster.known(), "(known: r1, r2, r3, r4)");
+        assert_eq!(Roster::default().known(), "(no resolver has reported yet)");
     }
 }
