@@ -325,7 +325,10 @@ fn validate_says_what_it_cannot_judge() {
     std::fs::write(&rpz, b"x").unwrap();
     let (status, out) = validate(&[rpz, missing]);
     assert_eq!(status, Some(2), "{out}");
-    assert!(out.contains("block.dat: neither a configuration file"), "{out}");
+    assert!(
+        out.contains("block.dat: neither a configuration file"),
+        "{out}"
+    );
     assert!(
         out.contains("missing.yaml: cannot judge: reading it"),
         "{out}"
@@ -371,4 +374,39 @@ async fn a_refused_reload_never_undoes_a_newer_configuration() {
         "{}",
         host.logs()
     );
+}
+
+#[test]
+fn validate_judges_kres_kafkas_own_file_as_run_reads_it() {
+    // A file with a `kafka` section is kres-kafka's own: judged as `run` reads it (the key,
+    // the line and the column of a mistake), not as a resolver configuration.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("files")).unwrap();
+    let good = dir.path().join("kres-kafka.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "kafka:\n  enable: yes\n  server: kafka1.example:9093\n  files-dir: {}\n",
+            dir.path().join("files").display()
+        ),
+    )
+    .unwrap();
+    let bad = dir.path().join("typo.yaml");
+    std::fs::write(
+        &bad,
+        "kafka:\n  enable: true\n  sever: kafka1.example:9093\n",
+    )
+    .unwrap();
+    let (status, out) = validate(&[good, bad]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(
+        out.contains("kres-kafka.yaml: valid (kres-kafka's own configuration"),
+        "{out}"
+    );
+    assert!(
+        out.contains("typo.yaml: invalid: ")
+            && out.contains("typo.yaml:3:3: kafka.sever: unknown key; did you mean server?"),
+        "{out}"
+    );
+    assert!(!out.contains("unknown key \"kafka\""), "{out}");
 }

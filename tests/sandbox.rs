@@ -48,7 +48,7 @@ fn single_message_is_committed_atomically_with_its_action() {
     let (_s, guest) = default_guest(&scratch);
     let out = process(&guest, whole("zones/block.rpz", b"*.bad.example CNAME .\n")).unwrap();
     assert!(
-        matches!(&out, Outcome::Committed { file, action: Action::Renew, size: 22, .. } if file == "zones/block.dat"),
+        matches!(&out, Outcome::Committed { file, action: Action::Renew, size: 22, .. } if file == "zones/block.rpz"),
         "{out:?}"
     );
     let out = process(&guest, whole("config.yaml", b"workers: 2\n")).unwrap();
@@ -63,12 +63,12 @@ fn single_message_is_committed_atomically_with_its_action() {
         "{out:?}"
     );
     assert_eq!(
-        fs::read(scratch.files().join("zones/block.dat")).unwrap(),
+        fs::read(scratch.files().join("zones/block.rpz")).unwrap(),
         b"*.bad.example CNAME .\n"
     );
     assert_eq!(
         tree(&scratch.files()),
-        ["config.yaml", "zones", "zones/block.dat"]
+        ["config.yaml", "zones", "zones/block.rpz"]
     );
     scratch.assert_nothing_outside();
 }

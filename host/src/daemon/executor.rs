@@ -52,7 +52,13 @@ impl Executor for ManagerExecutor {
         // Why the batch's files were rolled back, if they were.
         let mut rolled_back = None;
         let result = match self.call_checked(action, must_change).await {
-            Err(refused @ (CallError::Refused { .. } | CallError::NoEffect { .. })) => {
+            // Seen not to take effect, or a reload answered with an error status: the files are
+            // what was refused. A renew answered with an error status (a manager restarting)
+            // says nothing about the files: reported, not rolled back.
+            Err(refused @ CallError::NoEffect { .. })
+            | Err(refused @ CallError::Refused { .. })
+                if action == Action::Reload || matches!(refused, CallError::NoEffect { .. }) =>
+            {
                 let why = format!("refused by the resolver: {refused}");
                 let again = self.roll_back(&batch, &why).await;
                 rolled_back = Some(why);
