@@ -309,7 +309,8 @@ async fn what_kres_kafka_delivers_takes_effect_and_nothing_the_resolver_would_re
     //    configuration and broken: the resolver's policy-loader refuses it behind a 200; the
     //    daemon sees the rule database unchanged, restores the file, renews again, and reports
     //    it refused; `send --wait` fails saying so.
-    // 5. The resolver restarted from the files on disk: it starts, and answers as before.
+    // 5. A configuration that no longer names the block list: its rules are gone, none stale.
+    // 6. The resolver restarted from the files on disk: it starts, and answers as before.
     let Some(install) = knot::require() else {
         return;
     };
@@ -421,8 +422,17 @@ async fn what_kres_kafka_delivers_takes_effect_and_nothing_the_resolver_would_re
     assert_eq!((report.servfail, report.timeouts), (0, 0), "{report:?}");
 
     // 5.
+    let config = config_json(&[&block], records);
+    let (ok, out) = send_wait(&broker, &scratch, &[("config.json", &config)]);
+    assert!(ok, "{out}\n{}", wired.logs());
+    // Without its rule the name is looked up (no network here: no NXDOMAIN can come back).
+    assert_ne!(answers(port, "listed.example").0, "NXDOMAIN", "no stale rule");
+    assert_eq!(answers(port, "ads.example"), nxdomain());
+
+    // 6.
     wired.resolver.restart().unwrap();
-    assert_eq!(answers(port, "listed.example"), nxdomain());
+    assert_ne!(answers(port, "listed.example").0, "NXDOMAIN");
+    assert_eq!(answers(port, "ads.example"), nxdomain());
     assert_eq!(answers(port, "old.example"), address("192.0.2.7"));
     assert_eq!(answers(port, "cfg.example"), address("192.0.2.2"));
 }
