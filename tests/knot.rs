@@ -426,7 +426,11 @@ async fn what_kres_kafka_delivers_takes_effect_and_nothing_the_resolver_would_re
     let (ok, out) = send_wait(&broker, &scratch, &[("config.json", &config)]);
     assert!(ok, "{out}\n{}", wired.logs());
     // Without its rule the name is looked up (no network here: no NXDOMAIN can come back).
-    assert_ne!(answers(port, "listed.example").0, "NXDOMAIN", "no stale rule");
+    assert_ne!(
+        answers(port, "listed.example").0,
+        "NXDOMAIN",
+        "no stale rule"
+    );
     assert_eq!(answers(port, "ads.example"), nxdomain());
 
     // 6.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, content};
+use common::daemon::{Broker, Host};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -117,6 +117,56 @@ pub fn changes(old: Option<&Value>, new: &Value) -> bool {
     old.unwrap_or(&empty) != new
 }
 
+/// Whether `name` is a file the resolver loads as an RPZ zone (`local-data.rpz[].file`):
+/// judged as its zone loader judges it before it is committed. A file of another name is
+/// delivered as it is.
+pub fn is_zone(name: &str) -> bool {
+    name.ends_with(".rpz")
+}
+
+/// Judge the RPZ file `name`, whole in `content`.
+pub fn judge_zone(name: &str, content: &[u8]) -> Result<()> {
+    let mut judge = zone::RpzJudge::new();
+    judge
+        .feed(content)
+        .and_then(|()| judge.finish())
+        .map(|_| ())
+        .map_err(|e| refused_zone(name, e))
+}
+
+/// Judge the RPZ file `name`, read from `path` a piece at a time: memory stays bounded by the
+/// piece, whatever the file's size.
+pub fn judge_zone_file(name: &str, path: &Path) -> Result<()> {
+    /// The size of a piece: large enough that reading costs little next to judging.
+    const PIECE: usize = 256 * 1024;
+    let read_error = |source| Error::Io {
+        what: format!("reading {name:?} to judge it"),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mut judge = zone::RpzJudge::new();
+    let mut piece = vec![0; PIECE];
+    loop {
+        let n = match file.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        judge.feed(&piece[..n]).map_err(|e| refused_zone(name, e))?;
+    }
+    judge
+        .finish()
+        .map(|_| ())
+        .map_err(|e| refused_zone(name, e))
+}
+
+fn refused_zone(name: &str, e: zone::ZoneError) -> Error {
+    Error::InvalidZone(format!(
+        "RPZ file {name:?} would be refused by the resolver's zone loader: {e}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,54 +219,4 @@ mod tests {
         assert!(changes(None, &new));
         assert!(!changes(None, &doc(b"{}")));
     }
-}
-
-/// Whether `name` is a file the resolver loads as an RPZ zone (`local-data.rpz[].file`):
-/// judged as its zone loader judges it before it is committed. A file of another name is
-/// delivered as it is.
-pub fn is_zone(name: &str) -> bool {
-    name.ends_with(".rpz")
-}
-
-/// Judge the RPZ file `name`, whole in `content`.
-pub fn judge_zone(name: &str, content: &[u8]) -> Result<()> {
-    let mut judge = zone::RpzJudge::new();
-    judge
-        .feed(content)
-        .and_then(|()| judge.finish())
-        .map(|_| ())
-        .map_err(|e| refused_zone(name, e))
-}
-
-/// Judge the RPZ file `name`, read from `path` a piece at a time: memory stays bounded by the
-/// piece, whatever the file's size.
-pub fn judge_zone_file(name: &str, path: &Path) -> Result<()> {
-    /// The size of a piece: large enough that reading costs little next to judging.
-    const PIECE: usize = 256 * 1024;
-    let read_error = |source| Error::Io {
-        what: format!("reading {name:?} to judge it"),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(read_error)?;
-    let mut judge = zone::RpzJudge::new();
-    let mut piece = vec![0; PIECE];
-    loop {
-        let n = match file.read(&mut piece) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
-        };
-        judge.feed(&piece[..n]).map_err(|e| refused_zone(name, e))?;
-    }
-    judge
-        .finish()
-        .map(|_| ())
-        .map_err(|e| refused_zone(name, e))
-}
-
-fn refused_zone(name: &str, e: zone::ZoneError) -> Error {
-    Error::InvalidZone(format!(
-        "RPZ file {name:?} would be refused by the resolver's zone loader: {e}"
-    ))
 }

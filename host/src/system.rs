@@ -148,6 +148,27 @@ pub fn keep_large_buffers() {
     }
 }
 
+/// Start writing `len` bytes of `file` from `offset` to the disk, without waiting for it
+/// (Linux `sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Not a durability guarantee (the
+/// batch's flush is): it lets the disk work while the guest goes on, instead of all at the
+/// flush. Elsewhere, and on failure, nothing.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range reads no memory of ours; the descriptor is open for the
+        // duration of the call.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_os = "linux")]
@@ -181,25 +202,4 @@ mod tests {
         let _ = holder.wait();
         assert_eq!(seen, Some(holder.id()));
     }
-}
-
-/// Start writing `len` bytes of `file` from `offset` to the disk, without waiting for it
-/// (Linux `sync_file_range` with `SYNC_FILE_RANGE_WRITE`). Not a durability guarantee (the
-/// batch's flush is): it lets the disk work while the guest goes on, instead of all at the
-/// flush. Elsewhere, and on failure, nothing.
-pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        // SAFETY: sync_file_range reads no memory of ours; the descriptor is open for the
-        // duration of the call.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
 }
