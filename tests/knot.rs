@@ -208,11 +208,7 @@ impl Wired {
             delivered.display()
         );
         std::fs::write(&own, settings.replace(&line, &wired)).unwrap();
-        let path = std::env::join_paths(
-            std::iter::once(install.bin.clone())
-                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-        )
-        .unwrap();
+        let path = install.path();
         host.env("PATH", path.to_str().unwrap());
         host.start();
         Wired { host, resolver }
@@ -642,11 +638,7 @@ fn every_configuration_of_upstreams_cases_gets_kresctls_verdict_from_kres_kafka(
         files.push(entry.unwrap().path());
     }
     files.sort();
-    let path = std::env::join_paths(
-        std::iter::once(install.bin.clone())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
+    let path = install.path();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .arg("validate")
         .args(&files)
@@ -696,11 +688,7 @@ fn the_demo_shows_a_name_blocked_by_the_real_resolver() {
     let Some(install) = knot::require() else {
         return;
     };
-    let path = std::env::join_paths(
-        std::iter::once(install.bin.clone())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
+    let path = install.path();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
         .arg("demo")
         .env_remove("KNOT_RESOLVER_DIR")

@@ -68,6 +68,17 @@ impl Install {
     pub fn kresctl(&self) -> PathBuf {
         self.bin.join("kresctl")
     }
+
+    /// This process's `PATH` with the install's directory first: what a resolver host's
+    /// programs (the manager, which execs supervisord; kres-kafka, which finds `kresctl`) see.
+    pub fn path(&self) -> std::ffi::OsString {
+        std::env::join_paths(
+            std::iter::once(self.bin.clone()).chain(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            )),
+        )
+        .expect("PATH entries without ':'")
+    }
 }
 
 /// The Knot Resolver 6 to test against: `KNOT_RESOLVER_DIR` if set (and then it must hold a
@@ -259,10 +270,7 @@ impl KnotResolver {
             .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
         self.log_from = log.metadata().map_or(0, |m| m.len());
         let _ = writeln!(log, "--- started by the test harness ---");
-        let path = std::env::join_paths(std::iter::once(self.install.bin.clone()).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ))
-        .unwrap();
+        let path = self.install.path();
         let began = Instant::now();
         let mut command = Command::new(self.install.manager());
         command

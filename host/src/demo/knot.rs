@@ -36,6 +36,16 @@ impl Install {
                 "KNOT_RESOLVER_DIR is not set and knot-resolver is not on the PATH".into()
             })
     }
+
+    /// This process's `PATH` with the install's directory first: the manager execs the
+    /// `supervisord` found there.
+    pub fn path(&self) -> Result<std::ffi::OsString, std::env::JoinPathsError> {
+        std::env::join_paths(
+            std::iter::once(self.bin.clone()).chain(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            )),
+        )
+    }
 }
 
 /// A running manager (supervisord, kresd, policy-loader, cache-gc), stopped on drop.
@@ -73,9 +83,7 @@ impl KnotResolver {
         )?;
         let log = dir.join("manager.log");
         let out = std::fs::File::create(&log)?;
-        let path = std::env::join_paths(std::iter::once(install.bin.clone()).chain(
-            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-        ))?;
+        let path = install.path()?;
         let mut command = Command::new(install.bin.join("knot-resolver"));
         command
             .arg("--config")
@@ -120,6 +128,15 @@ impl KnotResolver {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl KnotResolver {
+    /// The resolver's own configuration as kres-kafka reads it on this host: the manager's
+    /// main file (management socket, rundir) with `hostname` set, written to `path`.
+    pub fn write_host_config(&self, path: &Path, hostname: &str) -> std::io::Result<()> {
+        let main = std::fs::read_to_string(&self.config)?;
+        std::fs::write(path, format!("{main}hostname: {hostname}\n"))
     }
 }
 

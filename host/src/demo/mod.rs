@@ -79,8 +79,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
             let real =
                 knot::KnotResolver::start(&install, &scratch.path().join("kr"), &files_dir, port)
                     .context("starting Knot Resolver")?;
-            let main = std::fs::read_to_string(&real.config)?;
-            std::fs::write(&resolver_yaml, format!("{main}hostname: {HOSTNAME}\n"))?;
+            real.write_host_config(&resolver_yaml, HOSTNAME)?;
             Resolver::Real(real)
         }
         Err(_) => {

@@ -69,9 +69,8 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     cluster.create_topic(&format!("{TOPIC}-status"), 1, 1)?;
     let server = cluster.bootstrap_servers().replacen(':', "@", 1);
     let own = scratch.path().join("kres-kafka.yaml");
-    let main = std::fs::read_to_string(&resolver.config)?;
     let host_config = scratch.path().join("resolver.yaml");
-    std::fs::write(&host_config, format!("{main}hostname: {ME}\n"))?;
+    resolver.write_host_config(&host_config, ME)?;
     std::fs::write(
         &own,
         format!(
