@@ -22,6 +22,12 @@ pub const TRANSFER_ID: &str = "transfer-id";
 pub const SIGNATURE: &str = "signature";
 /// When the transfer was signed: decimal milliseconds since the Unix epoch.
 pub const SIGNED_AT: &str = "signed-at";
+/// The zone a message is for, where its key cannot say it (a state record's key names the
+/// recipient, file and chunk): like a key equal to the zone-id (kres-kafka extension).
+pub const ZONE_ID: &str = "zone-id";
+/// `1`: the message withdraws file `file-name` from the resolver; its value is empty
+/// (kres-kafka extension, `send --remove`).
+pub const REMOVE: &str = "remove";
 
 /// Longest `transfer-id` accepted: it is stored in every chunk set's metadata.
 pub const MAX_TRANSFER_ID_LEN: usize = 256;

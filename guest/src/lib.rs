@@ -19,6 +19,8 @@
 //! - `process`: one message from headers to outcome, built from the modules above.
 //! - `durable`: whole-or-absent file writes, directory fsync, hex (`std::fs`; the host uses it too).
 //! - `error`: the error type, one variant per WIT `process-error` case.
+//! - `state`: the keys of the state topic, where a starting resolver finds the current files
+//!   (pure).
 //! - `zone`: RPZ zone files judged as the resolver's policy-loader would load them (pure,
 //!   streaming).
 //!
@@ -36,6 +38,7 @@ pub mod judge;
 pub mod name;
 pub mod process;
 pub mod signature;
+pub mod state;
 pub mod store;
 pub mod zone;
 

@@ -144,6 +144,10 @@ pub const DELIVERED_CONFIG_NAME: &str = "config.json";
 /// topic's ACLs can grant both with one prefix.
 pub const STATUS_TOPIC_SUFFIX: &str = "-status";
 
+/// Appended to the topic for the default state topic: `knot-resolver-state`, the compacted
+/// topic where a starting resolver finds the current version of every file addressed to it.
+pub const STATE_TOPIC_SUFFIX: &str = "-state";
+
 /// Which partitions of the topic to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -346,6 +350,27 @@ pub struct Section {
     /// two layers of `Option`.
     #[serde(default, deserialize_with = "values::present")]
     pub status_topic: Option<Option<String>>,
+    /// The compacted topic that keeps the current version of every file per recipient (see
+    /// `kres_kafka_guest::state`): `send` writes it, a resolver that starts with an empty
+    /// journal reads it. Default: `<topic>`[`STATE_TOPIC_SUFFIX`]; `null` turns it off.
+    #[serde(default, deserialize_with = "values::present")]
+    pub state_topic: Option<Option<String>>,
+}
+
+/// The state topic a section names, its default resolved.
+fn state_topic_of(setting: &Option<Option<String>>, topic: &str) -> Option<String> {
+    match setting {
+        None => Some(format!("{topic}{STATE_TOPIC_SUFFIX}")),
+        Some(named) => named.clone(),
+    }
+}
+
+/// The status topic a section names, its default resolved.
+fn status_topic_of(setting: &Option<Option<String>>, topic: &str) -> Option<String> {
+    match setting {
+        None => Some(format!("{topic}{STATUS_TOPIC_SUFFIX}")),
+        Some(named) => named.clone(),
+    }
 }
 
 fn yes() -> bool {
@@ -461,6 +486,8 @@ pub struct Settings {
     /// [`Settings::status_topic`], so that a topic overridden on the command line moves the
     /// default status topic with it.
     pub status_topic_setting: Option<Option<String>>,
+    /// `state-topic` as written, read through [`Settings::state_topic`].
+    pub state_topic_setting: Option<Option<String>>,
 }
 
 impl Settings {
@@ -468,6 +495,14 @@ impl Settings {
     pub fn status_topic(&self) -> Option<String> {
         match &self.status_topic_setting {
             None => Some(format!("{}{STATUS_TOPIC_SUFFIX}", self.topic)),
+            Some(topic) => topic.clone(),
+        }
+    }
+
+    /// The state topic, `None` when it is off.
+    pub fn state_topic(&self) -> Option<String> {
+        match &self.state_topic_setting {
+            None => Some(format!("{}{STATE_TOPIC_SUFFIX}", self.topic)),
             Some(topic) => topic.clone(),
         }
     }
@@ -502,6 +537,21 @@ impl Section {
                 "kafka.status-topic must be neither empty nor kafka.topic: use null to turn it off"
                     .into(),
             );
+        }
+        if matches!(&self.state_topic, Some(Some(t)) if t.is_empty() || *t == self.topic) {
+            return invalid(
+                "kafka.state-topic must be neither empty nor kafka.topic: use null to turn it off"
+                    .into(),
+            );
+        }
+        if let (Some(state), Some(status)) = (
+            state_topic_of(&self.state_topic, &self.topic),
+            status_topic_of(&self.status_topic, &self.topic),
+        ) && state == status
+        {
+            return invalid(format!(
+                "kafka.state-topic and kafka.status-topic are both {state:?}: they must differ"
+            ));
         }
         if self.max_chunks == 0 {
             return invalid("kafka.max-chunks must be at least 1".into());
@@ -630,6 +680,7 @@ impl Section {
             trust,
             warnings,
             status_topic_setting: self.status_topic,
+            state_topic_setting: self.state_topic,
         })
     }
 
