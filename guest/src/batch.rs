@@ -9,7 +9,8 @@
 //! 2. flush the files directory (one `sync` for every file, chunk and record of the batch);
 //! 3. put the chunk records in place; keep a backup of each file about to be replaced, and
 //!    flush again if it made any (a backup is never newer than the file it backs up);
-//! 4. rename each staged file into place (`<name>` never missing, never partial);
+//! 4. rename each staged file into place (`<name>` never missing, never partial), and remove
+//!    each withdrawn one (its backup kept in step 3);
 //! 5. flush, then record the batch's offsets in the journal (its own atomic write);
 //! 6. remove the chunk sets whose transfer ended (the journal names them, in case of a crash).
 //!
@@ -97,6 +98,8 @@ pub struct Batch<'a> {
     dirty: BTreeSet<String>,
     /// Files staged as `<name>.tmp`, to rename into place.
     staged: BTreeSet<String>,
+    /// Files in place withdrawn by the batch, to remove (keeping a backup).
+    removed: BTreeSet<String>,
     /// Sets whose transfer ended: removed once the journal names the batch.
     finished: Vec<String>,
     /// Where the batch's messages for this resolver came from.
@@ -125,6 +128,7 @@ impl<'a> Batch<'a> {
             placed: BTreeMap::new(),
             dirty: BTreeSet::new(),
             staged: BTreeSet::new(),
+            removed: BTreeSet::new(),
             finished: Vec::new(),
             positions: Vec::new(),
             touched: false,
@@ -155,8 +159,33 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Whether `name` exists, as this batch sees it (staged, or in place and not withdrawn).
+    /// Only after [`Batch::check_clash`] looked at it.
+    pub fn exists(&self, name: &str) -> bool {
+        self.staged.contains(name)
+            || !self.removed.contains(name) && matches!(self.in_place.get(name), Some(Some(_)))
+    }
+
+    /// Withdraw `name`: whatever an earlier message of the batch staged goes, and the file in
+    /// place is removed at commit, its version kept as `<name>.backup`. Signed by `signed`,
+    /// when it was (so that no older signed version can come back).
+    pub fn remove(&mut self, name: &str, signed: Option<crate::signature::Signed>) -> Result<()> {
+        self.touched = true;
+        self.unstage(name)?;
+        self.staged.remove(name);
+        if matches!(self.in_place.get(name), Some(Some(_))) {
+            self.removed.insert(name.to_owned());
+        }
+        self.sign(name, signed);
+        self.place(name);
+        Ok(())
+    }
+
     /// Whether the current version of `name` is `content`.
     pub fn holds(&self, name: &str, content: &[u8]) -> Result<bool> {
+        if self.removed.contains(name) {
+            return Ok(false);
+        }
         if !self.staged.contains(name) {
             match self.in_place.get(name) {
                 Some(None) => return Ok(false),
@@ -169,12 +198,17 @@ impl<'a> Batch<'a> {
 
     /// Whether the current version of `name` has the content of the file at `path`.
     pub fn holds_file(&self, name: &str, path: &std::path::Path) -> Result<bool> {
+        if self.removed.contains(name) {
+            return Ok(false);
+        }
         self.files.same_files(&self.current(name), path, name)
     }
 
     /// The current version of `name`, whole, if it exists and is at most `max` bytes.
     pub fn read_current(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        if !self.staged.contains(name) && self.in_place.get(name) == Some(&None) {
+        if !self.staged.contains(name)
+            && (self.in_place.get(name) == Some(&None) || self.removed.contains(name))
+        {
             return Ok(None);
         }
         self.files.read_file(&self.current(name), name, max)
@@ -247,6 +281,9 @@ impl<'a> Batch<'a> {
 
     /// Whether the current version of `name` may be `size` bytes long (worth comparing).
     pub fn may_hold(&self, name: &str, size: u64) -> bool {
+        if self.removed.contains(name) {
+            return false;
+        }
         self.staged.contains(name)
             || !matches!(self.in_place.get(name), Some(None))
                 && self.in_place.get(name).is_none_or(|len| *len == Some(size))
@@ -264,6 +301,7 @@ impl<'a> Batch<'a> {
         // An earlier version staged in this batch may be a chunk set's part, linked: written
         // through, it would change that set (still there until the batch is recorded).
         self.unstage(name)?;
+        self.removed.remove(name);
         let platform = self.platform;
         let compress: Compress<'_> = &|s, b| platform.compress(s, b);
         let mut hashed = Sha256State::default();
@@ -279,6 +317,7 @@ impl<'a> Batch<'a> {
     pub fn stage_assembled(&mut self, name: &str, part: &std::path::Path) -> Result<()> {
         self.touched = true;
         self.unstage(name)?;
+        self.removed.remove(name);
         self.files.link_temporary(name, part)?;
         self.staged.insert(name.to_owned());
         self.place(name);
@@ -486,6 +525,10 @@ impl<'a> Batch<'a> {
                 backups = true;
             }
         }
+        for name in &self.removed {
+            files.keep_backup(name)?;
+            backups = true;
+        }
         if backups {
             self.flush()?;
         }
@@ -494,13 +537,13 @@ impl<'a> Batch<'a> {
         let signed: BTreeMap<String, crate::journal::Signed> = self
             .signed
             .iter()
-            .filter(|(name, _)| self.staged.contains(*name))
+            .filter(|(name, _)| self.staged.contains(*name) || self.removed.contains(*name))
             .map(|(name, s)| (name.clone(), crate::journal::Signed::of(s)))
             .collect();
         let placed: BTreeMap<String, crate::journal::Position> = self
             .placed
             .iter()
-            .filter(|(name, _)| self.staged.contains(*name))
+            .filter(|(name, _)| self.staged.contains(*name) || self.removed.contains(*name))
             .map(|(name, at)| (name.clone(), at.clone()))
             .collect();
         if !signed.is_empty() || !placed.is_empty() {
@@ -509,6 +552,9 @@ impl<'a> Batch<'a> {
         }
         for name in &self.staged {
             files.rename_into_place(name)?;
+        }
+        for name in &self.removed {
+            files.remove_in_place(name)?;
         }
         if self.touched {
             self.flush()?;

@@ -63,6 +63,8 @@ pub struct Parsed<'a> {
     /// `signature` and `signed-at`, as sent (see [`crate::signature`]).
     pub signature: Option<&'a [u8]>,
     pub signed_at: Option<&'a [u8]>,
+    /// `remove: 1`: the message withdraws the file.
+    pub remove: bool,
 }
 
 /// Who this resolver is, for addressing.
@@ -93,9 +95,10 @@ impl Skip {
     }
 }
 
-/// Decide whether a message is for `me` (SPEC section 2, step 1): its key equals our zone-id
-/// (its `hostname` header is then the publisher's own and is ignored), or its `hostname` header
-/// equals our hostname. `Ok(None)` means it is; `Ok(Some(skip))` means it must be skipped. A
+/// Decide whether a message is for `me` (SPEC section 2, step 1): its key, or its `zone-id`
+/// header (a state record's key names more than the zone), equals our zone-id (its `hostname`
+/// header is then the publisher's own and is ignored), or its `hostname` header equals our
+/// hostname. `Ok(None)` means it is; `Ok(Some(skip))` means it must be skipped. A
 /// message for another resolver is never rejected, whatever else is wrong with it: its
 /// problems are its own resolver's to report.
 pub fn recipient<'a>(
@@ -107,10 +110,16 @@ pub fn recipient<'a>(
     if key.is_some() && key == zone {
         return Ok(None);
     }
+    let headers: Vec<(&str, &[u8])> = headers.into_iter().collect();
+    if let Some(zone) = zone
+        && headers.iter().any(|(n, v)| *n == ZONE_ID && *v == zone)
+    {
+        return Ok(None);
+    }
     let mut values = headers
-        .into_iter()
+        .iter()
         .filter(|(n, _)| *n == HOSTNAME)
-        .map(|(_, v)| v);
+        .map(|(_, v)| *v);
     // A key that is not ours is another zone's only where we have a zone: older publishers
     // key by file name.
     let other_zone = match (key, me.zone_id) {
@@ -150,6 +159,7 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
     let mut transfer_id = None;
     let mut signature = None;
     let mut signed_at = None;
+    let mut remove = None;
     for (name, value) in headers {
         let slot = match name {
             FILE_NAME => &mut file_name,
@@ -159,6 +169,7 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
             TRANSFER_ID => &mut transfer_id,
             SIGNATURE => &mut signature,
             SIGNED_AT => &mut signed_at,
+            REMOVE => &mut remove,
             _ => continue,
         };
         if slot.replace(value).is_some() {
@@ -220,6 +231,22 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
         }
     }
 
+    let remove = match remove {
+        None => false,
+        Some(b"1") if total.is_none() && sha256.is_none() => true,
+        Some(b"1") => {
+            return Err(Error::BadHeader(format!(
+                "header {REMOVE:?} withdraws a file: it comes without {TOTAL_CHUNKS:?}, {CHUNK_INDEX:?} and {SHA256:?}"
+            )));
+        }
+        Some(other) => {
+            return Err(Error::BadHeader(format!(
+                "header {REMOVE:?} is {}: expected 1",
+                show(other)
+            )));
+        }
+    };
+
     Ok(Parsed {
         file_name,
         chunk,
@@ -227,6 +254,7 @@ pub fn parse<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Resu
         transfer_id,
         signature,
         signed_at,
+        remove,
     })
 }
 

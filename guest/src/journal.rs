@@ -169,6 +169,20 @@ impl Journal {
         self.write(root)
     }
 
+    /// Record that on each partition of `positions` every message before its offset is done
+    /// (a partition that records more keeps it), durably. A resolver that took the state topic
+    /// reads the stream on from where the state was taken.
+    pub fn skip_before(&mut self, root: &Path, positions: &[Position]) -> Result<()> {
+        for at in positions {
+            let done = self
+                .applied
+                .entry(at.partition.clone())
+                .or_insert(at.offset - 1);
+            *done = (*done).max(at.offset - 1);
+        }
+        self.write(root)
+    }
+
     /// Write the journal as it is, durably.
     pub fn write(&self, root: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).expect("the journal serializes");

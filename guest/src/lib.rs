@@ -127,6 +127,16 @@ impl Guest for Component {
         Ok(())
     }
 
+    fn skip_before(positions: Vec<(String, i64)>) -> Result<(), ProcessError> {
+        let files = Files::new(ROOT);
+        let positions: Vec<journal::Position> = positions
+            .into_iter()
+            .map(|(partition, offset)| journal::Position { partition, offset })
+            .collect();
+        journal::Journal::read(files.root())?.skip_before(files.root(), &positions)?;
+        Ok(())
+    }
+
     fn restore(_ctx: Context, files: Vec<String>) -> Vec<Result<Restored, ProcessError>> {
         let store = Files::new(ROOT);
         files

@@ -58,6 +58,17 @@ pub fn signed_text(name: &str, sha256: &[u8; 32], recipient: &Recipient, at: u64
     format!("{DOMAIN}\n{name}\n{}\n{recipient}\n{at}\n", hex(sha256))
 }
 
+/// The bytes a publisher signs to withdraw file `name`: the transfer's text with the word
+/// `remove` where the digest would be (no digest is 6 letters long, so neither can stand for the
+/// other).
+pub fn removal_text(name: &str, recipient: &Recipient, at: u64) -> String {
+    format!("{DOMAIN}\n{name}\nremove\n{recipient}\n{at}\n")
+}
+
+/// The digest a removal is recorded with in the journal (see [`Signed`]): no content hashes
+/// to it that anyone can find.
+pub const REMOVED: [u8; 32] = [0; 32];
+
 /// The id a signature names its key by: the first 16 hex digits of its SHA-256.
 pub fn key_id(public: &[u8; 32]) -> String {
     hex(&Sha256::digest(public))[..16].to_owned()
@@ -125,10 +136,22 @@ pub fn check(
     };
     let at = millis(at)?;
     let (id, bytes) = parse_signature(signature)?;
-    let Some(sha256) = parsed.sha256 else {
-        return Err(Error::Unsigned(format!(
-            "file {name:?} is signed but has no \"sha256\" header: the signature covers the file through it"
-        )));
+    // A removal's signature covers no content; a transfer's covers it through its digest.
+    let sha256 = match parsed.sha256 {
+        _ if parsed.remove => REMOVED,
+        Some(sha256) => sha256,
+        None => {
+            return Err(Error::Unsigned(format!(
+                "file {name:?} is signed but has no \"sha256\" header: the signature covers the file through it"
+            )));
+        }
+    };
+    let text_for = |recipient: &Recipient| {
+        if parsed.remove {
+            removal_text(name, recipient, at)
+        } else {
+            signed_text(name, &sha256, recipient, at)
+        }
     };
     let Some(key) = trust.key(&id) else {
         return Err(Error::UnknownKey(format!(
@@ -140,13 +163,13 @@ pub fn check(
         return Ok(Some(signed));
     }
     let sig = Signature::from_bytes(&bytes);
-    let text = signed_text(name, &sha256, recipient, at);
+    let text = text_for(recipient);
     if key.verify_strict(text.as_bytes(), &sig).is_ok() {
         verified.push(bytes);
         return Ok(Some(signed));
     }
     if let Some(other) = others.iter().filter(|o| *o != recipient).find(|o| {
-        key.verify_strict(signed_text(name, &sha256, o, at).as_bytes(), &sig)
+        key.verify_strict(text_for(o).as_bytes(), &sig)
             .is_ok()
     }) {
         return Err(Error::WrongRecipient(format!(
@@ -249,6 +272,7 @@ mod tests {
             transfer_id: None,
             signature: Some(sig.as_bytes()),
             signed_at: Some(at.as_bytes()),
+            remove: false,
         }
     }
 

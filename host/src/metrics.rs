@@ -252,7 +252,7 @@ impl Metrics {
                     .get_or_create(&labels(&[("reason", why.as_str())]))
                     .inc();
             }
-            Outcome::Stored { .. } | Outcome::Unchanged { .. } => {}
+            Outcome::Stored { .. } | Outcome::Unchanged { .. } | Outcome::Removed { .. } => {}
         }
     }
     fn message(&self, outcome: &str) {

@@ -125,8 +125,10 @@ pub enum Outcome {
         /// must change when it reloads.
         config_changed: bool,
     },
-    /// Identical content was already in place.
+    /// Identical content was already in place (or a removal found no file).
     Unchanged { file: String },
+    /// A file was withdrawn (`send --remove`); its version is its `.backup`.
+    Removed { file: String, action: Action },
     /// The guest refused the message.
     Rejected(Rejection),
     /// The call into the guest did not return (time limit, memory cap, trap).
@@ -148,13 +150,14 @@ impl Outcome {
     }
 
     /// The outcome's name in logs, metrics and JSON: `skipped`, `stored`, `committed`,
-    /// `unchanged`, `rejected` or `failed`.
+    /// `unchanged`, `removed`, `rejected` or `failed`.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Skipped { .. } => "skipped",
             Outcome::Stored { .. } => "stored",
             Outcome::Committed { .. } => "committed",
             Outcome::Unchanged { .. } => "unchanged",
+            Outcome::Removed { .. } => "removed",
             Outcome::Rejected(_) => "rejected",
             Outcome::Failed(_) => "failed",
         }
@@ -165,6 +168,7 @@ impl Outcome {
         match self {
             Outcome::Stored { file, .. }
             | Outcome::Committed { file, .. }
+            | Outcome::Removed { file, .. }
             | Outcome::Unchanged { file } => Some(file),
             _ => None,
         }
@@ -173,7 +177,7 @@ impl Outcome {
     /// What the manager must be asked for.
     pub fn action(&self) -> Action {
         match self {
-            Outcome::Committed { action, .. } => *action,
+            Outcome::Committed { action, .. } | Outcome::Removed { action, .. } => *action,
             _ => Action::None,
         }
     }
@@ -215,6 +219,9 @@ impl Outcome {
             }
             Outcome::Unchanged { file } => {
                 tracing::info!(partition, offset, outcome, %file, "message processed")
+            }
+            Outcome::Removed { file, action } => {
+                tracing::info!(partition, offset, outcome, %file, ?action, "message processed")
             }
             Outcome::Committed {
                 file,

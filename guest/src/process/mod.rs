@@ -4,7 +4,7 @@
 
 use crate::batch::{Batch, Platform};
 use crate::bindings::kres::kafka::types::{
-    Action, ChunkStored, Context, FileCommitted, Outcome, Skip as WitSkip, SkipReason,
+    Action, ChunkStored, Context, FileCommitted, FileRemoved, Outcome, Skip as WitSkip, SkipReason,
 };
 use crate::config::{self, Format};
 use crate::digest::{Compress, Sha256State};
@@ -188,6 +188,9 @@ fn handle(
         .is_some_and(|at| journal.placed_after(name, &at));
     let signed = verify(batch, journal, trust, ctx, name, &parsed, msg)?;
     batch.check_clash(name)?;
+    if parsed.remove {
+        return withdraw(batch, journal, resolver, name, msg, signed);
+    }
     let max_size = ctx.limits.max_file_size;
     if parsed.chunk.total > ctx.limits.max_chunks {
         return Err(Error::TooLarge(format!(
@@ -228,8 +231,14 @@ fn verify(
         .map_err(|why| Error::BadSignature(format!("the trusted keys cannot be used: {why}")))?;
     let zone = ctx.zone_id.as_deref();
     let key = msg.key.and_then(|k| std::str::from_utf8(k).ok());
+    let by_zone_header = zone.is_some_and(|zone| {
+        msg.headers
+            .iter()
+            .any(|(n, v)| *n == headers::ZONE_ID && *v == zone.as_bytes())
+    });
     let recipient = match (key, zone) {
         (Some(key), Some(zone)) if key == zone => Recipient::Zone(zone.to_owned()),
+        (_, Some(zone)) if by_zone_header => Recipient::Zone(zone.to_owned()),
         _ => Recipient::Host(ctx.hostname.clone()),
     };
     let mut others = Vec::new();
@@ -299,6 +308,47 @@ fn commit_whole(
     batch.sign(name, signed);
     owe(resolver, name)?;
     Ok(committed(name, size, &sha256, changed))
+}
+
+/// A removal (`remove: 1`): the file goes, its version kept as `.backup`, and the manager is
+/// asked for what a commit of it would ask for; no file there is `unchanged`. A chunk set in
+/// progress under the name is of a version older than the removal: it goes too.
+fn withdraw(
+    batch: &mut Batch<'_>,
+    journal: &Journal,
+    resolver: &dyn Resolver,
+    name: &str,
+    msg: &Msg<'_>,
+    signed: Option<Signed>,
+) -> Result<Outcome> {
+    if msg.value.size() != 0 {
+        return Err(Error::BadHeader(format!(
+            "the removal of {name:?} carries {} bytes: a removal's value is empty",
+            msg.value.size()
+        )));
+    }
+    // A later message's version is in place already (a batch killed after its renames, come
+    // again): the removal was before it. The removal itself, come again, is done again.
+    let later = Position::of(msg.topic, msg.partition, msg.offset).is_some_and(|at| {
+        journal
+            .placed
+            .get(name)
+            .is_some_and(|p| p.partition == at.partition && p.offset > at.offset)
+    });
+    if batch.set(name)?.is_some() {
+        batch.restart_set(name, None)?;
+    }
+    if later || !batch.exists(name) {
+        batch.sign(name, signed);
+        return Ok(Outcome::Unchanged(name.to_owned()));
+    }
+    owe(resolver, name)?;
+    batch.remove(name, signed)?;
+    crate::log_info(format!("{name:?} withdrawn"));
+    Ok(Outcome::Removed(FileRemoved {
+        file: name.to_owned(),
+        action: action_for(name),
+    }))
 }
 
 /// Have the host record, durably, the manager call the commit of `name` asks for, before the
@@ -549,6 +599,8 @@ pub fn check_config_size(name: &str, size: u64) -> Result<()> {
 mod batch_tests;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod model;
+#[cfg(test)]
+mod removal_tests;
 #[cfg(test)]
 mod replay_tests;
 #[cfg(test)]

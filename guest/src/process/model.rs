@@ -237,7 +237,12 @@ fn kind(outcome: &Result<Outcome>) -> String {
         // A message of a batch killed after its renames, come again: its work is done.
         Ok(Outcome::Skipped(s)) if s.reason == SkipReason::Replayed => "accepted".to_owned(),
         Ok(Outcome::Skipped(s)) => format!("skipped {:?}", s.reason),
-        Ok(Outcome::Stored(_) | Outcome::Committed(_) | Outcome::Unchanged(_)) => {
+        Ok(
+            Outcome::Stored(_)
+            | Outcome::Committed(_)
+            | Outcome::Unchanged(_)
+            | Outcome::Removed(_),
+        ) => {
             "accepted".to_owned()
         }
         Err(e) => format!("rejected {}", e.kind()),

@@ -12,15 +12,15 @@ pub(super) use super::model::{HOST, ctx};
 
 /// A header, as the host hands it over.
 pub(super) struct Header {
-    name: String,
-    value: Vec<u8>,
+    pub(super) name: String,
+    pub(super) value: Vec<u8>,
 }
 
 /// A message, as the host hands it over (its value held here instead of by the host).
 pub(super) struct Message {
     key: Option<Vec<u8>>,
-    headers: Vec<Header>,
-    value: Vec<u8>,
+    pub(super) headers: Vec<Header>,
+    pub(super) value: Vec<u8>,
     topic: String,
     partition: i32,
     offset: i64,

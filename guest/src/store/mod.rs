@@ -148,6 +148,12 @@ impl Files {
         Ok(done)
     }
 
+    /// Remove the withdrawn file `name` (its backup was kept); gone already is done. Not synced
+    /// (see [`Files::rename_into_place`]).
+    pub fn remove_in_place(&self, name: &str) -> Result<()> {
+        remove_file_if_exists(&self.path(name)).io(|| format!("removing {name}"))
+    }
+
     /// The file `shown` at `path`, whole, when it exists and is at most `max` bytes.
     pub fn read_file(&self, path: &Path, shown: &str, max: u64) -> Result<Option<Vec<u8>>> {
         match fs::metadata(path) {

@@ -54,6 +54,10 @@ pub(super) fn outcome(o: wit::Outcome) -> Outcome {
             config_changed: c.config_changed,
         },
         wit::Outcome::Unchanged(file) => Outcome::Unchanged { file },
+        wit::Outcome::Removed(r) => Outcome::Removed {
+            file: r.file,
+            action: action(r.action),
+        },
     }
 }
 

@@ -231,6 +231,17 @@ impl Guest {
             .collect())
     }
 
+    /// Record in the journal that on each `(topic/partition, offset)` every message before
+    /// the offset is done (a resolver that took the state reads the stream on from there).
+    pub fn skip_before(&self, positions: &[(String, i64)]) -> Result<(), GuestError> {
+        let result =
+            self.call(|c, store| c.kres_kafka_processor().call_skip_before(store, positions));
+        match result {
+            Ok(done) => done.map_err(|e| GuestError::Refused(convert::rejection(e))),
+            Err(failure) => Err(GuestError::Failed(failure)),
+        }
+    }
+
     /// Instantiate afresh over the files directory and make one call under the limits.
     fn call<R>(
         &self,

@@ -38,7 +38,8 @@ pub struct Request {
     pub config_changed: bool,
     /// The commit's transfer (its `transfer-id` header), reported with the call that serves it.
     pub transfer_id: Option<String>,
-    /// The file committed and the hex SHA-256 of its new content: a rollback restores the
+    /// The file committed and the hex SHA-256 of its new content (empty for a file withdrawn):
+    /// a rollback restores the
     /// file only while it still holds that version.
     pub committed: Option<(String, String)>,
 }
@@ -215,6 +216,8 @@ impl Scheduler {
         );
         let committed = match outcome {
             Outcome::Committed { file, sha256, .. } => Some((file.clone(), sha256.clone())),
+            // No digest: the version the batch put there is the file's absence.
+            Outcome::Removed { file, .. } => Some((file.clone(), String::new())),
             _ => None,
         };
         self.send(Request {

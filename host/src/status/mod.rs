@@ -58,6 +58,11 @@ pub enum Event {
     Committed,
     /// Identical content was already in place.
     Unchanged,
+    /// A file was withdrawn (`action` is the call it asks for).
+    Removed,
+    /// Messages the broker no longer holds were never read (`reason` names the offsets);
+    /// the daemon converges from the state topic.
+    OffsetsLost,
     /// The guest refused the message (`kind`, `reason`).
     Rejected,
     /// The call into the guest did not return (`kind`, `reason`).
@@ -90,6 +95,8 @@ impl Event {
         match self {
             Event::Committed => "committed",
             Event::Unchanged => "unchanged",
+            Event::Removed => "removed",
+            Event::OffsetsLost => "offsets-lost",
             Event::Rejected => "rejected",
             Event::Failed => "failed",
             Event::Served => "served",
@@ -333,6 +340,7 @@ impl Status {
         let event = match outcome {
             Outcome::Committed { .. } => Event::Committed,
             Outcome::Unchanged { .. } => Event::Unchanged,
+            Outcome::Removed { .. } => Event::Removed,
             Outcome::Rejected(_) => Event::Rejected,
             Outcome::Failed(_) => Event::Failed,
             Outcome::Skipped { .. } | Outcome::Stored { .. } => return,
@@ -352,6 +360,9 @@ impl Status {
                 r.action = Some(*action);
                 r.size = Some(*size);
                 r.sha256 = Some(sha256.clone());
+            }
+            if let Outcome::Removed { action, .. } = outcome {
+                r.action = Some(*action);
             }
         });
     }
@@ -404,6 +415,12 @@ impl Status {
     /// Report the daemon started or stopped.
     pub fn lifecycle(&self, event: Event) {
         self.with(event, |_| {});
+    }
+
+    /// Report `event` with a reason: a start that bootstrapped from the state
+    /// (`bootstrap: N files`), offsets the broker no longer holds.
+    pub fn lifecycle_because(&self, event: Event, reason: String) {
+        self.with(event, |r| r.reason = Some(reason));
     }
 
     /// Give the status producer new SASL credentials (see [`crate::kafka::set_sasl_credentials`]).
