@@ -49,6 +49,9 @@ struct Inner {
     status_failures: Counter,
     guest: Family<Labels, Gauge>,
     delivery_paused: Gauge,
+    bootstraps: Counter,
+    bootstrap_files: Counter,
+    offsets_lost: Counter,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -78,6 +81,9 @@ impl Default for Metrics {
             swaps: Counter::default(),
             swap_refusals: Counter::default(),
             io_retries: Counter::default(),
+            bootstraps: Counter::default(),
+            bootstrap_files: Counter::default(),
+            offsets_lost: Counter::default(),
             status_failures: Counter::default(),
             guest: Family::default(),
             delivery_paused: Gauge::default(),
@@ -177,6 +183,21 @@ impl Default for Metrics {
             "delivery_paused",
             "1 while delivery is paused because the files directory cannot be written, else 0",
             inner.delivery_paused.clone(),
+        );
+        registry.register(
+            "bootstraps",
+            "Starts that read the state topic first (an empty journal, or offsets lost)",
+            inner.bootstraps.clone(),
+        );
+        registry.register(
+            "bootstrap_files",
+            "Files whose current version (or removal) the state topic gave at a start",
+            inner.bootstrap_files.clone(),
+        );
+        registry.register(
+            "offsets_lost",
+            "Messages the broker no longer held when the journal's position needed them",
+            inner.offsets_lost.clone(),
         );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
@@ -282,6 +303,17 @@ impl Metrics {
     pub fn rollback(&self) {
         self.inner.rollbacks.inc();
     }
+    /// Count a start that read the state topic, and the files it gave.
+    pub fn bootstrapped(&self, files: usize) {
+        self.inner.bootstraps.inc();
+        self.inner.bootstrap_files.inc_by(files as u64);
+    }
+
+    /// Count `count` messages gone from the broker before they were read.
+    pub fn offsets_lost(&self, count: u64) {
+        self.inner.offsets_lost.inc_by(count);
+    }
+
     /// Delivery paused (the files directory cannot be written) or going on.
     pub fn delivery_paused(&self, paused: bool) {
         self.inner.delivery_paused.set(i64::from(paused));

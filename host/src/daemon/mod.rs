@@ -115,7 +115,7 @@ async fn deliver(
     worker: &Worker,
     scheduler: &Scheduler,
     status: &Status,
-    reader: &kafka::Reader,
+    reader: Option<&kafka::Reader>,
     batch: Vec<Message>,
     shutdown: &CancellationToken,
 ) -> bool {
@@ -148,7 +148,7 @@ async fn deliver(
                     .metrics
                     .skipped_bytes(why.as_str(), message.value.len());
             }
-            if let Err(e) = reader.store(position) {
+            if let Some(Err(e)) = reader.map(|r| r.store(position)) {
                 tracing::warn!(
                     partition = position.partition,
                     offset = position.offset,
@@ -197,6 +197,98 @@ async fn deliver(
         resume(&worker.metrics, status);
     }
     true
+}
+
+/// Read the state topic first when the journal cannot say where to start (a new or rebuilt
+/// resolver: it holds no position on the topic) or when the broker no longer holds messages
+/// its positions need: the current version of every file of ours, handed to the guest as the
+/// stream's are; then the stream is read from where it ended before the state was read (a
+/// file published meanwhile is in both, and comes `unchanged` the second time), never from an
+/// earlier incarnation's group offsets. Returns those ends and what the state gave; `None`
+/// when the state was not read (not needed, turned off, absent, or a stop came first).
+async fn from_state(
+    config: &Config,
+    start: &kafka::Start,
+    reader: &kafka::Reader,
+    worker: &Worker,
+    scheduler: &Scheduler,
+    status: &Status,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(std::collections::BTreeMap<i32, i64>, kafka::state::Summary)>> {
+    for lost in &start.lost {
+        tracing::warn!("{lost}: reading the state topic to converge");
+        worker
+            .metrics
+            .offsets_lost((lost.to - lost.from + 1).max(0) as u64);
+        status.lifecycle_because(Event::OffsetsLost, lost.to_string());
+    }
+    if !start.empty && start.lost.is_empty() {
+        return Ok(None);
+    }
+    let why = if start.empty {
+        "the journal holds no position on the topic"
+    } else {
+        "messages were lost"
+    };
+    let Some(state) = kafka::state::StateTopic::new(config, worker.metrics.clone())? else {
+        tracing::warn!(
+            "{why}, and kafka.state-topic is off: only what the stream still holds can arrive"
+        );
+        return Ok(None);
+    };
+    let count = match state.partitions() {
+        Ok(Some(count)) => count,
+        Ok(None) => {
+            tracing::warn!(
+                state_topic = state.topic(),
+                "{why}, and the state topic does not exist (`send` creates it): only what the stream still holds can arrive"
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(
+                "{why}, and the state topic cannot be read: {e}: only what the stream still holds can arrive"
+            );
+            return Ok(None);
+        }
+    };
+    // The stream's ends first: what is published after them is read from the stream; what
+    // before, is in the state already (publishers write the state first).
+    let ends = reader.stream_ends(start)?;
+    let began = std::time::Instant::now();
+    tracing::info!(
+        state_topic = state.topic(),
+        "{why}: reading the state topic first"
+    );
+    let summary = state
+        .read(count, BATCH_BYTES, shutdown, |batch| {
+            deliver(worker, scheduler, status, None, batch, shutdown)
+        })
+        .await?;
+    let Some(summary) = summary else {
+        return Ok(None);
+    };
+    let topic = config.kafka.topic.clone();
+    let positions: Vec<(String, i64)> = ends
+        .iter()
+        .map(|(p, end)| (format!("{topic}/{p}"), *end))
+        .collect();
+    worker
+        .runner
+        .in_guest(move |guest, _| guest.skip_before(&positions))
+        .await
+        .map_err(|e| anyhow::anyhow!("recording where the stream starts: {e}"))?
+        .map_err(|e| anyhow::anyhow!("recording where the stream starts: {e}"))?;
+    tracing::info!(
+        files = summary.files,
+        bytes = summary.bytes,
+        "bootstrap from the state: {} files, {} bytes, in {:.2} s",
+        summary.files,
+        summary.bytes,
+        began.elapsed().as_secs_f64()
+    );
+    worker.metrics.bootstrapped(summary.files);
+    Ok(Some((ends, summary)))
 }
 
 /// Delivery goes on after a pause: said in the log, the gauge and on the status topic.
@@ -360,27 +452,43 @@ pub async fn run(
 
     let mut reader = kafka::Reader::new(&config, worker.metrics.clone())
         .context("creating the Kafka consumer")?;
-    let connected = reader
+    let start = reader
         .connect(&kafka.files_dir, &shutdown, |consumer| {
             if passwords.changed_now() {
                 passwords.take_new(kafka, consumer, &status);
             }
         })
         .await?;
-    if !connected {
+    let bootstrapped = match &start {
+        Some(start) => {
+            from_state(
+                &config, start, &reader, &worker, &scheduler, &status, &shutdown,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let Some(start) = start.filter(|_| !shutdown.is_cancelled()) else {
         tracing::info!("stopped before the broker answered");
         drop(scheduler);
         drop(swaps);
         tasks.close();
         tasks.wait().await;
         return Ok(());
-    }
+    };
+    reader.assign(&start, bootstrapped.as_ref().map(|(ends, _)| ends))?;
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(),
         status_topic = kafka.status_topic().as_deref().unwrap_or("off"), "consuming"
     );
-    status.lifecycle(Event::Started);
+    match &bootstrapped {
+        Some((_, summary)) => status.lifecycle_because(
+            Event::Started,
+            format!("bootstrap: {} files", summary.files),
+        ),
+        None => status.lifecycle(Event::Started),
+    }
 
     // 4. Serve.
     let mut commits = tokio::time::interval(kafka::COMMIT_EVERY);
@@ -420,7 +528,7 @@ pub async fn run(
                 let first = kafka::to_message(&record);
                 drop(record);
                 let batch = take_batch(reader.consumer(), &worker.metrics, first).await;
-                if !deliver(&worker, &scheduler, &status, &reader, batch, &shutdown).await {
+                if !deliver(&worker, &scheduler, &status, Some(&reader), batch, &shutdown).await {
                     // Shut down while the files directory could not be written: the offsets
                     // not stored come again after the restart.
                     break;

@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 
 pub mod partitioner;
 mod reader;
+pub mod state;
 
-pub use reader::{COMMIT_EVERY, Consumer, Reader, ReaderContext, STOP_WAIT, consumer_config};
+pub use reader::{
+    COMMIT_EVERY, Consumer, Lost, Reader, ReaderContext, STOP_WAIT, Start, consumer_config,
+};
 
 /// A repeated broker error (the same text) is logged at most this often; in between it goes
 /// to `debug`. librdkafka retries on its own and would otherwise repeat itself every second.

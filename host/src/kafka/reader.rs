@@ -141,6 +141,38 @@ pub fn consumer_config(kafka: &Settings, client_id: &str) -> ClientConfig {
     client
 }
 
+/// What a start found, before any partition is assigned: whether the state topic must be read
+/// first.
+#[derive(Debug)]
+pub struct Start {
+    /// The topic's partition count.
+    count: i32,
+    /// The guest's journal (`topic/partition` to the last offset done).
+    journal: BTreeMap<String, i64>,
+    /// The journal holds no position on this topic: a new resolver, or one rebuilt.
+    pub empty: bool,
+    /// Messages the journal's positions needed that the broker no longer holds.
+    pub lost: Vec<Lost>,
+}
+
+/// Offsets `from..=to` of a partition, gone from the broker before they were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "offsets {}..{} of partition {} are gone from the broker",
+            self.from, self.to, self.partition
+        )
+    }
+}
+
 /// A partition kept after a growth that no longer maps to this resolver's keys: read up to
 /// `until` (the high watermark when it stopped being addressed), then dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,15 +233,70 @@ impl Reader {
         files_dir: &std::path::Path,
         shutdown: &CancellationToken,
         meanwhile: impl FnMut(&Consumer),
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Option<Start>> {
         let Some(count) = self.wait_for_partition_count(shutdown, meanwhile).await else {
-            return Ok(false);
+            return Ok(None);
         };
         let journal = Journal::read(files_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .applied;
-        self.assign_initial(count, &journal)?;
-        Ok(true)
+        let known = self.known(&journal);
+        let mut lost = Vec::new();
+        for (partition, offset) in &known {
+            let Ok((low, _)) = tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, *partition, REQUEST_TIMEOUT)
+            }) else {
+                continue;
+            };
+            if low > offset + 1 {
+                lost.push(Lost {
+                    partition: *partition,
+                    from: offset + 1,
+                    to: low - 1,
+                });
+            }
+        }
+        Ok(Some(Start {
+            count,
+            journal,
+            empty: known.is_empty(),
+            lost,
+        }))
+    }
+
+    /// The offset after which each partition of the stream ends now: where a resolver that
+    /// reads the state from now on reads the stream from.
+    pub fn stream_ends(&self, start: &Start) -> anyhow::Result<BTreeMap<i32, i64>> {
+        let mut ends = BTreeMap::new();
+        for p in self.addressed(start.count) {
+            ends.insert(p, self.high_watermark(p)?);
+        }
+        Ok(ends)
+    }
+
+    /// Assign the partitions, each from where the journal and the group say; with `floor`
+    /// (the stream's ends before the state was read), never before it, and the group's
+    /// offsets (an earlier incarnation's) ignored.
+    pub fn assign(
+        &mut self,
+        start: &Start,
+        floor: Option<&BTreeMap<i32, i64>>,
+    ) -> anyhow::Result<()> {
+        self.assign_initial(start.count, &start.journal, floor)
+    }
+
+    /// The journal's position on each partition of this topic.
+    fn known(&self, journal: &BTreeMap<String, i64>) -> BTreeMap<i32, i64> {
+        journal
+            .iter()
+            .filter_map(|(at, offset)| {
+                let (topic, partition) = at.rsplit_once('/')?;
+                (topic == self.topic)
+                    .then(|| partition.parse().ok().map(|p| (p, *offset)))
+                    .flatten()
+            })
+            .collect()
     }
 
     /// The librdkafka consumer.
@@ -316,17 +403,10 @@ impl Reader {
         &mut self,
         count: i32,
         journal: &BTreeMap<String, i64>,
+        floor: Option<&BTreeMap<i32, i64>>,
     ) -> anyhow::Result<()> {
         let mut wanted = self.addressed(count);
-        let known: BTreeMap<i32, i64> = journal
-            .iter()
-            .filter_map(|(at, offset)| {
-                let (topic, partition) = at.rsplit_once('/')?;
-                (topic == self.topic)
-                    .then(|| partition.parse().ok().map(|p| (p, *offset)))
-                    .flatten()
-            })
-            .collect();
+        let known = self.known(journal);
         // A partition this resolver read before but no longer maps to (the topic grew, or
         // `partitions` changed): read until what is in it now is read.
         for (partition, offset) in &known {
@@ -345,12 +425,18 @@ impl Reader {
                 ),
             }
         }
-        let committed = self.committed(&wanted);
+        // After the state was read, the group's offsets are an earlier incarnation's at best.
+        let committed = match floor {
+            Some(_) => BTreeMap::new(),
+            None => self.committed(&wanted),
+        };
         let mut list = TopicPartitionList::new();
         let mut starts = Vec::new();
         for p in &wanted {
             let from_journal = known.get(p).map(|o| o + 1);
-            let start = from_journal.max(committed.get(p).copied());
+            let start = from_journal
+                .max(committed.get(p).copied())
+                .max(floor.and_then(|f| f.get(p).copied()));
             let offset = start.map_or(Offset::Stored, Offset::Offset);
             if let Some(start) = start {
                 self.set_done(*p, start - 1);

@@ -169,6 +169,8 @@ pub struct About {
     pub file: Option<String>,
     /// The `transfer-id` header.
     pub transfer_id: Option<String>,
+    /// The `sha256` header: what an `unchanged` file holds.
+    pub sha256: Option<String>,
 }
 
 impl About {
@@ -177,6 +179,9 @@ impl About {
         About {
             file: message.header(headers::FILE_NAME),
             transfer_id: message.header(headers::TRANSFER_ID),
+            sha256: message
+                .header(headers::SHA256)
+                .map(|s| s.to_ascii_lowercase()),
         }
     }
 }
@@ -363,6 +368,10 @@ impl Status {
             }
             if let Outcome::Removed { action, .. } = outcome {
                 r.action = Some(*action);
+            }
+            // The content in place is the message's, byte for byte.
+            if let Outcome::Unchanged { .. } = outcome {
+                r.sha256 = about.sha256.clone();
             }
         });
     }
