@@ -16,7 +16,7 @@
 //! The journal lives in the files directory (the guest's only view) under a name no publisher
 //! may use ([`STATE_FILE`], refused by `name`). Like a Kafka Connect sink's stored offsets, it
 //! trusts offsets to grow: a topic deleted and created again starts from 0, and the journal
-//! must then be removed by hand (the README says so).
+//! must then be removed by hand (docs/operator-guide.md, "Crashes and full disks", says so).
 
 use crate::durable;
 use crate::error::{IoContext, Result};

@@ -1,4 +1,5 @@
-//! The README's promises as a property: arbitrary sequences of publications (whole files and
+//! The promises of docs/operator-guide.md ("How a message is processed", "Crashes and full
+//! disks") as a property: arbitrary sequences of publications (whole files and
 //! chunked transfers, right, wrong and missing digests, transfer ids, hostile names), deliveries
 //! in batches, crashes in the middle of a batch's commit, restarts from the journal, replays of
 //! earlier offsets and maintenance, driven through `process` over a real directory. After every
@@ -107,7 +108,7 @@ impl Step {
                     // Upstream's format (no transfer id, no digest) cannot tell two transfers
                     // of a file apart once chunks of both are lost: the tail of one completes
                     // the head of the other. Lost chunks are modelled where the format can see
-                    // them (the README says so).
+                    // them (docs/operator-guide.md, "How a message is processed", says so).
                     drop: drop
                         .filter(|_| transfer_id || digest != 0)
                         .map(|d| fold(d as usize, 1, 3) as u32),

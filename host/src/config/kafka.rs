@@ -239,8 +239,8 @@ pub struct Section {
     pub key_file: Option<PathBuf>,
     /// Password of an encrypted `key-file`.
     pub key_password: Option<String>,
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (`OAUTHBEARER` is refused: see the
-    /// README); required by `sasl_plaintext` and `sasl_ssl`.
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (`OAUTHBEARER` is refused: see
+    /// docs/operator-guide.md, "SASL"); required by `sasl_plaintext` and `sasl_ssl`.
     pub sasl_mechanism: Option<SaslMechanism>,
     /// The SASL user.
     pub sasl_username: Option<String>,
@@ -624,7 +624,7 @@ impl Section {
             warnings.push("kafka.sasl-mechanism is PLAIN over sasl_plaintext: the password crosses the network in clear; use sasl_ssl, or SCRAM".into());
         }
         if !trust.require_signature {
-            warnings.push("kafka.require-signature is off: anyone who can write to the topic controls this resolver's files (see the README's \"Signed transfers\")".into());
+            warnings.push("kafka.require-signature is off: anyone who can write to the topic controls this resolver's files (see docs/operator-guide.md, \"Signing and key rotation\")".into());
         }
         for option in self.librdkafka.keys() {
             if option.starts_with("sasl.") {

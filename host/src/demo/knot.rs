@@ -1,8 +1,9 @@
 //! The real Knot Resolver 6, run for the demo and `bench resolver` when one is at hand: a build
 //! named by `KNOT_RESOLVER_DIR` (its `venv/bin/knot-resolver`), else `knot-resolver` on the
-//! `PATH`. Its manager is started on a generated configuration wired as the README tells
-//! operators (`--config config.yaml <files>/config.json`), answers DNS on 127.0.0.1, and is
-//! stopped with everything it started when dropped. And a DNS query, to see what it answers.
+//! `PATH`. Its manager is started on a generated configuration wired as
+//! docs/operator-guide.md ("Wiring to a stock Knot Resolver 6") tells operators (`--config
+//! config.yaml <files>/config.json`), answers DNS on 127.0.0.1, and is stopped with everything
+//! it started when dropped. And a DNS query, to see what it answers.
 
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};

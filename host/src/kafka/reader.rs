@@ -464,7 +464,7 @@ impl Reader {
             Ok(count) if count > self.count => self.grow(count),
             Ok(count) if count < self.count => tracing::warn!(
                 topic = %self.topic, was = self.count, now = count,
-                "the topic has fewer partitions than before: was it deleted and created again? (the journal then needs removing, see the README)"
+                "the topic has fewer partitions than before: was it deleted and created again? (the journal then needs removing, see docs/operator-guide.md, \"Crashes and full disks\")"
             ),
             Ok(_) => {}
             Err(why) => tracing::debug!(topic = %self.topic, "metadata refresh: {why}"),

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "knot-resolver";
 const ME: &str = "bench-resolver";
-/// The debounce the daemon runs with here: the README's example value for a quick fleet.
+/// The debounce the daemon runs with here (docs/developer-guide.md, "Send to answer").
 const DEBOUNCE: Duration = Duration::from_secs(1);
 /// Names in each round's RPZ.
 const NAMES: usize = 10_000;
