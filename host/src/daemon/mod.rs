@@ -205,7 +205,10 @@ async fn deliver(
 /// stream's are; then the stream is read from where it ended before the state was read (a
 /// file published meanwhile is in both, and comes `unchanged` the second time), never from an
 /// earlier incarnation's group offsets. Returns those ends and what the state gave; `None`
-/// when the state was not read (not needed, turned off, absent, or a stop came first).
+/// when the state was not read (not needed, turned off, absent, or a stop came first) or held
+/// nothing of ours: the stream is then read as before, from the journal or `start-from` (a
+/// publisher that writes no state, upstream's, still reaches a new resolver while the stream
+/// holds its messages).
 async fn from_state(
     config: &Config,
     start: &kafka::Start,
@@ -268,6 +271,12 @@ async fn from_state(
     let Some(summary) = summary else {
         return Ok(None);
     };
+    if summary.files == 0 {
+        tracing::info!(
+            "the state topic holds nothing for this resolver: reading the stream from kafka.start-from"
+        );
+        return Ok(None);
+    }
     let topic = config.kafka.topic.clone();
     let positions: Vec<(String, i64)> = ends
         .iter()

@@ -185,6 +185,7 @@ pub struct Reader {
     consumer: Consumer,
     topic: String,
     mode: Partitions,
+    start_from: StartFrom,
     /// This resolver's keys: its zone-id, if any, and its hostname.
     keys: Vec<Vec<u8>>,
     /// The topic's partition count when last read.
@@ -215,6 +216,7 @@ impl Reader {
             consumer,
             topic: kafka.topic.clone(),
             mode: kafka.partitions,
+            start_from: kafka.start_from,
             keys,
             count: 0,
             assigned: BTreeSet::new(),
@@ -276,8 +278,8 @@ impl Reader {
     }
 
     /// Assign the partitions, each from where the journal and the group say; with `floor`
-    /// (the stream's ends before the state was read), never before it, and the group's
-    /// offsets (an earlier incarnation's) ignored.
+    /// (the stream's ends before the state was read), never before it. With no position in
+    /// the journal, the group's offsets (an earlier incarnation's) are ignored: `start-from`.
     pub fn assign(
         &mut self,
         start: &Start,
@@ -425,10 +427,21 @@ impl Reader {
                 ),
             }
         }
-        // After the state was read, the group's offsets are an earlier incarnation's at best.
-        let committed = match floor {
-            Some(_) => BTreeMap::new(),
-            None => self.committed(&wanted),
+        // With no position in the journal (a new or rebuilt resolver), the group's offsets are
+        // an earlier incarnation's at best: the messages they passed are not in this files
+        // directory.
+        let fresh = known.is_empty() || floor.is_some();
+        let committed = if fresh {
+            BTreeMap::new()
+        } else {
+            self.committed(&wanted)
+        };
+        // Where a partition with no position starts: the group's offset (librdkafka reads it,
+        // `start-from` without one), or `start-from` itself for a fresh resolver.
+        let unknown = match (fresh, self.start_from) {
+            (false, _) => Offset::Stored,
+            (true, StartFrom::Earliest) => Offset::Beginning,
+            (true, StartFrom::Latest) => Offset::End,
         };
         let mut list = TopicPartitionList::new();
         let mut starts = Vec::new();
@@ -437,7 +450,7 @@ impl Reader {
             let start = from_journal
                 .max(committed.get(p).copied())
                 .max(floor.and_then(|f| f.get(p).copied()));
-            let offset = start.map_or(Offset::Stored, Offset::Offset);
+            let offset = start.map_or(unknown, Offset::Offset);
             if let Some(start) = start {
                 self.set_done(*p, start - 1);
             }
