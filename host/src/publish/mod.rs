@@ -5,6 +5,18 @@
 //! zone-id as key (upstream's newest addressing); either way one recipient's messages stay in
 //! one partition, in order. Every delivery report is awaited; a file is delivered only when all
 //! its chunks are.
+//!
+//! With a state topic (`kafka.state-topic`, on by default) each file is written there first,
+//! then to the stream, then what the new version leaves behind in the state is deleted; a
+//! withdrawn file (`send --remove`) is withdrawn in the state, then on the stream. The format
+//! is in [`state`].
+//!
+//! # Layout
+//!
+//! - this file: the producer, the stream's records, chunking, signing, progress.
+//! - `state`: the state topic: made ready, its recipient's part read, written.
+
+pub mod state;
 
 use crate::config::Settings;
 use crate::kafka;
@@ -39,6 +51,44 @@ pub enum Recipient {
     Zone(String),
 }
 
+impl Recipient {
+    /// The key of its messages on the stream.
+    pub fn key(&self) -> &str {
+        match self {
+            Recipient::Host(name) | Recipient::Zone(name) => name,
+        }
+    }
+
+    /// As the state topic's keys name it.
+    pub fn in_state(&self) -> kres_kafka_guest::state::Recipient {
+        use kres_kafka_guest::state::Recipient as State;
+        match self {
+            Recipient::Host(host) => State::Host(host.clone()),
+            Recipient::Zone(zone) => State::Zone(zone.clone()),
+        }
+    }
+
+    /// As a signature names it.
+    fn signed(&self) -> kres_kafka_guest::signature::Recipient {
+        use kres_kafka_guest::signature::Recipient as Signed;
+        match self {
+            Recipient::Host(host) => Signed::Host(host.clone()),
+            Recipient::Zone(zone) => Signed::Zone(zone.clone()),
+        }
+    }
+
+    /// A message's headers as they start for it: `hostname` for one resolver.
+    fn headers(&self) -> OwnedHeaders {
+        match self {
+            Recipient::Host(host) => OwnedHeaders::new().insert(Header {
+                key: headers::HOSTNAME,
+                value: Some(host),
+            }),
+            Recipient::Zone(_) => OwnedHeaders::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for Recipient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -57,7 +107,21 @@ pub struct Outgoing {
     pub name: String,
 }
 
-/// A file the broker took.
+/// What one `send` publishes to one recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub to: &'a Recipient,
+    /// Files to send: non-configuration files first, then configuration files.
+    pub files: &'a [Outgoing],
+    /// Names of files to withdraw (`send --remove`), after the files: a configuration that
+    /// stopped referring to a file has been sent before the file goes.
+    pub removals: &'a [String],
+    pub chunk_size: u64,
+    /// Sign every transfer and removal with this key.
+    pub signer: Option<&'a SigningKey>,
+}
+
+/// A file the broker took, or its removal.
 #[derive(Debug, Clone)]
 pub struct Delivered {
     pub name: String,
@@ -65,6 +129,8 @@ pub struct Delivered {
     pub chunks: u32,
     /// Its `transfer-id` header, by which resolvers' status records name it.
     pub transfer_id: String,
+    /// A removal (`send --remove`), not a version of the file.
+    pub removal: bool,
 }
 
 /// What was sent.
@@ -147,24 +213,29 @@ enum Failure {
     Other(String),
 }
 
-/// Send `files` to `to`, non-configuration files first, each signed by `signer` if given.
+/// Publish `batch`: its files, non-configuration files first, then its removals, each
+/// signed if the batch has a signer; through `state` as well when there is one (see
+/// [`state`]).
 pub async fn send(
     publisher: &Publisher,
     topic: &str,
-    to: &Recipient,
-    files: &[Outgoing],
-    chunk_size: u64,
-    signer: Option<&SigningKey>,
+    batch: &Batch<'_>,
+    mut state: Option<&mut state::State>,
     progress: &ProgressBar,
 ) -> Sent {
-    let mut ordered: Vec<&Outgoing> = files.iter().collect();
+    let mut ordered: Vec<&Outgoing> = batch.files.iter().collect();
     ordered.sort_by_key(|f| is_config(&f.name));
+    let jobs = ordered
+        .into_iter()
+        .map(Job::Send)
+        .chain(batch.removals.iter().map(|name| Job::Remove(name)));
     let mut sent = Sent::default();
     let mut unanswered: Option<&str> = None;
-    for file in ordered {
+    for job in jobs {
+        let name = job.name();
         if let Some(first) = unanswered {
             sent.failed.push((
-                file.name.clone(),
+                name.to_owned(),
                 format!(
                     "not sent: {} did not take {first}",
                     brokers(&publisher.brokers)
@@ -172,17 +243,34 @@ pub async fn send(
             ));
             continue;
         }
-        match send_file(publisher, topic, to, file, chunk_size, signer, progress).await {
-            Ok((size, chunks, transfer_id)) => sent.delivered.push(Delivered {
-                name: file.name.clone(),
-                size,
-                chunks,
-                transfer_id,
-            }),
+        let done = match job {
+            Job::Send(file) => {
+                send_file(
+                    publisher,
+                    topic,
+                    batch,
+                    file,
+                    state.as_deref_mut(),
+                    progress,
+                )
+                .await
+            }
+            Job::Remove(name) => remove_file(publisher, topic, batch, name, state.as_deref_mut())
+                .await
+                .map(|transfer_id| Delivered {
+                    name: name.to_owned(),
+                    size: 0,
+                    chunks: 0,
+                    transfer_id,
+                    removal: true,
+                }),
+        };
+        match done {
+            Ok(delivered) => sent.delivered.push(delivered),
             Err(failure) => {
                 let mut reason = match failure {
                     Failure::NoAnswer(reason) => {
-                        unanswered = Some(&file.name);
+                        unanswered = Some(name);
                         reason
                     }
                     Failure::Other(reason) => reason,
@@ -190,13 +278,28 @@ pub async fn send(
                 if let Some(broker) = publisher.log.last_error() {
                     reason = format!("{reason} (last broker error: {broker})");
                 }
-                progress.suspend(|| tracing::error!(file = %file.name, "not delivered: {reason}"));
-                sent.failed.push((file.name.clone(), reason));
+                progress.suspend(|| tracing::error!(file = %name, "not delivered: {reason}"));
+                sent.failed.push((name.to_owned(), reason));
             }
         }
     }
     let _ = publisher.producer.flush(publisher.timeout);
     sent
+}
+
+/// One thing [`send`] does.
+enum Job<'a> {
+    Send(&'a Outgoing),
+    Remove(&'a str),
+}
+
+impl<'a> Job<'a> {
+    fn name(&self) -> &'a str {
+        match self {
+            Job::Send(file) => &file.name,
+            Job::Remove(name) => name,
+        }
+    }
 }
 
 /// `the broker a:9092` or `the brokers a:9092, b:9092`.
@@ -211,26 +314,35 @@ fn brokers(list: &str) -> String {
 /// The `signature` and `signed-at` headers of file `name` with digest `sha256` for `to`,
 /// signed now by `key` (see `kres_kafka_guest::signature` for the format).
 pub fn sign(key: &SigningKey, name: &str, sha256: &[u8; 32], to: &Recipient) -> (String, String) {
+    let at = unix_millis();
+    let text = kres_kafka_guest::signature::signed_text(name, sha256, &to.signed(), at);
+    (signature(key, &text), at.to_string())
+}
+
+/// The `signature` and `signed-at` headers of the removal of file `name` for `to`, signed now
+/// by `key` (`kres_kafka_guest::signature::removal_text`).
+pub fn sign_removal(key: &SigningKey, name: &str, to: &Recipient) -> (String, String) {
+    let at = unix_millis();
+    let text = kres_kafka_guest::signature::removal_text(name, &to.signed(), at);
+    (signature(key, &text), at.to_string())
+}
+
+/// The `signature` header: `ed25519:<key-id>:<base64>` of `text` signed by `key`.
+fn signature(key: &SigningKey, text: &str) -> String {
     use base64::Engine as _;
     use ed25519_dalek::Signer as _;
-    use kres_kafka_guest::signature::{self, Recipient as Signed};
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let recipient = match to {
-        Recipient::Host(host) => Signed::Host(host.clone()),
-        Recipient::Zone(zone) => Signed::Zone(zone.clone()),
-    };
-    let text = signature::signed_text(name, sha256, &recipient, at);
     let sig = key.sign(text.as_bytes());
-    (
-        format!(
-            "ed25519:{}:{}",
-            signature::key_id(key.verifying_key().as_bytes()),
-            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
-        ),
-        at.to_string(),
+    format!(
+        "ed25519:{}:{}",
+        kres_kafka_guest::signature::key_id(key.verifying_key().as_bytes()),
+        base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
     )
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Read a private key for `send --sign`: PKCS#8 PEM, as `kres-kafka keygen` and
@@ -272,16 +384,82 @@ pub fn progress_bar(files: &[Outgoing]) -> ProgressBar {
     bar
 }
 
+/// A file being sent: what every one of its records says.
+struct Transfer<'a> {
+    file: &'a Outgoing,
+    size: u64,
+    total: u32,
+    sha256: String,
+    transfer_id: String,
+    /// `signature` and `signed-at`.
+    signature: Option<(String, String)>,
+}
+
+impl Transfer<'_> {
+    /// The headers of chunk `index` on the stream.
+    fn headers(&self, to: &Recipient, index: u32) -> OwnedHeaders {
+        let (index, total) = (index.to_string(), self.total.to_string());
+        let headers = to
+            .headers()
+            .insert(Header {
+                key: headers::FILE_NAME,
+                value: Some(&self.file.name),
+            })
+            .insert(Header {
+                key: headers::TOTAL_CHUNKS,
+                value: Some(&total),
+            })
+            .insert(Header {
+                key: headers::CHUNK_INDEX,
+                value: Some(&index),
+            })
+            .insert(Header {
+                key: headers::SHA256,
+                value: Some(&self.sha256),
+            })
+            .insert(Header {
+                key: headers::TRANSFER_ID,
+                value: Some(&self.transfer_id),
+            });
+        signed(headers, self.signature.as_ref())
+    }
+}
+
+/// `headers` with `signed-at` and `signature` when there is a signature.
+fn signed(headers: OwnedHeaders, signature: Option<&(String, String)>) -> OwnedHeaders {
+    match signature {
+        Some((signature, at)) => headers
+            .insert(Header {
+                key: headers::SIGNED_AT,
+                value: Some(at),
+            })
+            .insert(Header {
+                key: headers::SIGNATURE,
+                value: Some(signature),
+            }),
+        None => headers,
+    }
+}
+
+/// Where a transfer's chunks go.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    /// The stream: key and headers as the daemon reads them.
+    Stream { topic: &'a str },
+    /// The state topic: a key per chunk, the recipient's partition.
+    State(&'a state::State),
+}
+
+/// Send one file: to the state (every chunk taken), then to the stream, then delete from the
+/// state what this version leaves behind.
 async fn send_file(
     publisher: &Publisher,
     topic: &str,
-    to: &Recipient,
+    batch: &Batch<'_>,
     file: &Outgoing,
-    chunk_size: u64,
-    signer: Option<&SigningKey>,
+    mut state: Option<&mut state::State>,
     progress: &ProgressBar,
-) -> Result<(u64, u32, String), Failure> {
-    let producer = &publisher.producer;
+) -> Result<Delivered, Failure> {
     let read_error = |e: io::Error| Failure::Other(format!("reading {}: {e}", file.path.display()));
     progress.set_message(file.name.clone());
 
@@ -290,90 +468,160 @@ async fn send_file(
     let mut reader = File::open(&file.path).map_err(read_error)?;
     let size = io::copy(&mut reader, &mut HashWriter(&mut hasher)).map_err(read_error)?;
     let digest: [u8; 32] = hasher.finalize().into();
-    let sha256 = kres_kafka_guest::durable::hex(&digest);
-    let signature = signer.map(|key| sign(key, &file.name, &digest, to));
-    let total = size.div_ceil(chunk_size).max(1);
+    let total = size.div_ceil(batch.chunk_size).max(1);
     let total =
         u32::try_from(total).map_err(|_| Failure::Other(format!("{total} chunks is too many")))?;
-    let transfer_id = uuid::Uuid::new_v4().to_string();
+    let transfer = Transfer {
+        file,
+        size,
+        total,
+        sha256: kres_kafka_guest::durable::hex(&digest),
+        transfer_id: uuid::Uuid::new_v4().to_string(),
+        signature: batch
+            .signer
+            .map(|key| sign(key, &file.name, &digest, batch.to)),
+    };
 
-    // Second pass: the chunks, with a bounded number of delivery reports pending.
+    if let Some(state) = state.as_deref() {
+        let hidden = ProgressBar::hidden();
+        put_chunks(publisher, batch, &transfer, Place::State(state), &hidden).await?;
+    }
+    put_chunks(
+        publisher,
+        batch,
+        &transfer,
+        Place::Stream { topic },
+        progress,
+    )
+    .await?;
+    if let Some(state) = state.as_deref_mut() {
+        state.replaced(publisher, &file.name, total).await?;
+    }
+    Ok(Delivered {
+        name: file.name.clone(),
+        size,
+        chunks: total,
+        transfer_id: transfer.transfer_id,
+        removal: false,
+    })
+}
+
+/// Publish the chunks of `transfer` to `place`, with a bounded number of delivery reports
+/// pending; every one taken when this returns.
+async fn put_chunks(
+    publisher: &Publisher,
+    batch: &Batch<'_>,
+    transfer: &Transfer<'_>,
+    place: Place<'_>,
+    progress: &ProgressBar,
+) -> Result<(), Failure> {
+    let file = transfer.file;
+    let read_error = |e: io::Error| Failure::Other(format!("reading {}: {e}", file.path.display()));
+    let total = transfer.total;
+    // The stream's chunks are the ones a user thinks of: only the state's are placed.
+    let shown = |index: u32| match place {
+        Place::Stream { .. } => format!("chunk {index} of {total}"),
+        Place::State(state) => format!(
+            "chunk {index} of {total} in the state topic {:?}",
+            state.topic()
+        ),
+    };
     let mut reader = File::open(&file.path).map_err(read_error)?;
     let mut pending = VecDeque::new();
     for index in 1..=total {
-        let mut chunk = Vec::with_capacity(chunk_size.min(size) as usize);
+        let mut chunk = Vec::with_capacity(batch.chunk_size.min(transfer.size) as usize);
         (&mut reader)
-            .take(chunk_size)
+            .take(batch.chunk_size)
             .read_to_end(&mut chunk)
             .map_err(read_error)?;
-        let (index_text, total_text) = (index.to_string(), total.to_string());
-        let (key, mut headers) = match to {
-            Recipient::Host(host) => (
-                host,
-                OwnedHeaders::new().insert(Header {
-                    key: headers::HOSTNAME,
-                    value: Some(host),
-                }),
-            ),
-            Recipient::Zone(zone) => (zone, OwnedHeaders::new()),
-        };
-        headers = headers
+        let headers = transfer.headers(batch.to, index);
+        let delivery = match place {
+            Place::Stream { topic } => publisher
+                .producer
+                .send_result(
+                    FutureRecord::to(topic)
+                        .key(batch.to.key())
+                        .payload(&chunk)
+                        .headers(headers),
+                )
+                .map_err(|(e, _)| e),
+            Place::State(state) => {
+                let key = state.key(&file.name, index);
+                publisher
+                    .producer
+                    .send_result(state.record(&key, headers).payload(chunk.as_slice()))
+                    .map_err(|(e, _)| e)
+            }
+        }
+        .map_err(|e| Failure::Other(format!("queueing {}: {e}", shown(index))))?;
+        pending.push_back((shown(index), chunk.len() as u64, delivery));
+        if pending.len() >= IN_FLIGHT {
+            wait(publisher, pending.pop_front(), progress).await?;
+        }
+    }
+    while let Some(next) = pending.pop_front() {
+        wait(publisher, Some(next), progress).await?;
+    }
+    Ok(())
+}
+
+/// Withdraw file `name` from the batch's recipient: in the state (its chunks deleted, the
+/// removal recorded), then on the stream (one message with header `remove: 1` and an empty
+/// value). Returns the removal's `transfer-id`, by which the resolvers' status records name it.
+async fn remove_file(
+    publisher: &Publisher,
+    topic: &str,
+    batch: &Batch<'_>,
+    name: &str,
+    state: Option<&mut state::State>,
+) -> Result<String, Failure> {
+    let transfer_id = uuid::Uuid::new_v4().to_string();
+    let signature = batch.signer.map(|key| sign_removal(key, name, batch.to));
+    let headers = signed(
+        batch
+            .to
+            .headers()
             .insert(Header {
                 key: headers::FILE_NAME,
-                value: Some(&file.name),
+                value: Some(name),
             })
             .insert(Header {
-                key: headers::TOTAL_CHUNKS,
-                value: Some(&total_text),
-            })
-            .insert(Header {
-                key: headers::CHUNK_INDEX,
-                value: Some(&index_text),
-            })
-            .insert(Header {
-                key: headers::SHA256,
-                value: Some(&sha256),
+                key: headers::REMOVE,
+                value: Some("1"),
             })
             .insert(Header {
                 key: headers::TRANSFER_ID,
                 value: Some(&transfer_id),
-            });
-        if let Some((signature, at)) = &signature {
-            headers = headers
-                .insert(Header {
-                    key: headers::SIGNED_AT,
-                    value: Some(at),
-                })
-                .insert(Header {
-                    key: headers::SIGNATURE,
-                    value: Some(signature),
-                });
-        }
-        let record = FutureRecord::to(topic)
-            .key(key.as_str())
-            .payload(&chunk)
-            .headers(headers);
-        let delivery = producer
-            .send_result(record)
-            .map_err(|(e, _)| Failure::Other(format!("queueing chunk {index} of {total}: {e}")))?;
-        pending.push_back((index, chunk.len() as u64, delivery));
-        if pending.len() >= IN_FLIGHT {
-            wait(publisher, pending.pop_front(), total, progress).await?;
-        }
+            }),
+        signature.as_ref(),
+    );
+    if let Some(state) = state {
+        state.removed(publisher, name, headers.clone()).await?;
     }
-    while let Some(next) = pending.pop_front() {
-        wait(publisher, Some(next), total, progress).await?;
-    }
-    Ok((size, total, transfer_id))
+    let record = FutureRecord::to(topic)
+        .key(batch.to.key())
+        .payload(&[][..])
+        .headers(headers);
+    let delivery = publisher
+        .producer
+        .send_result(record)
+        .map_err(|(e, _)| Failure::Other(format!("queueing the removal: {e}")))?;
+    let pending = ("the removal".to_owned(), 0, delivery);
+    wait(publisher, Some(pending), &ProgressBar::hidden()).await?;
+    Ok(transfer_id)
 }
 
+/// A record sent: what to call it in an error (`chunk 3 of 5`), its size for the progress
+/// bar, its delivery report.
+type Pending = (String, u64, rdkafka::producer::DeliveryFuture);
+
+/// Wait for `next`'s delivery report.
 async fn wait(
     publisher: &Publisher,
-    next: Option<(u32, u64, rdkafka::producer::DeliveryFuture)>,
-    total: u32,
+    next: Option<Pending>,
     progress: &ProgressBar,
 ) -> Result<(), Failure> {
-    let Some((index, len, delivery)) = next else {
+    let Some((what, len, delivery)) = next else {
         return Ok(());
     };
     match delivery.await {
@@ -386,17 +634,13 @@ async fn wait(
                 == Some(rdkafka::types::RDKafkaErrorCode::MessageTimedOut) =>
         {
             Err(Failure::NoAnswer(format!(
-                "{} did not take chunk {index} of {total} within {} (--timeout)",
+                "{} did not take {what} within {} (--timeout)",
                 brokers(&publisher.brokers),
                 humantime::format_duration(publisher.timeout)
             )))
         }
-        Ok(Err((e, _))) => Err(Failure::Other(format!(
-            "chunk {index} of {total} was not delivered: {e}"
-        ))),
-        Err(_) => Err(Failure::Other(format!(
-            "chunk {index} of {total}: the producer stopped"
-        ))),
+        Ok(Err((e, _))) => Err(Failure::Other(format!("{what} was not delivered: {e}"))),
+        Err(_) => Err(Failure::Other(format!("{what}: the producer stopped"))),
     }
 }
 

@@ -58,6 +58,9 @@ pub enum Event {
     Committed,
     /// Identical content was already in place.
     Unchanged,
+    /// A file was withdrawn (`send --remove`): taken out of the files directory; `action` is
+    /// the call it asks for.
+    Removed,
     /// The guest refused the message (`kind`, `reason`).
     Rejected,
     /// The call into the guest did not return (`kind`, `reason`).
@@ -90,6 +93,7 @@ impl Event {
         match self {
             Event::Committed => "committed",
             Event::Unchanged => "unchanged",
+            Event::Removed => "removed",
             Event::Rejected => "rejected",
             Event::Failed => "failed",
             Event::Served => "served",
