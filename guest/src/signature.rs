@@ -16,6 +16,9 @@
 //! or host does not verify for another, and an older signature cannot replace a newer file
 //! (the journal keeps the `signed-at` of each file in place: [`crate::journal::Signed`]).
 //!
+//! A removal (`send --remove`, header `remove: 1`, no content) signs [`removal_text`]: the same
+//! lines with the word `remove` in place of the digest.
+//!
 //! Each message is verified before anything of it is stored, so a writer without a trusted key
 //! cannot even fill the disk with chunks; a batch verifies a given signature once.
 
@@ -58,9 +61,9 @@ pub fn signed_text(name: &str, sha256: &[u8; 32], recipient: &Recipient, at: u64
     format!("{DOMAIN}\n{name}\n{}\n{recipient}\n{at}\n", hex(sha256))
 }
 
-/// The bytes a publisher signs to withdraw file `name`: the transfer's text with the word
-/// `remove` where the digest would be (no digest is 6 letters long, so neither can stand for the
-/// other).
+/// The bytes a publisher signs to withdraw file `name` from `recipient` (`send --remove`):
+/// [`signed_text`] with the word `remove` where the digest was, so that a removal and a
+/// transfer never sign the same text, and a removal is as fresh (`at`) as any transfer.
 pub fn removal_text(name: &str, recipient: &Recipient, at: u64) -> String {
     format!("{DOMAIN}\n{name}\nremove\n{recipient}\n{at}\n")
 }
@@ -448,5 +451,21 @@ mod tests {
             .is_err()
         );
         assert!(check_fresh("a", &now, None).is_ok());
+    }
+
+    #[test]
+    fn a_removal_signs_the_word_remove_where_a_transfer_signs_its_digest() {
+        let to = Recipient::Host("resolver1".into());
+        assert_eq!(
+            removal_text("rpz/block.rpz", &to, 1_700_000_000_000),
+            "kres-kafka-signature-v1\nrpz/block.rpz\nremove\nhost:resolver1\n1700000000000\n"
+        );
+        let zone = Recipient::Zone("dc1".into());
+        assert!(removal_text("a", &zone, 5).contains("\nzone:dc1\n"));
+        // No file's digest is the word `remove`: a signed transfer never verifies as a removal.
+        assert_ne!(
+            removal_text("a", &to, 5),
+            signed_text("a", &[0; 32], &to, 5)
+        );
     }
 }

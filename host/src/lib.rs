@@ -24,7 +24,7 @@
 //! - `scheduler`: debounces and coalesces manager calls, never drops one; the owed-call marker.
 //! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
 //! - `swap`: hot swap: watches the guest file, loads and checks new guests off-thread.
-//! - `publish`: the publisher (producer, chunking, progress).
+//! - `publish`: the publisher (producer, chunking, progress; the state topic it keeps).
 //! - `status`: the status topic: the daemon's reports (never blocking delivery), and reading
 //!   them back for `send --wait` and `status`.
 //!

@@ -5,6 +5,10 @@
 //! file and had its reload or renew served. The status topic's history, read first, names the
 //! resolvers that have ever reported: a zone's, waited for when none is named, and an expected
 //! one that never reported, said to be so.
+//!
+//! Before anything is published, the state topic (`kafka.state-topic`) is made ready and the
+//! recipient's part of it read (`crate::publish::state`); each file goes there too, and
+//! `--remove NAME` withdraws a file there and on the stream.
 
 use crate::publish::Recipient;
 use crate::status::{Progress, Reader, Roster, Tracker};
@@ -75,8 +79,15 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// Withdraw the file NAME from the resolver (or zone): the resolver removes it from its
+    /// files directory (keeping `.backup`), and a resolver that starts later does not get it.
+    /// NAME is the file's name in the files directory, as its `file-name` header had it
+    /// (`--dest-dir` does not apply). Repeat for more; removals follow the files sent.
+    #[arg(long, value_name = "NAME")]
+    pub remove: Vec<String>,
+
     /// Files to send; each is delivered under its own file name.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE", required_unless_present = "remove")]
     pub files: Vec<PathBuf>,
 }
 
@@ -102,6 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             path: path.clone(),
             name,
         });
+    }
+
+    for name in &args.remove {
+        kres_kafka_guest::name::check(name).map_err(|e| anyhow::anyhow!("--remove {name}: {e}"))?;
     }
 
     let to = match (args.hostname, args.zone_id) {
@@ -146,25 +161,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sent = super::block_on(async {
         let producer = crate::publish::producer_within(&kafka, &args.compression, args.timeout)
             .context("creating the Kafka producer")?;
+        let mut state = match crate::publish::state::open(&kafka, &to, args.timeout).await {
+            Ok(state) => state,
+            Err(e) => return anyhow::Ok(Err(e)),
+        };
+        if let Some(state) = state.as_ref().filter(|s| s.created()) {
+            println!(
+                "created the state topic {:?} (cleanup.policy=compact, {} partitions)",
+                state.topic(),
+                state.partitions()
+            );
+        }
         let progress = crate::publish::progress_bar(&files);
-        let sent = crate::publish::send(
-            &producer,
-            &kafka.topic,
-            &to,
-            &files,
+        let batch = crate::publish::Batch {
+            to: &to,
+            files: &files,
+            removals: &args.remove,
             chunk_size,
-            signer.as_ref(),
-            &progress,
-        )
-        .await;
+            signer: signer.as_ref(),
+        };
+        let sent =
+            crate::publish::send(&producer, &kafka.topic, &batch, state.as_mut(), &progress).await;
         progress.finish_and_clear();
-        anyhow::Ok(sent)
+        anyhow::Ok(Ok(sent))
     })?;
+    let sent = match sent {
+        Ok(sent) => sent,
+        // Nothing was published: the exit status of a send the brokers did not take.
+        Err(e) => {
+            eprintln!("kres-kafka: nothing sent: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     for d in &sent.delivered {
-        println!(
-            "delivered {} ({} bytes, {} chunks) to {to}",
-            d.name, d.size, d.chunks
-        );
+        if d.removal {
+            println!("removed {} from {to}", d.name);
+        } else {
+            println!(
+                "delivered {} ({} bytes, {} chunks) to {to}",
+                d.name, d.size, d.chunks
+            );
+        }
     }
     for (name, reason) in &sent.failed {
         eprintln!("kres-kafka: not delivered: {name}: {reason}");

@@ -146,16 +146,15 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<()> {
     let published = Instant::now();
     let producer = send::producer(&config.kafka, send::DEFAULT_COMPRESSION)?;
     let progress = send::progress_bar(&files);
-    let sent = send::send(
-        &producer,
-        TOPIC,
-        &send::Recipient::Host(HOSTNAME.into()),
-        &files,
-        config.kafka.chunk_size,
-        None,
-        &progress,
-    )
-    .await;
+    // The demo's daemon starts with the topic: no state topic to keep.
+    let batch = send::Batch {
+        to: &send::Recipient::Host(HOSTNAME.into()),
+        files: &files,
+        removals: &[],
+        chunk_size: config.kafka.chunk_size,
+        signer: None,
+    };
+    let sent = send::send(&producer, TOPIC, &batch, None, &progress).await;
     progress.finish_and_clear();
     if let Some((name, reason)) = sent.failed.first() {
         bail!("publishing {name} failed: {reason}");

@@ -89,7 +89,7 @@ impl Tracker {
             {
                 self.served.push(record.clone());
             }
-            Event::Committed if changed => {
+            Event::Committed | Event::Removed if changed => {
                 for call in std::mem::take(&mut self.served) {
                     changed |= self.apply(&call);
                     self.served.push(call);
@@ -104,10 +104,16 @@ impl Tracker {
         let mut changed = false;
         let single = record.transfer_id.iter();
         let ids: Vec<&String> = single.chain(record.transfer_ids.iter()).collect();
-        for id in ids {
-            let Some(file) = self.files.get(id) else {
-                continue;
-            };
+        let mut files: Vec<&String> = ids.iter().filter_map(|id| self.files.get(*id)).collect();
+        // A removal reported without its transfer id is known by its file: `send` waits only
+        // for records written after it published, so it can only be this one.
+        if ids.is_empty()
+            && record.outcome == Event::Removed
+            && let Some(file) = &record.file
+        {
+            files.push(file);
+        }
+        for file in files {
             let Some(row) = self.rows.get_mut(&(record.resolver.clone(), file.clone())) else {
                 continue;
             };
@@ -125,6 +131,13 @@ impl Tracker {
                 (Event::Committed, Progress::Waiting) => match record.action {
                     Some(Action::None) | None => Progress::Done {
                         how: "committed".into(),
+                    },
+                    Some(action) => Progress::Committed { action },
+                },
+                // A withdrawal goes as a commit does: done once its call is served.
+                (Event::Removed, Progress::Waiting) => match record.action {
+                    Some(Action::None) | None => Progress::Done {
+                        how: "removed".into(),
                     },
                     Some(action) => Progress::Committed { action },
                 },
@@ -299,6 +312,29 @@ mod tests {
             row("r2", "config.yaml"),
             "rejected (invalid-config): netwrok: unknown key"
         );
+    }
+
+    #[test]
+    fn a_removal_is_done_once_removed_and_its_call_served() {
+        let expected = ["r1".to_owned(), "r2".to_owned()];
+        let mut t = Tracker::new(&expected, &[("block.rpz".to_owned(), "t1".to_owned())]);
+        t.see(&record("r1", Event::Removed, |r| {
+            r.transfer_id = Some("t1".into());
+            r.action = Some(Action::Renew);
+        }));
+        assert!(!t.settled(), "its renew is still to be served");
+        t.see(&record("r1", Event::Served, |r| {
+            r.action = Some(Action::Renew);
+            r.transfer_ids = vec!["t1".into()];
+        }));
+        // Reported without the removal's transfer id: known by its file.
+        t.see(&record("r2", Event::Removed, |r| {
+            r.file = Some("block.rpz".into());
+        }));
+        assert!(t.settled());
+        let row = |r: &str| t.rows[&(r.to_owned(), "block.rpz".to_owned())].show();
+        assert_eq!(row("r1"), "committed, renew served");
+        assert_eq!(row("r2"), "removed");
     }
 
     #[test]

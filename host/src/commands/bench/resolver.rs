@@ -107,7 +107,14 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
             let progress = indicatif::ProgressBar::hidden();
             let files = [Outgoing { path, name }];
             let to = Recipient::Host(ME.into());
-            let sent = publish::send(publisher, TOPIC, &to, &files, chunk, None, &progress).await;
+            let batch = publish::Batch {
+                to: &to,
+                files: &files,
+                removals: &[],
+                chunk_size: chunk,
+                signer: None,
+            };
+            let sent = publish::send(publisher, TOPIC, &batch, None, &progress).await;
             match sent.failed.first() {
                 Some((name, why)) => bail!("publishing {name}: {why}"),
                 None => anyhow::Ok(content),
