@@ -457,7 +457,7 @@ async fn send_file(
     topic: &str,
     batch: &Batch<'_>,
     file: &Outgoing,
-    mut state: Option<&mut state::State>,
+    state: Option<&mut state::State>,
     progress: &ProgressBar,
 ) -> Result<Delivered, Failure> {
     let read_error = |e: io::Error| Failure::Other(format!("reading {}: {e}", file.path.display()));
@@ -494,7 +494,7 @@ async fn send_file(
         progress,
     )
     .await?;
-    if let Some(state) = state.as_deref_mut() {
+    if let Some(state) = state {
         state.replaced(publisher, &file.name, total).await?;
     }
     Ok(Delivered {
