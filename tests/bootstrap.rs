@@ -1,0 +1,474 @@
+//! A new or rebuilt resolver holds the fleet's current files, whatever the stream still holds:
+//! it reads its part of the state topic first (the last version of each file addressed to it,
+//! as `send` keeps it there), then the stream from where it ended before. On the mock broker,
+//! which keeps about 5 MiB a partition: publishing past that is a retention cut.
+//!
+//! The real `kres-kafka run` and `send`; what the resolver holds is read from its files
+//! directory, what it reported from the status topic and its log.
+
+mod common;
+
+use common::daemon::{Broker, Host, PATIENCE, SIGTERM, TOPIC, content, free_port, metric};
+use kres_kafka::kafka::partitioner::partition_of;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const STATE: &str = "knot-resolver-state";
+const STATUS: &str = "knot-resolver-status";
+
+/// `kres-kafka send` to the broker's topic with `args`; fails the test unless it succeeds.
+fn send(broker: &Broker, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["send", "--server", &broker.server(), "--topic", TOPIC])
+        .args(["--timeout", "20s"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "send {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `bytes` written as `name` in `dir`: the path to send.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path: PathBuf = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+/// The machine rebuilt: its files directory and its state directory empty, its name the same.
+fn rebuild(host: &Host) {
+    for dir in [host.files(), host.dir.path().join("kres-kafka")] {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir(host.files()).unwrap();
+}
+
+/// Every record of `topic` now: (partition, offset, key, headers, value; `None` for a
+/// tombstone).
+type Raw = (
+    i32,
+    i64,
+    Option<Vec<u8>>,
+    Vec<(String, Vec<u8>)>,
+    Option<Vec<u8>>,
+);
+fn read_all(broker: &Broker, topic: &str) -> Vec<Raw> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut list = rdkafka::TopicPartitionList::new();
+    let mut left = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        left += high - low;
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while (out.len() as i64) < left {
+        assert!(Instant::now() < deadline, "reading {topic}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                m.payload().map(<[u8]>::to_vec),
+            ));
+        }
+    }
+    out
+}
+
+/// The status records `resolver` published, in no particular order across files.
+fn reports(broker: &Broker, resolver: &str) -> Vec<serde_json::Value> {
+    read_all(broker, STATUS)
+        .into_iter()
+        .filter_map(|(.., value)| serde_json::from_slice::<serde_json::Value>(&value?).ok())
+        .filter(|r| r["resolver"] == resolver)
+        .collect()
+}
+
+/// Wait until `resolver` reported a record for which `wanted` holds; return it.
+async fn wait_for_report(
+    broker: &Broker,
+    host: &Host,
+    resolver: &str,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = reports(broker, resolver).into_iter().find(&wanted) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no status record {what}\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sha256 of each commit of `file` in a run's log.
+fn commits(log: &str, file: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            l.contains("message processed")
+                && l.contains("outcome=\"committed\"")
+                && l.contains(&format!(" file={file} "))
+        })
+        .filter_map(|l| l.split(" sha256=").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    kres_kafka_guest::durable::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Publish filler to `partition` of the stream past what the mock broker keeps: the
+/// publications before it are gone from the broker.
+async fn cut_retention(broker: &Broker, partition: i32) {
+    let before = low_watermark(broker, partition);
+    let filler = vec![0u8; 512 * 1024];
+    for _ in 0..16 {
+        broker
+            .publish(
+                "filler",
+                &[("hostname", "filler"), ("file-name", "filler.dat")],
+                &filler,
+                Some(partition),
+            )
+            .await;
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while low_watermark(broker, partition) == before {
+        assert!(Instant::now() < deadline, "the mock broker kept everything");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn low_watermark(broker: &Broker, partition: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
+        .create()
+        .unwrap();
+    consumer
+        .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it() {
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut host = Host::with(
+        &broker.server(),
+        "resolver1",
+        &format!("metrics-address: 127.0.0.1@{port}\n"),
+        &[],
+    );
+    host.start();
+    let list_v1 = content(1, 1_200_000);
+    let list_v2 = content(2, 700_000);
+    let other = content(3, 1_000);
+    let config = b"workers: 2\n".to_vec();
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver1",
+            &write(out.path(), "list.dat", &list_v1),
+            &write(out.path(), "other.dat", &other),
+        ],
+    );
+    // A new version with fewer chunks, then a configuration.
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver1",
+            &write(out.path(), "list.dat", &list_v2),
+            &write(out.path(), "config.yaml", &config),
+        ],
+    );
+    host.wait_for("every file in place", |h| {
+        h.holds("list.dat", &list_v2)
+            && h.holds("other.dat", &other)
+            && h.holds("config.yaml", &config)
+    })
+    .await;
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
+    let group = broker.committed("kres-kafka-resolver1", 3);
+    assert!(
+        group.iter().any(|o| *o > 0),
+        "the earlier incarnation's offsets are in the group: {group:?}"
+    );
+
+    rebuild(&host);
+    host.start();
+    host.wait_for("every file back", |h| {
+        h.holds("list.dat", &list_v2)
+            && h.holds("other.dat", &other)
+            && h.holds("config.yaml", &config)
+    })
+    .await;
+    host.wait_for("the bootstrap's line", |h| {
+        h.log_of(2).contains("bootstrap from the state: 3 files")
+    })
+    .await;
+    // Version 1 of the list never came back, not even for an instant.
+    assert_eq!(
+        commits(&host.log_of(2), "list.dat"),
+        [sha256(&list_v2)],
+        "{}",
+        host.log_of(2)
+    );
+    assert_eq!(metric(port, "kres_kafka_bootstraps_total"), 1);
+    assert_eq!(metric(port, "kres_kafka_bootstrap_files_total"), 3);
+    wait_for_report(
+        &broker,
+        &host,
+        "resolver1",
+        "started (bootstrap: 3 files)",
+        |r| r["outcome"] == "started" && r["reason"] == "bootstrap: 3 files",
+    )
+    .await;
+    // The configuration after the files: one reload, and it came after both renews' commits.
+    host.wait_for("no call owed", Host::owes_no_call).await;
+    // It reads the stream on from where the state was taken: a new file arrives.
+    let next = content(4, 2_000);
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver1",
+            &write(out.path(), "next.dat", &next),
+        ],
+    );
+    host.wait_for("a file published after the start", |h| {
+        h.holds("next.dat", &next)
+    })
+    .await;
+    // A restart with the journal intact reads on from the journal, not from the state.
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
+    host.start();
+    let more = content(5, 2_000);
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver1",
+            &write(out.path(), "more.dat", &more),
+        ],
+    );
+    host.wait_for("the next file", |h| h.holds("more.dat", &more))
+        .await;
+    assert!(
+        !host.log_of(3).contains("bootstrap from the state"),
+        "{}",
+        host.log_of(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_resolver_after_a_retention_cut_holds_every_file_and_only_the_third_version() {
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let versions: Vec<Vec<u8>> = (1..=3)
+        .map(|v| content(10 + v, 600_000 + v as usize))
+        .collect();
+    for version in &versions {
+        send(
+            &broker,
+            &[
+                "--hostname",
+                "resolver2",
+                &write(out.path(), "list.dat", version),
+            ],
+        );
+    }
+    let zone_file = content(20, 5_000);
+    send(
+        &broker,
+        &[
+            "--zone-id",
+            "dc1",
+            &write(out.path(), "zone.dat", &zone_file),
+        ],
+    );
+    // Every publication for resolver2 and its zone is then gone from the stream.
+    let partitions = [partition_of(b"resolver2", 3), partition_of(b"dc1", 3)];
+    for p in partitions {
+        cut_retention(&broker, p).await;
+    }
+    let stream = read_all(&broker, TOPIC);
+    assert!(
+        !stream.iter().any(|(.., headers, _)| headers
+            .iter()
+            .any(|(n, v)| n == "file-name" && (v == b"list.dat" || v == b"zone.dat"))),
+        "the stream still holds a publication"
+    );
+
+    let mut host = Host::with(&broker.server(), "resolver2", "zone-id: dc1\n", &[]);
+    host.start();
+    host.wait_for("every file", |h| {
+        h.holds("list.dat", &versions[2]) && h.holds("zone.dat", &zone_file)
+    })
+    .await;
+    // Versions 1 and 2 are in the state topic (nothing was compacted), and never were here.
+    let held: Vec<Raw> = read_all(&broker, STATE);
+    assert!(
+        held.len() >= 4,
+        "all three versions are in the state: {}",
+        held.len()
+    );
+    assert_eq!(commits(&host.log_of(1), "list.dat"), [sha256(&versions[2])]);
+    let reports = reports(&broker, "resolver2");
+    let committed: Vec<&serde_json::Value> = reports
+        .iter()
+        .filter(|r| r["outcome"] == "committed" && r["file"] == "list.dat")
+        .collect();
+    assert_eq!(committed.len(), 1, "{reports:?}");
+    assert_eq!(committed[0]["sha256"], sha256(&versions[2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_file_leaves_a_running_resolver_and_never_reaches_a_new_one() {
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let mut host = Host::new(&broker, "resolver3", &[]);
+    host.start();
+    let (gone, kept) = (content(30, 1_000_000), content(31, 3_000));
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver3",
+            &write(out.path(), "gone.dat", &gone),
+            &write(out.path(), "kept.dat", &kept),
+        ],
+    );
+    host.wait_for("both files", |h| {
+        h.holds("gone.dat", &gone) && h.holds("kept.dat", &kept)
+    })
+    .await;
+    host.wait_for("no call owed", Host::owes_no_call).await;
+    let renews = host.manager.calls().len();
+    send(
+        &broker,
+        &["--hostname", "resolver3", "--remove", "gone.dat", "--wait"],
+    );
+    assert!(!host.path("gone.dat").exists());
+    assert_eq!(std::fs::read(host.path("gone.dat.backup")).unwrap(), gone);
+    assert!(host.holds("kept.dat", &kept));
+    wait_for_report(&broker, &host, "resolver3", "removed", |r| {
+        r["outcome"] == "removed" && r["file"] == "gone.dat" && r["action"] == "renew"
+    })
+    .await;
+    host.wait_for("a renew for the removal", |h| {
+        h.manager.calls().len() > renews
+    })
+    .await;
+
+    // Rebuilt: the state gives the file kept, and not the one withdrawn.
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
+    rebuild(&host);
+    host.start();
+    host.wait_for("the file kept", |h| h.holds("kept.dat", &kept))
+        .await;
+    host.wait_for("the bootstrap's line", |h| {
+        h.log_of(2).contains("bootstrap from the state: 2 files")
+    })
+    .await;
+    assert!(!host.path("gone.dat").exists());
+    assert!(!host.path("gone.dat.backup").exists(), "it was never there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_they_carried() {
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut host = Host::with(
+        &broker.server(),
+        "resolver4",
+        &format!("metrics-address: 127.0.0.1@{port}\n"),
+        &[],
+    );
+    host.start();
+    let (v1, v2) = (content(40, 2_000), content(41, 3_000));
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver4",
+            &write(out.path(), "list.dat", &v1),
+        ],
+    );
+    host.wait_for("version 1", |h| h.holds("list.dat", &v1))
+        .await;
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
+    // While it is down: version 2, then more than the broker keeps.
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver4",
+            &write(out.path(), "list.dat", &v2),
+        ],
+    );
+    let partition = partition_of(b"resolver4", 3);
+    cut_retention(&broker, partition).await;
+    host.start();
+    host.wait_for("version 2, from the state", |h| h.holds("list.dat", &v2))
+        .await;
+    let log = host.log_of(2);
+    let line = log
+        .lines()
+        .find(|l| {
+            l.contains(&format!(
+                "of partition {partition} are gone from the broker"
+            ))
+        })
+        .unwrap_or_else(|| panic!("no warning of the gap\n{log}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(metric(port, "kres_kafka_offsets_lost_total") > 0);
+    wait_for_report(&broker, &host, "resolver4", "offsets-lost", |r| {
+        r["outcome"] == "offsets-lost"
+            && r["reason"].as_str().is_some_and(|s| {
+                s.ends_with(&format!(
+                    "of partition {partition} are gone from the broker"
+                ))
+            })
+    })
+    .await;
+}
