@@ -472,3 +472,124 @@ async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_the
     })
     .await;
 }
+
+/// A new key from `kres-kafka keygen`: its file, and the line a resolver trusts it by.
+fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let path = dir.join(name);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    (path.display().to_string(), line)
+}
+
+/// Write `records` again to the state topic, as an attacker with write access and no key can:
+/// the same keys, headers and values, on the same partitions; `None` values as tombstones.
+async fn write_state(broker: &Broker, records: &[Raw]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    for (partition, _, key, headers, value) in records {
+        let mut owned = OwnedHeaders::new();
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, Vec<u8>, Vec<u8>> =
+            FutureRecord::to(STATE).partition(*partition).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        broker
+            .producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("the mock broker takes it");
+    }
+}
+
+/// The state records of `file`, as they are now.
+fn state_of(broker: &Broker, file: &str) -> Vec<Raw> {
+    read_all(broker, STATE)
+        .into_iter()
+        .filter(|(.., headers, _)| {
+            headers
+                .iter()
+                .any(|(n, v)| n == "file-name" && v == file.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_without_the_key_cannot_make_a_starting_resolver_take_an_older_or_foreign_version()
+{
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let (key, line) = keygen(out.path(), "publisher.pem");
+    let (stranger, _) = keygen(out.path(), "stranger.pem");
+    let trust = format!("trusted-keys: [{line}]\nrequire-signature: true\n");
+    let (v1, v2) = (content(50, 900_000), content(51, 800_000));
+    let signed = |file: &str, bytes: &[u8], by: &str| {
+        send(
+            &broker,
+            &[
+                "--hostname",
+                "resolver5",
+                "--sign",
+                by,
+                &write(out.path(), file, bytes),
+            ],
+        )
+    };
+    signed("list.dat", &v1, &key);
+    let old = state_of(&broker, "list.dat");
+    // Signed timestamps are milliseconds: the next signature is later.
+    std::thread::sleep(Duration::from_millis(5));
+    signed("list.dat", &v2, &key);
+    let foreign = content(52, 1_000);
+    signed("foreign.dat", &foreign, &stranger);
+    // The attacker writes version 1's records again after version 2's.
+    write_state(&broker, &old).await;
+
+    let mut host = Host::with(&broker.server(), "resolver5", &trust, &[]);
+    host.start();
+    host.wait_for("version 2", |h| h.holds("list.dat", &v2))
+        .await;
+    wait_for_report(&broker, &host, "resolver5", "foreign.dat refused", |r| {
+        r["outcome"] == "rejected" && r["kind"] == "unknown-key"
+    })
+    .await;
+    assert!(!host.path("foreign.dat").exists());
+    assert_eq!(commits(&host.log_of(1), "list.dat"), [sha256(&v2)]);
+
+    // With version 2 in place, the attacker deletes it from the state (tombstones) and leaves
+    // version 1 there alone; messages are lost, so the resolver reads the state again.
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
+    let tombstones: Vec<Raw> = state_of(&broker, "list.dat")
+        .into_iter()
+        .map(|(p, o, key, _, _)| (p, o, key, Vec::new(), None))
+        .collect();
+    write_state(&broker, &tombstones).await;
+    write_state(&broker, &old).await;
+    signed("other.dat", &content(53, 1_000), &key);
+    cut_retention(&broker, partition_of(b"resolver5", 3)).await;
+    host.start();
+    wait_for_report(
+        &broker,
+        &host,
+        "resolver5",
+        "the old version refused",
+        |r| r["outcome"] == "rejected" && r["kind"] == "stale" && r["file"] == "list.dat",
+    )
+    .await;
+    host.wait_for("the file sent meanwhile", |h| h.path("other.dat").exists())
+        .await;
+    assert!(host.holds("list.dat", &v2), "version 2 stays");
+}
