@@ -226,12 +226,15 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
             && h.holds("config.yaml", &config)
     })
     .await;
+    // The earlier incarnation's offsets are in the group (committed every few seconds).
+    host.wait_for("offsets committed to the group", |_| {
+        broker
+            .committed("kres-kafka-resolver1", 3)
+            .iter()
+            .any(|o| *o > 0)
+    })
+    .await;
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
-    let group = broker.committed("kres-kafka-resolver1", 3);
-    assert!(
-        group.iter().any(|o| *o > 0),
-        "the earlier incarnation's offsets are in the group: {group:?}"
-    );
 
     rebuild(&host);
     host.start();
@@ -352,6 +355,13 @@ async fn a_new_resolver_after_a_retention_cut_holds_every_file_and_only_the_thir
         held.len()
     );
     assert_eq!(commits(&host.log_of(1), "list.dat"), [sha256(&versions[2])]);
+    // Its records of one file are in order on one partition: once version 3's is there, any
+    // earlier commit's would be too.
+    let v3 = sha256(&versions[2]);
+    wait_for_report(&broker, &host, "resolver2", "version 3 committed", |r| {
+        r["outcome"] == "committed" && r["file"] == "list.dat" && r["sha256"] == v3.as_str()
+    })
+    .await;
     let reports = reports(&broker, "resolver2");
     let committed: Vec<&serde_json::Value> = reports
         .iter()

@@ -264,7 +264,7 @@ async fn from_state(
         "{why}: reading the state topic first"
     );
     let summary = state
-        .read(count, BATCH_BYTES, shutdown, |batch| {
+        .read(count, &config.kafka.state_dir, BATCH_BYTES, shutdown, |batch| {
             deliver(worker, scheduler, status, None, batch, shutdown)
         })
         .await?;

@@ -5,19 +5,22 @@
 //! The state topic keeps, per recipient and file, the last thing published (see
 //! `kres_kafka_guest::state` for its keys). Until the broker compacts it, it also holds older
 //! versions; a file published three times must still reach a new resolver as its third version
-//! only, never the first two, not even for an instant. So the state is read twice:
+//! only, never the first two, not even for an instant. So nothing is handed over before the
+//! whole state was seen, and the broker is read once:
 //!
 //! 1. **Scan**: every record of the partitions this resolver's keys map to, up to their end
-//!    when the read began, keeping only each record's place and headers (never its value):
-//!    for each file of ours, the versions complete in the state (every chunk of one
-//!    `transfer-id`) and its removals. A tombstone deletes what its key held before it. The
-//!    file's event is the newest: by `signed-at` when signed (an older signed record written
-//!    again after a newer one, by a replay, does not win), then by offset.
-//! 2. **Hand over**: the records of each chosen event, in offset order, to the guest, which
-//!    judges them as it judges the stream (addressing, signatures, freshness against what is
-//!    in place, validation). Configuration files go last, after the files they refer to.
+//!    when the read began. The values of ours go to a spool (an unlinked file in the state
+//!    directory, never flushed: a crash starts the read again), their keys and headers to an
+//!    index in memory; for each file of ours, the versions complete in the state (every chunk
+//!    of one `transfer-id`) and its removals. A tombstone deletes what its key held before
+//!    it. The file's event is the newest: by `signed-at` when signed (an older signed record
+//!    written again after a newer one, by a replay, does not win), then by offset.
+//! 2. **Hand over**: the records of each chosen event, from the spool, in offset order, to the
+//!    guest, which judges them as it judges the stream (addressing, signatures, freshness
+//!    against what is in place, validation). Configuration files go last, after the files
+//!    they refer to.
 //!
-//! Memory is bounded by the scan's index (a few dozen bytes per record of ours) and one batch.
+//! Memory is bounded by the index (a few hundred bytes per record of ours) and one batch.
 
 use super::{Position, consumer_config};
 use crate::config::Config;
@@ -45,6 +48,16 @@ pub struct Summary {
     pub files: usize,
     /// Bytes of their records.
     pub bytes: u64,
+}
+
+/// One record of ours, as the scan spooled it.
+#[derive(Debug, Clone)]
+struct Spooled {
+    key: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    /// Where its value is in the spool, and its length.
+    at: u64,
+    len: u64,
 }
 
 /// One record of ours, as the scan keeps it.
@@ -140,6 +153,7 @@ impl StateTopic {
     pub async fn read<F, Fut>(
         &self,
         count: i32,
+        spool_dir: &std::path::Path,
         batch_bytes: usize,
         shutdown: &CancellationToken,
         mut deliver: F,
@@ -149,7 +163,14 @@ impl StateTopic {
         Fut: std::future::Future<Output = bool>,
     {
         let partitions = self.our_partitions(count);
-        let Some(seen) = self.scan(&partitions, shutdown).await? else {
+        let mut spool = Spool {
+            file: tempfile::tempfile_in(spool_dir).map_err(|e| {
+                anyhow::anyhow!("creating the state's spool in {}: {e}", spool_dir.display())
+            })?,
+            end: 0,
+            index: BTreeMap::new(),
+        };
+        let Some(seen) = self.scan(&partitions, &mut spool, shutdown).await? else {
             return Ok(None);
         };
         let chosen = choose(seen);
@@ -169,7 +190,14 @@ impl StateTopic {
                 .flat_map(|c| c.records.iter().copied())
                 .collect();
             if !self
-                .hand_over(&wanted, positioned, batch_bytes, shutdown, &mut deliver)
+                .hand_over(
+                    &spool,
+                    &wanted,
+                    positioned,
+                    batch_bytes,
+                    shutdown,
+                    &mut deliver,
+                )
                 .await?
             {
                 return Ok(None);
@@ -178,10 +206,12 @@ impl StateTopic {
         Ok(Some(summary))
     }
 
-    /// Pass 1: the place and headers of every record of ours, by key; tombstones applied.
+    /// Pass 1: the place and headers of every record of ours, by key, tombstones applied;
+    /// their values spooled.
     async fn scan(
         &self,
         partitions: &BTreeSet<i32>,
+        spool: &mut Spool,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<BTreeMap<Key, Vec<Seen>>>> {
         let mut seen: BTreeMap<Key, Vec<Seen>> = BTreeMap::new();
@@ -189,8 +219,12 @@ impl StateTopic {
         for p in partitions {
             list.add_partition_offset(&self.topic, *p, Offset::Beginning)?;
         }
+        let mut failed = None;
         let done = self
             .each_record(list, shutdown, |record| {
+                if failed.is_some() {
+                    return;
+                }
                 let Some(key) = record.key().and_then(Key::parse) else {
                     return;
                 };
@@ -202,12 +236,19 @@ impl StateTopic {
                     seen.remove(&key);
                     return;
                 };
-                let header = |name: &str| {
-                    record.headers().and_then(|h| {
+                let headers: Vec<(String, Vec<u8>)> = record
+                    .headers()
+                    .map(|h| {
                         h.iter()
-                            .find(|h| h.key == name)
-                            .and_then(|h| h.value.map(<[u8]>::to_vec))
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
                     })
+                    .unwrap_or_default();
+                let header = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
                 };
                 let number = |name: &str| {
                     header(name)
@@ -224,15 +265,25 @@ impl StateTopic {
                     signed_at: number(headers::SIGNED_AT).unwrap_or(0),
                     size: value.len() as u64,
                 };
+                let place = (record.partition(), record.offset());
+                let key_bytes = record.key().unwrap_or_default().to_vec();
+                if let Err(e) = spool.put(place, key_bytes, headers, value) {
+                    failed = Some(e);
+                    return;
+                }
                 seen.entry(key).or_default().push(entry);
             })
             .await?;
+        if let Some(e) = failed {
+            anyhow::bail!("writing the state's spool: {e}");
+        }
         Ok(done.then_some(seen))
     }
 
-    /// Pass 2: the records at `wanted`, handed over in batches.
+    /// Pass 2: the records at `wanted`, from the spool, handed over in batches.
     async fn hand_over<F, Fut>(
         &self,
+        spool: &Spool,
         wanted: &BTreeSet<(i32, i64)>,
         positioned: bool,
         batch_bytes: usize,
@@ -243,44 +294,15 @@ impl StateTopic {
         F: FnMut(Vec<(Message, Position)>) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
-        for (p, o) in wanted {
-            starts.entry(*p).or_insert(*o);
-        }
-        let mut list = TopicPartitionList::new();
-        for (p, o) in &starts {
-            list.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
-        }
-        let mut left = wanted.len();
-        let mut bytes = 0;
-        let mut stopped = false;
         let mut pending: Vec<(Message, Position)> = Vec::new();
-        let consumer = &self.consumer;
-        consumer.assign(&list)?;
-        while left > 0 && !stopped {
-            let record = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Ok(false),
-                record = tokio::time::timeout(STALL, consumer.recv()) => record,
-            };
-            let record = match record {
-                Err(_) => anyhow::bail!(
-                    "reading the state topic {}: no record for {STALL:?} ({left} left to read)",
-                    self.topic
-                ),
-                Ok(Err(KafkaError::PartitionEOF(_))) => continue,
-                Ok(Err(e)) => {
-                    consumer.context().failed(&e);
-                    continue;
-                }
-                Ok(Ok(record)) => record,
-            };
-            if !wanted.contains(&(record.partition(), record.offset())) {
-                continue;
+        let mut bytes = 0;
+        for (partition, offset) in wanted {
+            if shutdown.is_cancelled() {
+                return Ok(false);
             }
-            left -= 1;
-            let (mut message, position) = super::to_message(&record);
-            drop(record);
+            let (mut message, position) = spool
+                .get((*partition, *offset), &self.topic)
+                .map_err(|e| anyhow::anyhow!("reading the state's spool: {e}"))?;
             if !positioned {
                 // Handed over as if by hand: no position, never recorded nor skipped as
                 // replayed (its offset is below the files' handed over before it).
@@ -290,15 +312,16 @@ impl StateTopic {
             bytes += message.value.len();
             pending.push((message, position));
             if bytes >= batch_bytes || pending.len() >= crate::daemon::BATCH_MESSAGES {
-                stopped = !deliver(std::mem::take(&mut pending)).await;
+                if !deliver(std::mem::take(&mut pending)).await {
+                    return Ok(false);
+                }
                 bytes = 0;
             }
         }
-        if !pending.is_empty() && !stopped {
-            stopped = !deliver(pending).await;
+        if !pending.is_empty() && !deliver(pending).await {
+            return Ok(false);
         }
-        let _ = consumer.unassign();
-        Ok(!stopped)
+        Ok(true)
     }
 
     /// Read `list` to its end (as it was when the read began), calling `each` for every
@@ -356,6 +379,62 @@ impl StateTopic {
         }
         let _ = self.consumer.unassign();
         Ok(true)
+    }
+}
+
+/// The values of the records of ours, in an unlinked file, and where each is.
+struct Spool {
+    file: std::fs::File,
+    end: u64,
+    index: BTreeMap<(i32, i64), Spooled>,
+}
+
+impl Spool {
+    fn put(
+        &mut self,
+        place: (i32, i64),
+        key: Vec<u8>,
+        headers: Vec<(String, Vec<u8>)>,
+        value: &[u8],
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        self.file.write_all_at(value, self.end)?;
+        self.index.insert(
+            place,
+            Spooled {
+                key,
+                headers,
+                at: self.end,
+                len: value.len() as u64,
+            },
+        );
+        self.end += value.len() as u64;
+        Ok(())
+    }
+
+    /// The record at `place` of `topic`, as a message.
+    fn get(&self, place: (i32, i64), topic: &str) -> std::io::Result<(Message, Position)> {
+        use std::os::unix::fs::FileExt as _;
+        let spooled = self
+            .index
+            .get(&place)
+            .ok_or_else(|| std::io::Error::other(format!("no record at {place:?}")))?;
+        let mut value = vec![0; spooled.len as usize];
+        self.file.read_exact_at(&mut value, spooled.at)?;
+        let position = Position {
+            topic: topic.to_owned(),
+            partition: place.0,
+            offset: place.1,
+        };
+        let message = Message {
+            key: Some(spooled.key.clone()),
+            headers: spooled.headers.clone(),
+            value: value.into(),
+            topic: topic.to_owned(),
+            partition: place.0,
+            offset: place.1,
+        };
+        Ok((message, position))
     }
 }
 

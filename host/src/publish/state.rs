@@ -473,9 +473,18 @@ fn read_live(
         }
     };
     let mut live: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-    let (low, end) = consumer
-        .fetch_watermarks(topic, partition, timeout)
-        .map_err(failed("finding the end of"))?;
+    // A topic the broker has just created may not know its partitions for a moment.
+    let deadline = Instant::now() + timeout;
+    let (low, end) = loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition))
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            result => break result.map_err(failed("finding the end of"))?,
+        }
+    };
     if end <= low {
         return Ok(live);
     }

@@ -2,6 +2,8 @@
 //! measured against, in the same run. Run it from a release build (`cargo run --release --
 //! bench throughput`): a debug build measures the debug build.
 //!
+//! - `bootstrap` (`bootstrap`): a resolver starting from nothing against a fleet state in the
+//!   state topic, against consuming and writing the same records without kres-kafka.
 //! - `guest-swap` (`swap`): from a new guest file in place to its first message.
 //! - `resolver` (`resolver`): from `send` returning to the real Knot Resolver answering.
 //! - `throughput` (`throughput`): delivery through the in-process broker to the real daemon,
@@ -12,6 +14,7 @@ use bytesize::ByteSize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bootstrap;
 mod cost;
 mod harness;
 mod resolver;
@@ -52,12 +55,20 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<throughput::Part>,
 
-    /// throughput: where the files directories go (the disk measured). Default: the system's
+    /// bootstrap: how many files of the resolver's the state topic holds.
+    #[arg(long, default_value_t = 1000)]
+    pub files: usize,
+
+    /// bootstrap: their size in all.
+    #[arg(long, default_value = "200MiB")]
+    pub state_size: ByteSize,
+
+    /// throughput, bootstrap: where the files directories go (the disk measured). Default: the system's
     /// temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
 
-    /// throughput: run against this broker (host:port, plaintext, topics created with the
+    /// throughput, bootstrap: run against this broker (host:port, plaintext, topics created with the
     /// admin API, named `kres-kafka-bench-<time>-...`) instead of the in-process one.
     #[arg(long)]
     pub broker: Option<String>,
@@ -65,6 +76,9 @@ pub struct Args {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Kind {
+    /// A resolver starting from nothing against a fleet state (the state topic): time to
+    /// every file in place, peak memory; needs a broker that keeps it (`--broker`, or nisshi).
+    Bootstrap,
     /// From a new guest file in place to the first message processed by it.
     GuestSwap,
     /// From `send` returning to the real Knot Resolver answering from the new file (an RPZ,
@@ -76,9 +90,18 @@ pub enum Kind {
     Throughput,
 }
 
+/// The fewest files `bench bootstrap` makes: one configuration and block lists.
+const CONFIG_MIN: usize = 10;
+
 /// Run a benchmark.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
+        Kind::Bootstrap => super::block_on(bootstrap::run(bootstrap::Options {
+            files: args.files.max(CONFIG_MIN),
+            size: args.state_size.as_u64(),
+            dir: args.dir.unwrap_or_else(std::env::temp_dir),
+            broker: args.broker,
+        }))?,
         Kind::GuestSwap => super::block_on(swap::run(args.iterations.max(1)))?,
         Kind::Resolver => super::block_on(resolver::run(args.rounds.max(1)))?,
         Kind::Throughput => {
