@@ -9,47 +9,13 @@
 
 mod common;
 
+use common::Tmpfs;
 use common::daemon::{Broker, Host, SIGTERM, TOPIC, free_port, metric};
 use std::path::Path;
 use std::process::{Command, Output};
 
 const ME: &str = "resolver1";
 const STATUS_TOPIC: &str = "knot-resolver-status";
-
-/// A tmpfs mounted on a directory for as long as this lives.
-struct Tmpfs<'a>(&'a Path);
-
-impl<'a> Tmpfs<'a> {
-    fn mount(dir: &'a Path, options: &str) -> Tmpfs<'a> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a tmpfs on {} (root needed)",
-            dir.display()
-        );
-        Tmpfs(dir)
-    }
-
-    /// Remount it read-only (`ro`) or writable (`rw`).
-    fn remount(&self, mode: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "remounting {} {mode}", self.0.display());
-    }
-}
-
-impl Drop for Tmpfs<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
-    }
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -22,7 +22,9 @@
 //! - `ruledb`: the resolver's rule database, read from outside: did its policy-loader commit.
 //! - `resolver`: what the guest may ask about the resolver: its schema, its own validator.
 //! - `scheduler`: debounces and coalesces manager calls, never drops one; the owed-call marker.
-//! - `metrics`: counters for operators, served as Prometheus text on `GET /metrics`.
+//! - `health`: what `/health` (the loop turns) and `/ready` (delivering now) answer.
+//! - `metrics`: counters and gauges for operators, served as Prometheus text on `GET /metrics`
+//!   beside `/health` and `/ready`.
 //! - `swap`: hot swap: watches the guest file, loads and checks new guests off-thread.
 //! - `publish`: the publisher (producer, chunking, progress; the state topic it keeps).
 //! - `status`: the status topic: the daemon's reports (never blocking delivery), and reading
@@ -41,6 +43,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod health;
 pub mod kafka;
 pub mod logging;
 pub mod manager;

@@ -72,6 +72,9 @@ pub struct Manager {
 }
 
 impl CallError {
+    /// Every result of a call as in metrics: `ok`, or a [`CallError::kind`].
+    pub const RESULTS: [&'static str; 3] = ["ok", "refused", "unreachable"];
+
     /// The result as in metrics: `refused` or `unreachable`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -169,6 +172,12 @@ impl Manager {
                 other => return other,
             }
         }
+    }
+
+    /// Whether the manager answers at all: `GET /`, any status (a 6.x manager says its
+    /// version there). Neither a call nor a query: the health probe's.
+    pub async fn answers(&self) -> Result<(), String> {
+        self.request(Method::GET, "/").await.map(|_| ())
     }
 
     /// The configuration the manager runs (`GET /v1/config`: the raw merged mapping of its

@@ -1,11 +1,19 @@
 //! What an operator scrapes: counters of messages by outcome, rejections by kind, guest
-//! failures, manager calls, rollbacks and guest swaps, in the Prometheus text format on
-//! `GET /metrics` at `kafka.metrics-address` (off by default).
+//! failures, manager calls, rollbacks and guest swaps, and gauges of consumer lag, the time
+//! since the last commit, a paused delivery and the manager's reachability, in the Prometheus
+//! text format on `GET /metrics` at `kafka.metrics-address` (off by default). The same listener
+//! answers `GET /health` and `GET /ready` ([`crate::health`]).
+//!
+//! Every labelled counter is present at zero from the start for each label it can take (the
+//! outcomes, skip reasons, rejection and failure kinds; the broker error kinds and manager
+//! paths once the daemon names them), so that an alert on it can be written, and tried, before
+//! the first failure.
 //!
 //! Other modules only call the recording methods; this module owns the registry and the HTTP
 //! endpoint, and never blocks the consumer.
 
-use crate::outcome::Outcome;
+use crate::health::Health;
+use crate::outcome::{GuestFailure, Outcome, RejectKind, SkipReason};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -15,7 +23,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -52,6 +61,13 @@ struct Inner {
     bootstraps: Counter,
     bootstrap_files: Counter,
     offsets_lost: Counter,
+    consumer_lag: Family<Labels, Gauge>,
+    manager_reachable: Gauge,
+    since_commit: Gauge<f64, AtomicU64>,
+    /// When a file was last committed (the start, before the first).
+    last_commit: Mutex<std::time::Instant>,
+    /// The partitions `consumer_lag` has a value for.
+    lag_partitions: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -59,6 +75,11 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// Make the series of `labels` exist, at zero unless it had a value.
+fn at_zero<M: Default>(family: &Family<Labels, M>, labels: &Labels) {
+    let _series = family.get_or_create(labels);
 }
 
 impl Default for Metrics {
@@ -87,8 +108,30 @@ impl Default for Metrics {
             status_failures: Counter::default(),
             guest: Family::default(),
             delivery_paused: Gauge::default(),
+            consumer_lag: Family::default(),
+            manager_reachable: Gauge::default(),
+            since_commit: Gauge::default(),
+            last_commit: Mutex::new(std::time::Instant::now()),
+            lag_partitions: Mutex::default(),
             registry: Registry::default(),
         };
+        for outcome in Outcome::NAMES {
+            at_zero(&inner.messages, &labels(&[("outcome", outcome)]));
+        }
+        for why in SkipReason::ALL {
+            at_zero(&inner.skipped, &labels(&[("reason", why.as_str())]));
+            // Replayed messages were fetched for this resolver: not counted as fetched for
+            // nothing.
+            if why != SkipReason::Replayed {
+                at_zero(&inner.skipped_bytes, &labels(&[("reason", why.as_str())]));
+            }
+        }
+        for kind in RejectKind::ALL {
+            at_zero(&inner.rejections, &labels(&[("kind", kind.as_str())]));
+        }
+        for kind in GuestFailure::KINDS {
+            at_zero(&inner.guest_failures, &labels(&[("kind", kind)]));
+        }
         registry.register(
             "messages",
             "Messages processed, by outcome",
@@ -199,6 +242,21 @@ impl Default for Metrics {
             "Messages the broker no longer held when the journal's position needed them",
             inner.offsets_lost.clone(),
         );
+        registry.register(
+            "consumer_lag",
+            "Messages on each partition read that are not done yet: the high watermark librdkafka last saw minus the next offset to finish",
+            inner.consumer_lag.clone(),
+        );
+        registry.register(
+            "manager_reachable",
+            "1 when the resolver's manager answered its last call or probe, else 0",
+            inner.manager_reachable.clone(),
+        );
+        registry.register(
+            "seconds_since_last_commit",
+            "Seconds since a file was last committed to the files directory (since the start, before the first)",
+            inner.since_commit.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner { registry, ..inner }),
         }
@@ -249,6 +307,56 @@ impl Metrics {
         (received, received.saturating_sub(skipped))
     }
 
+    /// Start the counter of each broker error kind of each Kafka client at zero.
+    pub fn expect_broker_errors(&self, clients: &[&str], kinds: &[&str]) {
+        for client in clients {
+            for kind in kinds {
+                at_zero(
+                    &self.inner.broker_errors,
+                    &labels(&[("client", client), ("kind", kind)]),
+                );
+            }
+        }
+    }
+
+    /// Start the counter of each manager call path and result at zero.
+    pub fn expect_manager_calls(&self, paths: &[&str], results: &[&str]) {
+        for path in paths {
+            for result in results {
+                at_zero(
+                    &self.inner.manager_calls,
+                    &labels(&[("path", path), ("result", result)]),
+                );
+            }
+        }
+    }
+
+    /// The lag of each partition read, replacing the last: a partition no longer read goes.
+    pub fn consumer_lag(&self, lags: &std::collections::BTreeMap<i32, i64>) {
+        let mut shown = self
+            .inner
+            .lag_partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for gone in shown.difference(&lags.keys().copied().collect()) {
+            self.inner
+                .consumer_lag
+                .remove(&labels(&[("partition", &gone.to_string())]));
+        }
+        *shown = lags.keys().copied().collect();
+        for (partition, lag) in lags {
+            self.inner
+                .consumer_lag
+                .get_or_create(&labels(&[("partition", &partition.to_string())]))
+                .set(*lag);
+        }
+    }
+
+    /// Whether the manager answered its last call or probe.
+    pub fn manager_reachable(&self, reachable: bool) {
+        self.inner.manager_reachable.set(i64::from(reachable));
+    }
+
     /// Count a batch handed to the guest.
     pub fn batch(&self) {
         self.inner.batches.inc();
@@ -264,6 +372,11 @@ impl Metrics {
         match outcome {
             Outcome::Committed { size, .. } => {
                 self.inner.committed_bytes.inc_by(*size);
+                *self
+                    .inner
+                    .last_commit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
             }
             Outcome::Rejected(r) => self.rejection(r.kind.as_str()),
             Outcome::Failed(f) => self.guest_failure(f.kind()),
@@ -339,18 +452,54 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let since = self
+            .inner
+            .last_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
+        self.inner.since_commit.set(since.as_secs_f64());
         let mut out = String::new();
         encode(&mut out, &self.inner.registry).expect("writing to a String does not fail");
         out
     }
 }
 
-/// Serve `GET /metrics` on `address` until `shutdown`, on a task of `tasks`. Returns the bound
-/// address.
+/// What the listener answers to `GET path`: status, content type and body.
+fn answer(path: &str, metrics: &Metrics, health: &Health) -> (StatusCode, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let verdict = |v: crate::health::Verdict| {
+        let status = if v.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, TEXT, v.body)
+    };
+    match path {
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.render(),
+        ),
+        "/health" => verdict(health.live()),
+        "/ready" => verdict(health.ready()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: try /metrics, /health or /ready\n".to_owned(),
+        ),
+    }
+}
+
+/// Serve `GET /metrics`, `/health` and `/ready` on `address` until `closed`, on a task of
+/// `tasks`. Returns the bound address. The daemon closes it last, after its stop's work, so
+/// that `/ready` says "stopping" while the stop goes on.
 pub async fn serve(
     address: (String, u16),
     metrics: Metrics,
-    shutdown: CancellationToken,
+    health: Health,
+    closed: CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind((address.0.as_str(), address.1))
@@ -360,31 +509,22 @@ pub async fn serve(
     tasks.spawn(async move {
         loop {
             let stream = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = closed.cancelled() => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(_) => continue,
                 },
             };
-            let metrics = metrics.clone();
+            let (metrics, health) = (metrics.clone(), health.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let response = if req.uri().path() == "/metrics" {
-                        let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        r
-                    } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(
-                            b"not found: try /metrics\n",
-                        )));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    };
+                    let (status, content_type, body) = answer(req.uri().path(), &metrics, &health);
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = status;
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static(content_type),
+                    );
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -455,6 +595,64 @@ mod tests {
         assert!(
             !text.contains("0.1.0"),
             "only the guest in use is listed: {text}"
+        );
+    }
+
+    #[test]
+    fn every_labelled_counter_is_there_at_zero_before_anything_happens() {
+        let m = Metrics::default();
+        m.expect_broker_errors(&["consumer"], &crate::kafka::ERROR_KINDS);
+        m.expect_manager_calls(&["/reload", "/renew"], &crate::manager::CallError::RESULTS);
+        let text = m.render();
+        for line in [
+            "kres_kafka_messages_total{outcome=\"rejected\"} 0",
+            "kres_kafka_skipped_total{reason=\"replayed\"} 0",
+            "kres_kafka_skipped_bytes_total{reason=\"other-host\"} 0",
+            "kres_kafka_rejections_total{kind=\"bad-signature\"} 0",
+            "kres_kafka_guest_failures_total{kind=\"memory-cap\"} 0",
+            "kres_kafka_broker_errors_total{client=\"consumer\",kind=\"authentication\"} 0",
+            "kres_kafka_manager_calls_total{path=\"/renew\",result=\"unreachable\"} 0",
+            "kres_kafka_manager_reachable 0",
+            "kres_kafka_delivery_paused 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        assert!(!text.contains("skipped_bytes_total{reason=\"replayed\"}"));
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("kres_kafka_rejections_total{"))
+                .count(),
+            crate::outcome::RejectKind::ALL.len()
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("kres_kafka_seconds_since_last_commit ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lag_follows_the_partitions_read() {
+        let m = Metrics::default();
+        m.consumer_lag(&[(0, 5), (1, 0)].into());
+        let text = m.render();
+        assert!(
+            text.contains("kres_kafka_consumer_lag{partition=\"0\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kres_kafka_consumer_lag{partition=\"1\"} 0"),
+            "{text}"
+        );
+        m.consumer_lag(&[(1, 2)].into());
+        let text = m.render();
+        assert!(
+            !text.contains("partition=\"0\""),
+            "partition 0 no longer read: {text}"
+        );
+        assert!(
+            text.contains("kres_kafka_consumer_lag{partition=\"1\"} 2"),
+            "{text}"
         );
     }
 }

@@ -149,6 +149,16 @@ impl Outcome {
         )
     }
 
+    /// Every [`Outcome::name`], so that a counter by outcome can start at zero.
+    pub const NAMES: [&'static str; 6] = [
+        "skipped",
+        "stored",
+        "committed",
+        "unchanged",
+        "rejected",
+        "failed",
+    ];
+
     /// The outcome's name in logs, metrics and JSON: `skipped`, `stored`, `committed`,
     /// `unchanged`, `removed`, `rejected` or `failed`.
     pub fn name(&self) -> &'static str {
@@ -253,6 +263,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason, so that a counter by reason can start at zero.
+    pub const ALL: [SkipReason; 4] = [
+        SkipReason::NoRecipient,
+        SkipReason::OtherHost,
+        SkipReason::OtherZone,
+        SkipReason::Replayed,
+    ];
+
     /// As in logs and metrics: `no-recipient`, `other-host`, `other-zone`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -283,6 +301,22 @@ pub enum RejectKind {
 }
 
 impl RejectKind {
+    /// Every kind, so that a counter by kind can start at zero.
+    pub const ALL: [RejectKind; 12] = [
+        RejectKind::BadHeader,
+        RejectKind::BadName,
+        RejectKind::InvalidConfig,
+        RejectKind::ChecksumMismatch,
+        RejectKind::InvalidZone,
+        RejectKind::TooLarge,
+        RejectKind::Io,
+        RejectKind::Unsigned,
+        RejectKind::UnknownKey,
+        RejectKind::BadSignature,
+        RejectKind::WrongRecipient,
+        RejectKind::Stale,
+    ];
+
     /// The kind as in logs, JSON and metrics: `bad-header`, ...
     pub fn as_str(self) -> &'static str {
         match self {
@@ -324,6 +358,9 @@ pub enum GuestFailure {
 }
 
 impl GuestFailure {
+    /// Every [`GuestFailure::kind`], so that a counter by kind can start at zero.
+    pub const KINDS: [&'static str; 4] = ["time-limit", "memory-cap", "trap", "start"];
+
     /// The kind as in JSON and metrics: `time-limit`, `memory-cap`, `trap`, `start`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -382,5 +419,59 @@ mod tests {
         assert_eq!(unchanged.action(), Action::None);
         let failed = Outcome::Failed(GuestFailure::Trap("x".into()));
         assert_eq!((failed.name(), failed.kind()), ("failed", Some("trap")));
+    }
+
+    /// The lists that counters start from at zero name every variant: a new variant fails
+    /// to compile here until it is placed in its list.
+    #[test]
+    fn every_label_of_a_counter_is_listed() {
+        let outcome = |o: &Outcome| match o {
+            Outcome::Skipped { .. } => 0,
+            Outcome::Stored { .. } => 1,
+            Outcome::Committed { .. } => 2,
+            Outcome::Unchanged { .. } => 3,
+            Outcome::Rejected(_) => 4,
+            Outcome::Failed(_) => 5,
+        };
+        let unchanged = Outcome::Unchanged { file: "f".into() };
+        assert_eq!(Outcome::NAMES[outcome(&unchanged)], unchanged.name());
+        let skip = |r: SkipReason| match r {
+            SkipReason::NoRecipient => 0,
+            SkipReason::OtherHost => 1,
+            SkipReason::OtherZone => 2,
+            SkipReason::Replayed => 3,
+        };
+        for (i, r) in SkipReason::ALL.iter().enumerate() {
+            assert_eq!(skip(*r), i);
+        }
+        let reject = |k: RejectKind| match k {
+            RejectKind::BadHeader
+            | RejectKind::BadName
+            | RejectKind::InvalidConfig
+            | RejectKind::ChecksumMismatch
+            | RejectKind::InvalidZone
+            | RejectKind::TooLarge
+            | RejectKind::Io
+            | RejectKind::Unsigned
+            | RejectKind::UnknownKey
+            | RejectKind::BadSignature
+            | RejectKind::WrongRecipient
+            | RejectKind::Stale => RejectKind::ALL.contains(&k),
+        };
+        assert!(RejectKind::ALL.into_iter().all(reject));
+        let distinct: std::collections::BTreeSet<_> =
+            RejectKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(distinct.len(), RejectKind::ALL.len());
+        for failure in [
+            GuestFailure::TimeLimit(Duration::ZERO),
+            GuestFailure::MemoryCap {
+                cap: 0,
+                requested: 0,
+            },
+            GuestFailure::Trap(String::new()),
+            GuestFailure::Start(String::new()),
+        ] {
+            assert!(GuestFailure::KINDS.contains(&failure.kind()), "{failure}");
+        }
     }
 }

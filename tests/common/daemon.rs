@@ -531,6 +531,21 @@ pub fn scrape(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// `GET path` on 127.0.0.1:`port`: the status code and the body; `None` while nothing listens
+/// (before the daemon serves, after it stopped).
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
 /// The value of the metric `name` (with its labels, as scraped) on `port`; 0 while absent.
 pub fn metric(port: u16, name: &str) -> u64 {
     scrape(port)

@@ -163,3 +163,40 @@ pub fn kres_kafka_bounded(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .output()
         .expect("running kres-kafka under timeout")
 }
+
+/// The tests run as root, whom no mode bits keep out: a directory that cannot be written is a
+/// read-only tmpfs mounted on it (`EROFS`, which root gets too).
+/// A tmpfs mounted on a directory for as long as this lives.
+pub struct Tmpfs<'a>(&'a Path);
+
+impl<'a> Tmpfs<'a> {
+    pub fn mount(dir: &'a Path, options: &str) -> Tmpfs<'a> {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a tmpfs on {} (root needed)",
+            dir.display()
+        );
+        Tmpfs(dir)
+    }
+
+    /// Remount it read-only (`ro`) or writable (`rw`).
+    pub fn remount(&self, mode: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remounting {} {mode}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod bench;
 pub mod demo;
+pub mod generate;
 pub mod guest;
 pub mod keygen;
 pub mod run;
@@ -77,6 +78,10 @@ pub enum Command {
 
     /// Measure kres-kafka's figures on this machine and print them.
     Bench(bench::Args),
+
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(generate::Args),
 }
 
 impl Cli {
@@ -100,6 +105,7 @@ impl Cli {
             Command::Guest(command) => guest::run(command),
             Command::Keygen(args) => keygen::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Generate(args) => generate::run(args),
         }
     }
 }

@@ -298,8 +298,9 @@ pub struct Section {
         deserialize_with = "values::duration"
     )]
     pub guest_time_limit: Duration,
-    /// Serve Prometheus metrics on `GET /metrics` at this `address@port` (or `address:port`).
-    /// Default: off.
+    /// Serve Prometheus metrics on `GET /metrics`, liveness on `GET /health` and readiness on
+    /// `GET /ready` ([`crate::health`]) at this `address@port` (or `address:port`). Default:
+    /// off, since it is unauthenticated: bind it to loopback or a management network.
     #[serde(default, deserialize_with = "values::listener")]
     pub metrics_address: Option<Server>,
     /// Extra librdkafka options, applied after kres-kafka's own.

@@ -31,6 +31,7 @@ pub(super) struct ManagerExecutor {
     pub(super) schema_cache: std::path::PathBuf,
     pub(super) shutdown: CancellationToken,
     pub(super) metrics: Metrics,
+    pub(super) health: crate::health::Health,
     pub(super) status: Status,
 }
 
@@ -128,6 +129,11 @@ impl ManagerExecutor {
             .call_with_retry(action, &self.shutdown, |result| {
                 let outcome = result.as_ref().map_or_else(CallError::kind, |()| "ok");
                 self.metrics.manager_call(path, outcome);
+                let answered = match result {
+                    Err(e @ CallError::Unreachable { .. }) => Err(e.to_string()),
+                    _ => Ok(()),
+                };
+                super::probe::manager_seen(&self.health, &self.metrics, answered);
             })
             .await?;
         if let Some(before) = view_before

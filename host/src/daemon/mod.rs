@@ -25,17 +25,21 @@
 //! - `passwords`: the watch on `kafka.sasl-password-file`, and giving the clients a new one.
 //! - `worker`: runs the guest on the blocking pool; logs and counts outcomes.
 //! - `executor`: makes the manager calls; rolls back a refused reload.
+//! - `probe`: every few seconds, the manager reachable and the files directory writable, for
+//!   `/ready` and the gauges.
 
 mod executor;
 mod lock;
 mod passwords;
 pub mod preflight;
+mod probe;
 mod worker;
 
 pub use lock::LOCK_FILE;
 
 use crate::config::Config;
 use crate::config::Settings;
+use crate::health::{self, Health};
 use crate::kafka;
 use crate::manager::Manager;
 use crate::metrics::{self, Metrics};
@@ -125,6 +129,8 @@ async fn deliver(
     // it ends, not at every try.
     let mut paused = false;
     while done < batch.len() {
+        // A pause waits here between tries: the loop is not stuck.
+        worker.health.turned();
         let rest = &batch[done..];
         let done_before = done;
         let outcomes = worker
@@ -159,7 +165,7 @@ async fn deliver(
         }
         if paused && done > done_before {
             paused = false;
-            resume(&worker.metrics, status);
+            resume(worker, status);
         }
         let Some((outcome, message)) = stopped else {
             if outcomes.len() < rest.len() {
@@ -185,6 +191,7 @@ async fn deliver(
         if !paused {
             paused = true;
             worker.metrics.delivery_paused(true);
+            worker.health.paused(Some(reason.clone()));
             status.paused(&About::of(message), &reason);
         }
         tokio::select! {
@@ -194,7 +201,7 @@ async fn deliver(
         wait = (wait * 2).min(IO_RETRY_MAX);
     }
     if paused {
-        resume(&worker.metrics, status);
+        resume(worker, status);
     }
     true
 }
@@ -265,6 +272,8 @@ async fn from_state(
     );
     let summary = state
         .read(count, &config.kafka.state_dir, BATCH_BYTES, shutdown, |batch| {
+            // A long read is work, not a stall: `/health` stays 200.
+            worker.health.turned();
             deliver(worker, scheduler, status, None, batch, shutdown)
         })
         .await?;
@@ -300,10 +309,12 @@ async fn from_state(
     Ok(Some((ends, summary)))
 }
 
-/// Delivery goes on after a pause: said in the log, the gauge and on the status topic.
-fn resume(metrics: &Metrics, status: &Status) {
+/// Delivery goes on after a pause: said in the log, the gauge, `/ready` and on the status
+/// topic.
+fn resume(worker: &Worker, status: &Status) {
     tracing::info!("delivery resumed: the files directory can be written again");
-    metrics.delivery_paused(false);
+    worker.metrics.delivery_paused(false);
+    worker.health.paused(None);
     status.resumed();
 }
 
@@ -397,16 +408,47 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let metrics = Metrics::default();
     metrics.guest(guest.version(), guest.digest(), false);
+    let mut clients = vec!["consumer"];
+    if kafka.status_topic().is_some() {
+        clients.push("status");
+    }
+    metrics.expect_broker_errors(&clients, &kafka::ERROR_KINDS);
+    let calls: Vec<&str> = [
+        crate::outcome::Action::Reload,
+        crate::outcome::Action::Renew,
+    ]
+    .into_iter()
+    .filter_map(|a| manager.path(a))
+    .collect();
+    metrics.expect_manager_calls(&calls, &crate::manager::CallError::RESULTS);
+    let health = Health::new(
+        health::stall_limit(kafka.guest_time_limit),
+        shutdown.clone(),
+    );
+    // The listener outlives `shutdown` so that `/ready` says "stopping" while the stop goes
+    // on; it closes when `run` returns, however it returns.
+    let listener_tasks = TaskTracker::new();
+    let listener_closed = CancellationToken::new();
+    let _close_listener = listener_closed.clone().drop_guard();
     if let Some(address) = &kafka.metrics_address {
         let bound = metrics::serve(
             (address.host.clone(), address.port),
             metrics.clone(),
-            shutdown.clone(),
-            &tasks,
+            health.clone(),
+            listener_closed.clone(),
+            &listener_tasks,
         )
         .await?;
-        tracing::info!("metrics on http://{bound}/metrics");
+        tracing::info!("metrics on http://{bound}/metrics, health on /health and /ready");
     }
+    probe::spawn(
+        config.management.clone(),
+        kafka.files_dir.clone(),
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        &tasks,
+    );
 
     // 3. Connect: each watcher before the client it watches for. The password watch comes
     //    before the status producer and the consumer read the password file, so that a
@@ -433,6 +475,7 @@ pub async fn run(
         current,
         swaps: 0,
         metrics: metrics.clone(),
+        health: health.clone(),
         status: status.clone(),
     };
     worker.maintain().await;
@@ -444,6 +487,7 @@ pub async fn run(
         schema_cache,
         shutdown: shutdown.clone(),
         metrics,
+        health: health.clone(),
         status: status.clone(),
     };
     let marker = PendingMarker::new(kafka.state_dir.join("pending-action"));
@@ -463,6 +507,7 @@ pub async fn run(
         .context("creating the Kafka consumer")?;
     let start = reader
         .connect(&kafka.files_dir, &shutdown, |consumer| {
+            health.turned();
             if passwords.changed_now() {
                 passwords.take_new(kafka, consumer, &status);
             }
@@ -483,9 +528,11 @@ pub async fn run(
         drop(swaps);
         tasks.close();
         tasks.wait().await;
+        close(listener_closed, listener_tasks).await;
         return Ok(());
     };
     reader.assign(&start, bootstrapped.as_ref().map(|(ends, _)| ends))?;
+    health.consuming();
     tracing::info!(
         servers = %kafka.bootstrap_servers(), topic = %kafka.topic, group = %kafka.group_id, zone = ?kafka.zone_id,
         hostname = %config.hostname, files_dir = %kafka.files_dir.display(),
@@ -510,6 +557,8 @@ pub async fn run(
         MAINTENANCE_EVERY,
     );
     loop {
+        // The commit timer below makes the loop turn at least every few seconds.
+        health.turned();
         tokio::select! {
             // Shutdown first: it is only looked at between messages, so the message in
             // progress always finishes and its offset is stored.
@@ -520,7 +569,10 @@ pub async fn run(
             Some(swapped) = swaps.recv() => worker.swap(swapped),
             _ = maintenance.tick() => worker.maintain().await,
             () = passwords.changed() => passwords.take_new(kafka, reader.consumer(), &status),
-            _ = commits.tick() => reader.commit(),
+            _ = commits.tick() => {
+                reader.commit();
+                worker.metrics.consumer_lag(&reader.lag());
+            }
             _ = refresh.tick() => {
                 reader.refresh().await;
                 let (received, addressed) = worker.metrics.addressed_share();
@@ -563,6 +615,14 @@ pub async fn run(
     // topic that cannot be written does not hold up the stop.
     status.lifecycle(Event::Stopped);
     let _ = tokio::task::spawn_blocking(move || status.flush(crate::status::FLUSH_AT_STOP)).await;
+    close(listener_closed, listener_tasks).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Close the metrics listener (the last thing a stop does) and wait for it.
+async fn close(closed: CancellationToken, tasks: TaskTracker) {
+    closed.cancel();
+    tasks.close();
+    tasks.wait().await;
 }

@@ -68,6 +68,7 @@ pub(super) struct Worker {
     /// Guests switched to since start-up.
     pub(super) swaps: u64,
     pub(super) metrics: Metrics,
+    pub(super) health: crate::health::Health,
     pub(super) status: Status,
 }
 

@@ -136,6 +136,36 @@ pub fn set_sasl_credentials<C: ClientContext>(
     }
 }
 
+/// The low and high watermarks of `partition` as librdkafka last saw them (the high one in
+/// every fetch response, the low one when known): no request to the broker. `None` until a
+/// fetch response for the partition came; the low one `None` while unknown.
+pub fn cached_watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::StreamConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(Option<i64>, i64)> {
+    use rdkafka::bindings;
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; librdkafka only reads the
+    // topic name and writes the two offsets.
+    let error = unsafe {
+        bindings::rd_kafka_get_watermark_offsets(
+            rdkafka::consumer::Consumer::client(consumer).native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    // librdkafka's "invalid offset" (-1001) while it has not seen the partition's watermark.
+    (error == bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(((low >= 0).then_some(low), high))
+}
+
+/// Every kind [`error_kind`] gives, so that the counter of each starts at zero.
+pub const ERROR_KINDS: [&str; 4] = ["authentication", "tls", "transport", "other"];
+
 /// What kind of trouble a client error is, for `kres_kafka_broker_errors_total{kind}`.
 pub fn error_kind(error: &KafkaError) -> &'static str {
     use rdkafka::types::RDKafkaErrorCode as Code;
