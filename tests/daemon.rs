@@ -641,8 +641,11 @@ async fn a_stop_with_the_broker_gone_does_not_wait_for_it_says_what_it_gave_up_a
     );
     let log = host.log_of(1);
     assert!(
-        log.contains("gave up committing offsets") || log.contains("committing offsets at stop"),
-        "the log says what the stop gave up on\n{log}"
+        log.contains("gave up committing offsets")
+            || log.contains("committing offsets at stop")
+            // The periodic commit (every 5 s) may have taken everything before the stop.
+            || log.contains("nothing left to commit"),
+        "the log says what the stop gave up on, or that nothing was left\n{log}"
     );
 
     broker.cluster.broker_up(1).unwrap();
