@@ -30,8 +30,8 @@
 //! - **X**: the same file for another resolver, then one small file for this one: what
 //!   skipping another resolver's traffic costs. Limit: consuming the same messages and throwing
 //!   them away.
-//! - **C**: `--configs` whole 1 KiB configurations waiting on one partition before the daemon
-//!   starts; from its start to all committed, in commits per second. Limit: consuming them.
+//! - **C**: `--configs` whole 1 KiB configurations waiting (on the partition their key maps to)
+//!   before the daemon starts; from its start to all committed, in commits per second. Limit: consuming them.
 //!
 //! O, X and C run three rounds, as W, L and S do.
 //! - **F**: a fleet's traffic waiting on a 12-partition topic (a file for each of 24
@@ -277,8 +277,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     if runs(Part::C) {
         let configs = Configs(options.configs);
+        // Two partitions, all of it on the one its key maps to: a topic of one partition is
+        // made by the daemon's start (see `Topic`), and this one must be filled before.
+        const PARTITIONS: i32 = 2;
         let name = broker.topic("c");
-        broker.create_topic(&name, 1)?;
+        broker.create_topic(&name, PARTITIONS)?;
         eprintln!("C: publishing {} configurations", configs.0);
         produce(servers, &name, &configs, &AtomicU64::new(u64::MAX / 2))?;
         let bytes: u64 = (0..configs.0)
@@ -286,7 +289,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .sum();
         let topic = Topic {
             name: &name,
-            partitions: 1,
+            partitions: PARTITIONS,
             settings: "",
         };
         let rounds = backlog_rounds(
