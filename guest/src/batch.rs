@@ -27,12 +27,24 @@ use crate::store::chunks::{self, Set};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-/// What the host offers beyond WASI: native SHA-256 and one flush of the files directory.
+/// What the host offers beyond WASI: native SHA-256, one flush of the files directory, and a
+/// zone file judged natively.
 pub trait Platform {
     /// SHA-256's compression function over whole 64-byte blocks.
     fn compress(&self, state: &mut [u32; 8], blocks: &[u8]);
     /// Make every write to the files directory so far durable.
     fn sync(&self) -> std::result::Result<(), String>;
+    /// Judge the RPZ file `rel` (relative to the files directory), whose SHA-256 is `sha256`,
+    /// natively with [`crate::zone`]. `None`: no host to ask; the guest judges it itself.
+    fn judge_zone(
+        &self,
+        _rel: &str,
+        _sha256: &[u8; 32],
+    ) -> Option<std::result::Result<(), crate::judge::HostRefusal>> {
+        None
+    }
+    /// A hint: what the host writes into `rel` from offset 0 on may be judged as it is written.
+    fn judge_as_written(&self, _rel: &str) {}
 }
 
 /// Native SHA-256 and a flush that does nothing: for unit tests, which crash nothing.
@@ -471,10 +483,18 @@ impl<'a> Batch<'a> {
         if let Some(at) = &self.position {
             set.meta.last_by = Some(at.clone());
         }
+        if crate::judge::is_zone(name) {
+            platform.judge_as_written(&chunks::part_rel(name));
+        }
         set.store(self.files, compress, index, value)
     }
 
     /// The complete set of `name`: its SHA-256, its size and where its content is.
+    /// The platform, for what the host judges natively.
+    pub fn platform(&self) -> &'a dyn Platform {
+        self.platform
+    }
+
     pub fn assembled(&mut self, name: &str) -> Result<([u8; 32], u64, PathBuf)> {
         let (platform, files) = (self.platform, self.files);
         let compress: Compress<'_> = &|s, b| platform.compress(s, b);

@@ -161,7 +161,37 @@ pub fn judge_zone_file(name: &str, path: &Path) -> Result<()> {
         .map_err(|e| refused_zone(name, e))
 }
 
-fn refused_zone(name: &str, e: zone::ZoneError) -> Error {
+/// Why the host's native judge did not accept a zone file (the WIT `files.zone-refusal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRefusal {
+    /// The resolver's zone loader would refuse it: `line N: reason`.
+    Refused(String),
+    /// The host could not read it.
+    Unreadable(String),
+}
+
+/// Judge the RPZ file `name`, assembled at `rel` in the files directory (`path` for the guest)
+/// with SHA-256 `sha256`: by the host, natively with the same code, when it offers to (it may
+/// have judged the bytes while it wrote them), else here, a piece at a time.
+pub fn judge_zone_assembled(
+    platform: &dyn crate::batch::Platform,
+    name: &str,
+    rel: &str,
+    path: &Path,
+    sha256: &[u8; 32],
+) -> Result<()> {
+    match platform.judge_zone(rel, sha256) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(HostRefusal::Refused(why))) => Err(refused_zone(name, why)),
+        Some(Err(HostRefusal::Unreadable(why))) => Err(Error::Io {
+            what: format!("reading {name:?} to judge it"),
+            source: std::io::Error::other(why),
+        }),
+        None => judge_zone_file(name, path),
+    }
+}
+
+fn refused_zone(name: &str, e: impl std::fmt::Display) -> Error {
     Error::InvalidZone(format!(
         "RPZ file {name:?} would be refused by the resolver's zone loader: {e}"
     ))

@@ -205,6 +205,22 @@ impl batch::Platform for Host {
         bindings::kres::kafka::files::sync()
     }
 
+    /// The host judges natively, with this crate's own `zone` module: several times faster
+    /// than under WebAssembly, and on a thread of its own while the chunks are written.
+    #[cfg(target_arch = "wasm32")]
+    fn judge_zone(&self, rel: &str, sha256: &[u8; 32]) -> Option<Result<(), judge::HostRefusal>> {
+        use bindings::kres::kafka::files::{ZoneRefusal, judge_zone};
+        Some(judge_zone(rel, sha256).map_err(|e| match e {
+            ZoneRefusal::Refused(why) => judge::HostRefusal::Refused(why),
+            ZoneRefusal::Unreadable(why) => judge::HostRefusal::Unreadable(why),
+        }))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn judge_as_written(&self, rel: &str) {
+        bindings::kres::kafka::files::judge_as_written(rel);
+    }
+
     // Natively there is no host: `sha2`, and no flush (unit tests crash nothing).
     #[cfg(not(target_arch = "wasm32"))]
     fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {

@@ -538,7 +538,8 @@ fn finish_transfer(
             Some(judge::judge(resolver, name, &content)?)
         }
         None if judge::is_zone(name) => {
-            judge::judge_zone_file(name, &part)?;
+            let rel = crate::store::chunks::part_rel(name);
+            judge::judge_zone_assembled(batch.platform(), name, &rel, &part, &sha256)?;
             None
         }
         None => None,

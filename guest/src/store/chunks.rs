@@ -259,7 +259,7 @@ impl Set {
         // Written at the record's length, and ended after it: bytes appended after the last
         // flush of a crashed batch (not in the record) are overwritten or cut.
         let len = self.part_len();
-        let rel = format!("{name}.chunks/{PART}");
+        let rel = part_rel(name);
         value
             .write_to(files, &rel, len, &mut self.meta.hashed, compress)
             .io(|| format!("appending to {name}.chunks/{PART}"))?;
@@ -291,6 +291,11 @@ impl Set {
         fs::rename(dir.join(META_NEXT), dir.join(META))
             .io(|| format!("renaming {}.chunks/{META_NEXT} to {META}", self.name))
     }
+}
+
+/// Where the appended chunks of `name` are, relative to the files directory.
+pub fn part_rel(name: &str) -> String {
+    format!("{name}.chunks/{PART}")
 }
 
 /// The directory of the chunk set of `name`.

@@ -440,6 +440,13 @@ impl<'a> Cursor<'a> {
         &self.buf[self.pos..self.pos + n]
     }
 
+    /// The next `n` bytes, or fewer at the buffer's end, not consumed.
+    #[inline]
+    pub(super) fn ahead_upto(&self, n: usize) -> &'a [u8] {
+        let rest = &self.buf[self.pos.min(self.buf.len())..];
+        &rest[..rest.len().min(n)]
+    }
+
     /// The bytes from `start` to the cursor.
     pub(super) fn since(&self, start: usize) -> &'a [u8] {
         &self.buf[start..self.pos]

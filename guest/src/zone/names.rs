@@ -15,6 +15,8 @@ pub(super) struct Name {
     // Room for the longest name plus one label written before its length is checked.
     wire: [u8; MAX_NAME + MAX_LABEL + 1],
     len: usize,
+    /// Written with an escape: only then can a label hold a zero byte.
+    escaped: bool,
 }
 
 impl Name {
@@ -23,6 +25,7 @@ impl Name {
         Name {
             wire: [0; MAX_NAME + MAX_LABEL + 1],
             len: 1,
+            escaped: false,
         }
     }
 
@@ -33,6 +36,7 @@ impl Name {
     pub(super) fn set(&mut self, other: &Name) {
         self.wire[..other.len].copy_from_slice(other.wire());
         self.len = other.len;
+        self.escaped = other.escaped;
     }
 
     /// The labels, first to last, without the root.
@@ -57,8 +61,9 @@ impl Name {
 
     /// A label holds a zero byte (`\000`): the loader skips such owners.
     pub(super) fn has_zero(&self) -> bool {
-        // Length bytes are never zero but the last: any other zero is in a label.
-        self.wire()[..self.len - 1].contains(&0)
+        // Length bytes are never zero but the last: any other zero is in a label, and only an
+        // escape can put it there.
+        self.escaped && self.wire()[..self.len - 1].contains(&0)
     }
 
     pub(super) fn is_root(&self) -> bool {
@@ -146,11 +151,13 @@ pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<
             cur.need_wchar("after the root name \".\"")?;
             out.wire[0] = 0;
             out.len = 1;
+            out.escaped = false;
             return Ok(Form::Absolute);
         }
         _ => {}
     }
     out.len = 0;
+    out.escaped = false;
     loop {
         let at = out.len;
         out.len += 1;
@@ -168,7 +175,11 @@ pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<
                     }
                     .into());
                 }
-                out.wire[out.len..out.len + run].copy_from_slice(bytes);
+                copy_run(
+                    &mut out.wire[out.len..],
+                    bytes,
+                    cur.ahead_upto(MAX_LABEL + 1),
+                );
                 out.len += run;
                 cur.pos += run;
             }
@@ -178,6 +189,7 @@ pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<
                 b
             } else if b == b'\\' {
                 cur.bump();
+                out.escaped = true;
                 escape(cur)?
             } else {
                 break;
@@ -217,10 +229,25 @@ pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<
                 }
                 out.wire[out.len..out.len + origin.len].copy_from_slice(origin.wire());
                 out.len += origin.len;
+                out.escaped |= origin.escaped;
                 return Ok(Form::Relative);
             }
             _ => return Err(cur.unexpected("in a domain name")),
         }
+    }
+}
+
+/// Copy `run` (at most [`MAX_LABEL`] + 1 bytes) to the start of `to`. Labels are short, and a
+/// copy of a length known only at run time is a call to `memmove`: when the buffer holds a
+/// whole label's worth past the run (`window`, which starts with `run`), those are copied at a
+/// fixed length instead, the bytes past the run overwritten later or never read.
+#[inline]
+fn copy_run(to: &mut [u8], run: &[u8], window: &[u8]) {
+    const N: usize = MAX_LABEL + 1;
+    if let (Ok(window), Some(to)) = (<&[u8; N]>::try_from(window), to.first_chunk_mut::<N>()) {
+        *to = *window;
+    } else {
+        to[..run.len()].copy_from_slice(run);
     }
 }
 

@@ -110,6 +110,12 @@ const CLASSES: [&str; 5] = ["CH", "CS", "HS", "NONE", "ANY"];
 
 /// The type a mnemonic or `TYPEnnn` names.
 pub(super) fn lookup(word: &[u8]) -> Result<u16, Reason> {
+    // The types of almost every RPZ line, as they are usually written.
+    match word {
+        b"CNAME" => return Ok(CNAME),
+        b"A" => return Ok(A),
+        _ => {}
+    }
     if let Some(&(_, num, _)) = TYPES
         .iter()
         .find(|t| t.0.as_bytes().eq_ignore_ascii_case(word))

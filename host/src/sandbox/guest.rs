@@ -4,6 +4,7 @@
 use super::bindings;
 use super::convert;
 use super::state::State;
+use super::zones::Zones;
 use super::{EPOCH_TICK, NoResolver, Resolver, SandboxConfig};
 use crate::outcome::{
     Context, GuestError, GuestFailure, Limits, Maintenance, Message, Outcome, Rejection, Restored,
@@ -24,6 +25,8 @@ pub struct Guest {
     version: String,
     digest: String,
     cached: bool,
+    /// Its zone judge, shared by its instances (`files.judge-zone`).
+    zones: Zones,
 }
 
 /// Hostname used by the self-test: no resolver is called that (it is not a valid DNS name).
@@ -47,6 +50,7 @@ impl Guest {
             version: String::new(),
             digest,
             cached,
+            zones: Zones::default(),
         };
         guest.version = guest.self_test()?;
         Ok(guest)
@@ -257,7 +261,7 @@ impl Guest {
         resolver: Arc<dyn Resolver>,
         f: impl FnOnce(&bindings::Consumer, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        let state = State::new(dir, self.config.memory_limit, resolver)?;
+        let state = State::new(dir, self.config.memory_limit, resolver, self.zones.clone())?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limiter());
         // The time limit is the guest's own time: what the host spent on its behalf (the

@@ -12,7 +12,7 @@
 //! - WASI clocks and random numbers (harmless; the host still passes its clock explicitly);
 //! - the `log` import;
 //! - the host's primitives: message values (read only when the guest needs them), native
-//!   SHA-256, and one flush (`syncfs`) of the files directory.
+//!   SHA-256, one flush (`syncfs`) of the files directory, and a zone file judged natively.
 //!
 //! It gets no environment variables, no arguments, no stdin, no stdout/stderr (they are
 //! discarded), no sockets and no name lookups.
@@ -24,6 +24,7 @@
 //! - `guest`: a loaded guest: its self-test and the calls, each in a fresh instance.
 //! - `state`: what one instance's store holds: WASI over the files directory, the memory
 //!   limiter, the host side of the guest's imports.
+//! - `zones`: zone files judged natively for the guest, ahead as they are written.
 //! - `convert`: between the WIT bindings and the host's own types (`crate::outcome`).
 //! - `cache`: compiled guests on disk, tagged so that only kres-kafka's own are loaded.
 //!
@@ -52,6 +53,7 @@ mod convert;
 mod engine;
 mod guest;
 mod state;
+mod zones;
 
 pub use cache::{digest, digest_file};
 pub use guest::Guest;

@@ -2,6 +2,7 @@
 //! memory limiter, and the host side of the guest's imports.
 
 use super::bindings;
+use super::zones::{Refusal, Zones};
 use super::{MAX_TABLE_ELEMENTS, Resolver, ValidateError};
 use crate::outcome::GuestFailure;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,10 @@ pub(super) struct State {
     resolver: Arc<dyn Resolver>,
     /// The files directory (the preopen), for `files.sync`.
     dir: PathBuf,
-    /// The same, as a capability, for `payload.write-to`.
+    /// The same, as a capability, for `payload.write-to` and `files.judge-zone`.
     files: Option<cap_std::fs::Dir>,
+    /// The guest's zone judge, shared by its instances: it judges ahead what is written.
+    zones: Zones,
     /// Time spent in the host on the guest's behalf (the resolver's validator, writes,
     /// flushes, the owed-call marker), and how much of it the time limit has given back.
     host_time: Duration,
@@ -38,6 +41,7 @@ impl State {
         dir: &Path,
         memory_cap: u64,
         resolver: Arc<dyn Resolver>,
+        zones: Zones,
     ) -> Result<State, GuestFailure> {
         let mut wasi = WasiCtxBuilder::new();
         // Calls already run on a thread that may block: no round trip through a runtime.
@@ -62,6 +66,7 @@ impl State {
             resolver,
             dir: dir.to_owned(),
             files: None,
+            zones,
             host_time: Duration::ZERO,
             credited: Duration::ZERO,
         })
@@ -152,6 +157,7 @@ impl bindings::kres::kafka::types::HostPayload for State {
             s.files()
                 .and_then(|dir| write_at(dir, &file, offset, &value))
                 .map_err(|e| format!("writing {file}: {e}"))?;
+            s.zones.written(&file, offset, &value);
             state.update(&native_compress, &value);
             Ok::<_, String>(())
         })?;
@@ -188,6 +194,29 @@ impl bindings::kres::kafka::files::Host for State {
             crate::system::sync_filesystem(&s.dir)
                 .map_err(|e| format!("flushing the filesystem of {}: {e}", s.dir.display()))
         })
+    }
+
+    fn judge_zone(
+        &mut self,
+        file: String,
+        sha256: Vec<u8>,
+    ) -> Result<(), bindings::kres::kafka::files::ZoneRefusal> {
+        use bindings::kres::kafka::files::ZoneRefusal;
+        self.timed(|s| {
+            let zones = s.zones.clone();
+            let dir = s
+                .files()
+                .map_err(|e| Refusal::Unreadable(format!("opening the files directory: {e}")))?;
+            zones.judge(dir, &file, &sha256)
+        })
+        .map_err(|refusal| match refusal {
+            Refusal::Refused(why) => ZoneRefusal::Refused(why),
+            Refusal::Unreadable(why) => ZoneRefusal::Unreadable(why),
+        })
+    }
+
+    fn judge_as_written(&mut self, file: String) {
+        self.zones.watch(&file);
     }
 }
 

@@ -22,6 +22,18 @@
 //! W, L and S run three rounds, each the limit then a fresh daemon; the round with the median
 //! ratio is shown, and every round below it. Their peak memory is over the daemon's whole
 //! life, start-up included.
+//! - **O**: one large RPZ (`--size`, in `--chunk` chunks) for this resolver on one partition,
+//!   the main case: a resolver that is behind. The mock broker keeps only about 5 MiB
+//!   a partition, so the producer stays [`BEHIND`] ahead of the consumer (what a partition
+//!   keeps, compressed): the consumer always finds that much waiting. Limit: the same producer
+//!   with a plain consumer writing the values into one file, fsynced once.
+//! - **X**: the same file for another resolver, then one small file for this one: what
+//!   skipping another resolver's traffic costs. Limit: consuming the same messages and throwing
+//!   them away.
+//! - **C**: `--configs` whole 1 KiB configurations waiting (on the partition their key maps to)
+//!   before the daemon starts; from its start to all committed, in commits per second. Limit: consuming them.
+//!
+//! O, X and C run three rounds, as W, L and S do.
 //! - **F**: a fleet's traffic waiting on a 12-partition topic (a file for each of 24
 //!   resolvers, keyed and placed as `send` does): what one resolver fetches per byte of its own
 //!   file, reading every partition (`partitions: all`) and only those its key maps to
@@ -38,7 +50,7 @@ use super::harness::{
     Broker, Done, Sink, Topic, catch_up, first_start, precompile, raw, raw_backlog, sha256_file,
     through_daemon, write_and_rename,
 };
-use super::workload::{Chunked, Configs, Fleet, Lists, produce};
+use super::workload::{Behind, Chunked, Configs, Fleet, Lists, produce};
 use crate::kafka::partitioner::{partition_of, partitions_of};
 use anyhow::{Context as _, bail};
 use std::path::PathBuf;
@@ -71,6 +83,9 @@ const ROUNDS: usize = 3;
 /// 5 MiB compressed (0.18 of a list).
 const LISTS: usize = 12;
 const LIST_SIZE: u64 = 20 << 20;
+/// How far the producer runs ahead of the consumer in workloads O and X: what one partition of
+/// the mock broker keeps (about 5 MiB compressed; a block list compresses to 0.18).
+const BEHIND: u64 = 24 << 20;
 /// Bytes sent to the broker per byte of a block list, compressed as `send` does.
 const TARGET_WIRE: f64 = 0.25;
 
@@ -190,6 +205,125 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         ));
         whole_life.push(("B", ours.start_peak_mib.max(ours.peak_rss_mib)));
         peaks.push(("B", ours));
+    }
+    if runs(Part::O) || runs(Part::X) {
+        let label = format!("one {} MiB RPZ on one partition", size >> 20,);
+        let ours = Chunked::new(ME, "zones/big.rpz", size, options.chunk);
+        let theirs = Chunked::new(OTHER, "zones/big.rpz", size, options.chunk);
+        let mut parts = Vec::new();
+        if runs(Part::O) {
+            parts.push(("O", &ours, None));
+        }
+        if runs(Part::X) {
+            parts.push(("X", &theirs, Some("ours.rpz")));
+        }
+        for (part, file, then) in parts {
+            let mut rounds = Rounds::default();
+            let workload = Behind {
+                file,
+                window: BEHIND,
+                then,
+            };
+            for round in 0..ROUNDS {
+                eprintln!("{part}: limit, round {}", round + 1);
+                let sink = match then {
+                    None => Sink::File(scratch.path().join("limit-o")),
+                    Some(_) => Sink::Discard,
+                };
+                let topic = broker.topic(&format!("{}-limit-{round}", part.to_lowercase()));
+                let limit = raw(&broker, &topic, &workload, sink)?;
+                let _ = std::fs::remove_file(scratch.path().join("limit-o"));
+                eprintln!("{part}: kres-kafka, round {}", round + 1);
+                let topic = broker.topic(&format!("{}-{round}", part.to_lowercase()));
+                let done = match then {
+                    None => Done::File("zones/big.rpz", size),
+                    Some(name) => Done::File(name, 0),
+                };
+                let ours = through_daemon(
+                    &broker,
+                    scratch.path(),
+                    &compiled,
+                    topic.as_str().into(),
+                    &workload,
+                    done,
+                    &[],
+                )
+                .await?;
+                if then.is_none() && sha256_file(&ours.files.join("zones/big.rpz"))? != file.sha256
+                {
+                    bail!("workload O: the delivered file is not the file published");
+                }
+                std::fs::remove_dir_all(scratch.path().join(&topic))?;
+                rounds.add(
+                    mb(size) / secs(ours.time),
+                    mb(size) / secs(limit),
+                    ours.start_peak_mib.max(ours.peak_rss_mib),
+                );
+            }
+            let (rate, limit_rate, ratio) = rounds.median();
+            rows.push(match then {
+                None => format!(
+                    "  O  {label}, behind      {rate:>8.0} MB/s      consume, write, fsync {limit_rate:>6.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
+                    met(ratio >= TARGET_CATCH_UP)
+                ),
+                Some(_) => format!(
+                    "  X  {label} for another resolver, then ours {rate:>4.0} MB/s   consume only {limit_rate:>13.0} MB/s   {ratio:>5.2}  >= {TARGET_CATCH_UP}: {}",
+                    met(ratio >= TARGET_CATCH_UP)
+                ),
+            });
+            rows.push(rounds.line());
+            whole_life.push((part, rounds.peak()));
+        }
+    }
+    if runs(Part::C) {
+        let configs = Configs(options.configs);
+        // Two partitions, all of it on the one its key maps to: a topic of one partition is
+        // made by the daemon's start (see `Topic`), and this one must be filled before.
+        const PARTITIONS: i32 = 2;
+        let name = broker.topic("c");
+        broker.create_topic(&name, PARTITIONS)?;
+        eprintln!("C: publishing {} configurations", configs.0);
+        produce(servers, &name, &configs, &AtomicU64::new(u64::MAX / 2))?;
+        let bytes: u64 = (0..configs.0)
+            .map(|i| Configs::content(i).len() as u64)
+            .sum();
+        let topic = Topic {
+            name: &name,
+            partitions: PARTITIONS,
+            settings: "",
+        };
+        let rounds = backlog_rounds(
+            &setup,
+            "C",
+            topic,
+            bytes,
+            None,
+            || Done::Committed(configs.0),
+            &|_| Ok(()),
+        )
+        .await?;
+        // From MB/s back to messages per second.
+        let per_second = |mb_s: f64| mb_s * 1e6 / bytes as f64 * configs.0 as f64;
+        let (rate, limit_rate, ratio) = rounds.median();
+        rows.push(format!(
+            "  C  {} whole 1 KiB configurations waiting    {:>8.0} commits/s  consume only {:>8.0} msg/s                {ratio:>5.2}",
+            configs.0,
+            per_second(rate),
+            per_second(limit_rate),
+        ));
+        let each: Vec<String> = rounds
+            .rates
+            .iter()
+            .map(|(ours, limit)| {
+                format!("{:.0}/{:.0} per s", per_second(*ours), per_second(*limit))
+            })
+            .collect();
+        rows.push(format!(
+            "     median of {} rounds: {}",
+            rounds.rates.len(),
+            each.join(", ")
+        ));
+        whole_life.push(("C", rounds.peak()));
     }
     if runs(Part::W) || runs(Part::L) || runs(Part::S) {
         let label = format!("{LISTS} x {} MiB lists", LIST_SIZE >> 20);
@@ -576,4 +710,11 @@ pub enum Part {
     F,
     /// The guest's cost under WebAssembly against native.
     Cost,
+    /// One large RPZ on one partition, the producer keeping the partition as full as the mock
+    /// broker keeps it: a resolver that is behind.
+    O,
+    /// The same for another resolver, then one small file for us: skipping.
+    X,
+    /// Many whole small configurations waiting, from the daemon's start to all committed.
+    C,
 }

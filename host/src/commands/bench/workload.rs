@@ -30,6 +30,10 @@ pub(super) trait Workload: Sync {
     fn unthrottled(&self) -> bool {
         false
     }
+    /// How far ahead of the consumer the producer may run, in bytes of values.
+    fn window(&self) -> u64 {
+        WINDOW
+    }
 }
 
 /// Distinct blocks a large file's chunks take their content from in turn: more than a
@@ -316,7 +320,9 @@ pub(super) fn produce(
     let mut produced = 0u64;
     for i in 0..workload.count() {
         let record = workload.record(i);
-        while !workload.unthrottled() && produced > consumed.load(Ordering::Relaxed) + WINDOW {
+        while !workload.unthrottled()
+            && produced > consumed.load(Ordering::Relaxed) + workload.window()
+        {
             producer.poll(Duration::ZERO);
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -482,5 +488,35 @@ impl Workload for Single {
             value: self.0.value.clone(),
             partition: self.0.partition,
         }
+    }
+}
+
+/// A large file behind: the producer keeps `window` bytes of it ahead of the consumer, as much
+/// as one partition of the mock broker keeps (compressed), so that the consumer always finds a
+/// backlog waiting; then, if `then` is set, one small file for us.
+pub(super) struct Behind<'a> {
+    pub(super) file: &'a Chunked,
+    pub(super) window: u64,
+    pub(super) then: Option<&'static str>,
+}
+
+impl Workload for Behind<'_> {
+    fn count(&self) -> usize {
+        self.file.count() + usize::from(self.then.is_some())
+    }
+
+    fn record(&self, i: usize) -> Record {
+        match self.then {
+            Some(name) if i == self.file.count() => Record {
+                headers: vec![(HOSTNAME, ME.into()), (FILE_NAME, name.into())],
+                value: b"; ours, after a file for another resolver\n".to_vec(),
+                partition: None,
+            },
+            _ => self.file.record(i),
+        }
+    }
+
+    fn window(&self) -> u64 {
+        self.window
     }
 }
