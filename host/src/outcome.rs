@@ -150,11 +150,12 @@ impl Outcome {
     }
 
     /// Every [`Outcome::name`], so that a counter by outcome can start at zero.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "skipped",
         "stored",
         "committed",
         "unchanged",
+        "removed",
         "rejected",
         "failed",
     ];
@@ -430,8 +431,9 @@ mod tests {
             Outcome::Stored { .. } => 1,
             Outcome::Committed { .. } => 2,
             Outcome::Unchanged { .. } => 3,
-            Outcome::Rejected(_) => 4,
-            Outcome::Failed(_) => 5,
+            Outcome::Removed { .. } => 4,
+            Outcome::Rejected(_) => 5,
+            Outcome::Failed(_) => 6,
         };
         let unchanged = Outcome::Unchanged { file: "f".into() };
         assert_eq!(Outcome::NAMES[outcome(&unchanged)], unchanged.name());
