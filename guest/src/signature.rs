@@ -171,10 +171,11 @@ pub fn check(
         verified.push(bytes);
         return Ok(Some(signed));
     }
-    if let Some(other) = others.iter().filter(|o| *o != recipient).find(|o| {
-        key.verify_strict(text_for(o).as_bytes(), &sig)
-            .is_ok()
-    }) {
+    if let Some(other) = others
+        .iter()
+        .filter(|o| *o != recipient)
+        .find(|o| key.verify_strict(text_for(o).as_bytes(), &sig).is_ok())
+    {
         return Err(Error::WrongRecipient(format!(
             "file {name:?} is signed for {other}, but reached this resolver as {recipient}"
         )));

@@ -243,9 +243,7 @@ fn kind(outcome: &Result<Outcome>) -> String {
             | Outcome::Committed(_)
             | Outcome::Unchanged(_)
             | Outcome::Removed(_),
-        ) => {
-            "accepted".to_owned()
-        }
+        ) => "accepted".to_owned(),
         Err(e) => format!("rejected {}", e.kind()),
     }
 }

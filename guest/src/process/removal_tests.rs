@@ -47,7 +47,10 @@ fn a_removal_takes_the_file_away_keeps_its_backup_and_asks_for_its_call() {
     );
     // Come again (a redelivery without its journal entry), or for a file never there: nothing.
     for (offset, m) in [(9, removal("block.dat")), (10, removal("never.dat"))] {
-        assert!(matches!(offer(&files, offset, m), Ok(Outcome::Unchanged(_))));
+        assert!(matches!(
+            offer(&files, offset, m),
+            Ok(Outcome::Unchanged(_))
+        ));
     }
     // Published again, it comes back.
     assert!(matches!(

@@ -271,11 +271,17 @@ async fn from_state(
         "{why}: reading the state topic first"
     );
     let summary = state
-        .read(count, &config.kafka.state_dir, BATCH_BYTES, shutdown, |batch| {
-            // A long read is work, not a stall: `/health` stays 200.
-            worker.health.turned();
-            deliver(worker, scheduler, status, None, batch, shutdown)
-        })
+        .read(
+            count,
+            &config.kafka.state_dir,
+            BATCH_BYTES,
+            shutdown,
+            |batch| {
+                // A long read is work, not a stall: `/health` stays 200.
+                worker.health.turned();
+                deliver(worker, scheduler, status, None, batch, shutdown)
+            },
+        )
         .await?;
     let Some(summary) = summary else {
         return Ok(None);
