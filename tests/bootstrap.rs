@@ -408,6 +408,20 @@ async fn a_withdrawn_file_leaves_a_running_resolver_and_never_reaches_a_new_one(
         h.manager.calls().len() > renews
     })
     .await;
+    // A file sent again as it is: reported unchanged, with the digest of what is in place.
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver3",
+            &write(out.path(), "kept.dat", &kept),
+        ],
+    );
+    let kept_sha = sha256(&kept);
+    wait_for_report(&broker, &host, "resolver3", "kept.dat unchanged", |r| {
+        r["outcome"] == "unchanged" && r["file"] == "kept.dat" && r["sha256"] == kept_sha.as_str()
+    })
+    .await;
 
     // Rebuilt: the state gives the file kept, and not the one withdrawn.
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));

@@ -98,14 +98,17 @@ pub enum Error {
         code: RDKafkaErrorCode,
     },
     #[error(
-        "{brokers} did not answer within {} (--timeout): finding the state topic {topic:?}",
-        humantime::format_duration(*timeout)
+        "{brokers} did not answer within {} (--timeout): finding the state topic {topic:?}{}",
+        humantime::format_duration(*timeout),
+        last.as_ref().map(|l| format!(" (last broker error: {l})")).unwrap_or_default()
     )]
     NoAnswer {
         /// `the broker a:9092`, `the brokers a:9092, b:9092`.
         brokers: String,
         topic: String,
         timeout: Duration,
+        /// What librdkafka said last (a TLS handshake refused, a login refused), if anything.
+        last: Option<String>,
     },
     #[error("{doing} the state topic {topic:?}: {error}")]
     Kafka {
@@ -291,6 +294,7 @@ fn partition_count(
                 brokers: brokers.to_owned(),
                 topic: topic.to_owned(),
                 timeout,
+                last: consumer.context().last_error(),
             },
             _ => Error::Kafka {
                 topic: topic.to_owned(),
