@@ -336,6 +336,20 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
+    /// Whether a message of this batch staged or withdrew `name`.
+    pub fn is_staged(&self, name: &str) -> bool {
+        self.staged.contains(name) || self.removed.contains(name)
+    }
+
+    /// Take back what this message just staged as `name` (it was refused once staged), when no
+    /// earlier message of the batch staged or withdrew it: the file in place stays as it is.
+    pub fn drop_staged(&mut self, name: &str) -> Result<()> {
+        self.unstage(name)?;
+        self.staged.remove(name);
+        self.placed.remove(name);
+        Ok(())
+    }
+
     /// Remove what an earlier message of this batch staged as `name`, if anything.
     fn unstage(&mut self, name: &str) -> Result<()> {
         if self.staged.contains(name) {

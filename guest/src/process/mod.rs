@@ -294,7 +294,9 @@ fn commit_whole(
             check_config_size(name, size)?;
             Some(judge::judge(resolver, name, content)?)
         }
-        (false, Some(content)) if zone => {
+        // Judged once staged, by the host at native speed (below), unless an earlier message
+        // of the batch staged or withdrew the name: a refusal must not undo that.
+        (false, Some(content)) if zone && batch.is_staged(name) => {
             judge::judge_zone(name, content)?;
             None
         }
@@ -303,8 +305,23 @@ fn commit_whole(
     if superseded {
         return Ok(Outcome::Unchanged(name.to_owned()));
     }
+    let judge_staged = zone && !config && !batch.is_staged(name);
     let changed = config_changed(batch, name, doc.as_ref())?;
     let sha256 = batch.stage_value(name, value)?;
+    if judge_staged {
+        let staged = batch.files.sibling(name, ".tmp");
+        let judged = judge::judge_zone_assembled(
+            batch.platform(),
+            name,
+            &format!("{name}.tmp"),
+            &staged,
+            &sha256,
+        );
+        if let Err(e) = judged {
+            batch.drop_staged(name)?;
+            return Err(e);
+        }
+    }
     batch.sign(name, signed);
     owe(resolver, name)?;
     Ok(committed(name, size, &sha256, changed))

@@ -311,9 +311,18 @@ pub(super) async fn catch_up(
             });
         }
         if t0.elapsed() > PATIENCE || daemon_exited(&daemon) {
+            // The scratch directory goes with the bench: the log's end, here.
+            let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
             bail!(
-                "the daemon did not catch up: see {}",
-                dir.join("daemon.log").display()
+                "the daemon did not catch up within {:?} ({}); its log ends:\n{}",
+                t0.elapsed(),
+                if daemon_exited(&daemon) {
+                    "it exited"
+                } else {
+                    "still running"
+                },
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
