@@ -353,3 +353,70 @@ fn signed_sends_sign_the_state_alike_and_a_signed_removal_verifies_over_its_text
     assert_eq!(marker.header("signed-at"), removal.header("signed-at"));
     assert_eq!(marker.header("hostname"), Some(HOST));
 }
+
+/// The `cleanup.policy` of `topic` on `bootstrap`, as the broker describes it.
+fn cleanup_policy(bootstrap: &str, topic: &str) -> String {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let described = runtime
+        .block_on(admin.describe_configs(
+            [&ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("the broker describes configs");
+    let resource = described
+        .into_iter()
+        .next()
+        .unwrap()
+        .expect("the topic is described");
+    resource
+        .get("cleanup.policy")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default()
+}
+
+/// On a real Kafka-protocol broker (nisshi), which serves CreateTopics and DescribeConfigs as
+/// Kafka does: a missing state topic is created compacted; one that does not compact makes
+/// `send` refuse, naming the setting, and publish nothing.
+#[test]
+fn on_a_real_broker_send_creates_the_state_topic_compacted_and_refuses_one_that_is_not() {
+    let broker = common::nisshi::Nisshi::start();
+    let out_dir = tempfile::tempdir().unwrap();
+    broker.create_topic("knot-resolver", 3);
+    let a = file(out_dir.path(), "a.dat", 1, 1_000);
+    let out = send(&broker.server(), &["--hostname", HOST, a.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("created the state topic"), "{said}");
+    assert_eq!(cleanup_policy(&broker.bootstrap(), STATE), "compact");
+
+    // A state topic made by hand, without compaction.
+    broker.create_topic("fleet", 3);
+    broker.create_topic("fleet-state", 3);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args([
+            "send",
+            "--server",
+            &broker.server(),
+            "--topic",
+            "fleet",
+            "--timeout",
+            "10s",
+        ])
+        .args(["--hostname", HOST, a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fleet-state") && stderr.contains("cleanup.policy=compact"),
+        "{stderr}"
+    );
+}

@@ -276,8 +276,9 @@ async fn from_state(
             &config.kafka.state_dir,
             BATCH_BYTES,
             shutdown,
+            // A long read is work, not a stall: `/health` stays 200.
+            || worker.health.turned(),
             |batch| {
-                // A long read is work, not a stall: `/health` stays 200.
                 worker.health.turned();
                 deliver(worker, scheduler, status, None, batch, shutdown)
             },

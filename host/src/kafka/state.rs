@@ -165,6 +165,7 @@ impl StateTopic {
         spool_dir: &std::path::Path,
         batch_bytes: usize,
         shutdown: &CancellationToken,
+        alive: impl Fn(),
         mut deliver: F,
     ) -> anyhow::Result<Option<Summary>>
     where
@@ -179,9 +180,18 @@ impl StateTopic {
             end: 0,
             index: BTreeMap::new(),
         };
-        let Some(seen) = self.scan(&partitions, &mut spool, shutdown).await? else {
+        let began = std::time::Instant::now();
+        let Some(seen) = self.scan(&partitions, &mut spool, shutdown, &alive).await? else {
             return Ok(None);
         };
+        tracing::info!(
+            records = spool.index.len(),
+            bytes = spool.end,
+            "state scanned in {:.2} s: {} records of ours, {} bytes",
+            began.elapsed().as_secs_f64(),
+            spool.index.len(),
+            spool.end
+        );
         let chosen = choose(seen);
         let mut summary = Summary::default();
         // Files first, configuration last, each group in the state's order.
@@ -222,6 +232,7 @@ impl StateTopic {
         partitions: &BTreeSet<i32>,
         spool: &mut Spool,
         shutdown: &CancellationToken,
+        alive: &impl Fn(),
     ) -> anyhow::Result<Option<BTreeMap<Key, Vec<Seen>>>> {
         let mut seen: BTreeMap<Key, Vec<Seen>> = BTreeMap::new();
         let mut list = TopicPartitionList::new();
@@ -231,6 +242,7 @@ impl StateTopic {
         let mut failed = None;
         let done = self
             .each_record(list, shutdown, |record| {
+                alive();
                 if failed.is_some() {
                     return;
                 }

@@ -440,8 +440,14 @@ async fn check_compacted(
         },
         Err(e) => return cannot(e.to_string()),
     };
+    // Kafka describes every setting, defaults included; a broker that names only those set
+    // on the topic (nisshi) leaves it out when it is the broker's default, which is `delete`
+    // unless the broker says otherwise: refused, as `delete` would be.
     let Some(policy) = resource.get("cleanup.policy").and_then(|e| e.value.clone()) else {
-        return cannot("no cleanup.policy in its configuration".into());
+        return Err(Error::NotCompacted {
+            topic: topic.to_owned(),
+            policy: "(not set: the broker's default, delete unless it says otherwise)".into(),
+        });
     };
     let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
     if !policies.contains(&COMPACT) {
