@@ -47,8 +47,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     let topic = broker.topic("bootstrap");
     let state = format!("{topic}-state");
+    // The state topic is `send`'s to create, compacted, with the stream's partition count.
     broker.create_topic(&topic, 2)?;
-    broker.create_topic(&state, 1)?;
 
     // The fleet's files, published by `send` as a publisher does.
     let outbox = scratch.path().join("outbox");
@@ -110,7 +110,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let limit_dir = scratch.path().join("limit");
     std::fs::create_dir_all(&limit_dir)?;
     let t0 = Instant::now();
-    let done = harness::raw_backlog(broker.servers(), &state, 1, Some(&limit_dir), bytes, || {})?;
+    let done = harness::raw_backlog(broker.servers(), &state, 2, Some(&limit_dir), bytes, || {})?;
     let limit = done.duration_since(t0);
     drop(std::fs::remove_dir_all(&limit_dir));
 
