@@ -8,11 +8,12 @@
 
 mod common;
 
-use common::daemon::{Broker, Host, PATIENCE, SIGTERM, TOPIC, content, free_port, metric};
+use common::daemon::{
+    Broker, Host, PATIENCE, Raw, SIGTERM, TOPIC, content, free_port, metric, read_topic,
+};
 use kres_kafka::kafka::partitioner::partition_of;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Headers as _, Message as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,58 +50,9 @@ fn rebuild(host: &Host) {
     std::fs::create_dir(host.files()).unwrap();
 }
 
-/// Every record of `topic` now: (partition, offset, key, headers, value; `None` for a
-/// tombstone).
-type Raw = (
-    i32,
-    i64,
-    Option<Vec<u8>>,
-    Vec<(String, Vec<u8>)>,
-    Option<Vec<u8>>,
-);
+/// Every record of `topic` now.
 fn read_all(broker: &Broker, topic: &str) -> Vec<Raw> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.cluster.bootstrap_servers())
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    let mut list = rdkafka::TopicPartitionList::new();
-    let mut left = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        left += high - low;
-        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    while (out.len() as i64) < left {
-        assert!(Instant::now() < deadline, "reading {topic}");
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push((
-                m.partition(),
-                m.offset(),
-                m.key().map(<[u8]>::to_vec),
-                m.headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                m.payload().map(<[u8]>::to_vec),
-            ));
-        }
-    }
-    out
+    read_topic(&broker.cluster.bootstrap_servers(), topic)
 }
 
 /// The status records `resolver` published, in no particular order across files.

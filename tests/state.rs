@@ -63,53 +63,18 @@ impl StateRecord {
 
 /// Every record of the state topic, partition by partition, in offset order.
 fn state_records(bootstrap: &str) -> Vec<StateRecord> {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    use rdkafka::message::{Headers as _, Message as _};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "test-state-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(STATE), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    assert!(partitions > 0, "the state topic exists");
-    let mut list = rdkafka::TopicPartitionList::new();
-    let mut left = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(STATE, p, Duration::from_secs(10))
-            .unwrap();
-        left += high - low;
-        list.add_partition_offset(STATE, p, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + common::daemon::PATIENCE;
-    while (out.len() as i64) < left {
-        assert!(Instant::now() < deadline, "read {} of {left}", out.len());
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            out.push(StateRecord {
-                partition: m.partition(),
-                key: Key::parse(m.key().unwrap()).expect("a state key"),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), text(h.value.unwrap_or_default())))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                value: m.payload().map(<[u8]>::to_vec),
-            });
-        }
-    }
-    out.sort_by_key(|r| r.partition);
-    out
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let records = common::daemon::read_topic(bootstrap, STATE);
+    assert!(!records.is_empty(), "the state topic holds records");
+    records
+        .into_iter()
+        .map(|(partition, _, key, headers, value)| StateRecord {
+            partition,
+            key: Key::parse(&key.expect("a key")).expect("a state key"),
+            headers: headers.iter().map(|(n, v)| (n.clone(), text(v))).collect(),
+            value,
+        })
+        .collect()
 }
 
 /// The live records of `file` for `recipient`: the last record of each key, tombstones

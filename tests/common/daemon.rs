@@ -180,56 +180,83 @@ impl Record {
     }
 }
 
-impl Broker {
-    /// Every record on the first `partitions` partitions of the topic so far, partition by
-    /// partition, each in offset order.
-    pub fn records(&self, partitions: i32) -> Vec<Record> {
-        use rdkafka::consumer::{BaseConsumer, Consumer as _};
-        use rdkafka::message::{Headers as _, Message as _};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.cluster.bootstrap_servers())
-            .set("group.id", "test-reader")
-            .set("enable.auto.commit", "false")
-            .create()
+/// A record as a plain consumer reads it: partition, offset, key, headers, and the value
+/// (`None` for a tombstone).
+pub type Raw = (
+    i32,
+    i64,
+    Option<Vec<u8>>,
+    Vec<(String, Vec<u8>)>,
+    Option<Vec<u8>>,
+);
+
+/// Every record of `topic` on the broker at `bootstrap` now (its partitions read from their
+/// start to the ends they had when asked), partition by partition, each in offset order.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Raw> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::{Headers as _, Message as _};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut list = rdkafka::TopicPartitionList::new();
+    let mut left = 0;
+    for p in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
             .unwrap();
-        let mut list = rdkafka::TopicPartitionList::new();
-        let mut left = 0;
-        for p in 0..partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                .unwrap();
-            left += high - low;
-            list.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
-                .unwrap();
+        left += high - low;
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while (out.len() as i64) < left {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of the {left} records of {topic}",
+            out.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((
+                m.partition(),
+                m.offset(),
+                m.key().map(<[u8]>::to_vec),
+                m.headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                m.payload().map(<[u8]>::to_vec),
+            ));
         }
-        consumer.assign(&list).unwrap();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + PATIENCE;
-        while (out.len() as i64) < left {
-            assert!(
-                Instant::now() < deadline,
-                "read {} of the topic's {left} records",
-                out.len()
-            );
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                out.push(Record {
-                    partition: m.partition(),
-                    key: m.key().map(text),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), text(h.value.unwrap_or_default())))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
-            }
-        }
-        out.sort_by_key(|r| r.partition);
-        out
+    }
+    out.sort_by_key(|r| (r.0, r.1));
+    out
+}
+
+impl Broker {
+    /// Every record of the topic so far, partition by partition, each in offset order.
+    pub fn records(&self, _partitions: i32) -> Vec<Record> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        read_topic(&self.cluster.bootstrap_servers(), TOPIC)
+            .into_iter()
+            .map(|(partition, _, key, headers, value)| Record {
+                partition,
+                key: key.as_deref().map(text),
+                headers: headers.iter().map(|(n, v)| (n.clone(), text(v))).collect(),
+                value: value.unwrap_or_default(),
+            })
+            .collect()
     }
 }
 
