@@ -22,17 +22,9 @@ const STATUS: &str = "knot-resolver-status";
 
 /// `kres-kafka send` to the broker's topic with `args`; fails the test unless it succeeds.
 fn send(broker: &Broker, args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-        .args(["send", "--server", &broker.server(), "--topic", TOPIC])
-        .args(["--timeout", "20s"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "send {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all = vec!["--topic", TOPIC];
+    all.extend_from_slice(args);
+    common::daemon::send_ok(&broker.server(), &all);
 }
 
 /// `bytes` written as `name` in `dir`: the path to send.
@@ -160,16 +152,17 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
             "resolver1",
             &write(out.path(), "list.dat", &list_v1),
             &write(out.path(), "other.dat", &other),
+            &write(out.path(), "config.yaml", &config),
         ],
     );
-    // A new version with fewer chunks, then a configuration.
+    // A new version with fewer chunks: in the state after the configuration, which a
+    // starting resolver must still take last.
     send(
         &broker,
         &[
             "--hostname",
             "resolver1",
             &write(out.path(), "list.dat", &list_v2),
-            &write(out.path(), "config.yaml", &config),
         ],
     );
     host.wait_for("every file in place", |h| {
@@ -207,6 +200,13 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
         "{}",
         host.log_of(2)
     );
+    // The configuration after the files it may name, whatever their order in the state.
+    let log = host.log_of(2);
+    let at = |file: &str| {
+        log.find(&format!("outcome=\"committed\" file={file} "))
+            .unwrap_or_else(|| panic!("{file} committed\n{log}"))
+    };
+    assert!(at("config.yaml") > at("list.dat") && at("config.yaml") > at("other.dat"));
     assert_eq!(metric(port, "kres_kafka_bootstraps_total"), 1);
     assert_eq!(metric(port, "kres_kafka_bootstrap_files_total"), 3);
     wait_for_report(

@@ -23,17 +23,7 @@ const HOST: &str = "resolver1";
 
 /// `kres-kafka send --server SERVER ARGS...`; its output, after checking it succeeded.
 fn send(server: &str, args: &[&str]) -> Output {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
-        .args(["send", "--server", server, "--timeout", "10s"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "send {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::daemon::send_ok(server, args)
 }
 
 /// A file of `len` bytes named `name` in `dir`.

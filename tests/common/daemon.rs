@@ -180,6 +180,22 @@ impl Record {
     }
 }
 
+/// `kres-kafka send --server SERVER ARGS...`, giving the brokers 20 s; its output, after
+/// checking that it succeeded.
+pub fn send_ok(server: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_kres-kafka"))
+        .args(["send", "--server", server, "--timeout", "20s"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "send {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A record as a plain consumer reads it: partition, offset, key, headers, and the value
 /// (`None` for a tombstone).
 pub type Raw = (
