@@ -3,6 +3,7 @@
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
 use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+use super::topics::{self, DEFAULT_TOPIC};
 use super::{ConfigError, Server, values};
 use crate::outcome::{Limits, Trust};
 use bytesize::ByteSize;
@@ -108,8 +109,6 @@ pub enum StartFrom {
     Latest,
 }
 
-/// Upstream's default topic.
-pub const DEFAULT_TOPIC: &str = "knot-resolver";
 /// Upstream's default files directory (Knot Resolver's state directory).
 pub const DEFAULT_FILES_DIR: &str = "/var/lib/knot-resolver";
 /// Five seconds: long enough to gather a publisher's burst of files into one call.
@@ -139,14 +138,6 @@ pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
 /// The delivered configuration the manager also loads (upstream's newest packaging starts it
 /// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
 pub const DELIVERED_CONFIG_NAME: &str = "config.json";
-
-/// Appended to the topic for the default status topic: `knot-resolver-status`, so that the
-/// topic's ACLs can grant both with one prefix.
-pub const STATUS_TOPIC_SUFFIX: &str = "-status";
-
-/// Appended to the topic for the default state topic: `knot-resolver-state`, the compacted
-/// topic where a starting resolver finds the current version of every file addressed to it.
-pub const STATE_TOPIC_SUFFIX: &str = "-state";
 
 /// Which partitions of the topic to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -347,31 +338,16 @@ pub struct Section {
     /// Deprecated, ignored: kres-kafka joins no consumer group.
     pub session_timeout: Option<Value>,
     /// Where the daemon reports what it did (see `status`). Default: `<topic>`
-    /// [`STATUS_TOPIC_SUFFIX`]; `null` turns reporting off. Absent and `null` differ, hence the
-    /// two layers of `Option`.
+    /// [`STATUS_TOPIC_SUFFIX`](topics::STATUS_TOPIC_SUFFIX); `null` turns reporting off.
+    /// Absent and `null` differ, hence the two layers of `Option`.
     #[serde(default, deserialize_with = "values::present")]
     pub status_topic: Option<Option<String>>,
     /// The compacted topic that keeps the current version of every file per recipient (see
     /// `kres_kafka_guest::state`): `send` writes it, a resolver that starts with an empty
-    /// journal reads it. Default: `<topic>`[`STATE_TOPIC_SUFFIX`]; `null` turns it off.
+    /// journal reads it. Default: `<topic>`[`STATE_TOPIC_SUFFIX`](topics::STATE_TOPIC_SUFFIX);
+    /// `null` turns it off.
     #[serde(default, deserialize_with = "values::present")]
     pub state_topic: Option<Option<String>>,
-}
-
-/// The state topic a section names, its default resolved.
-fn state_topic_of(setting: &Option<Option<String>>, topic: &str) -> Option<String> {
-    match setting {
-        None => Some(format!("{topic}{STATE_TOPIC_SUFFIX}")),
-        Some(named) => named.clone(),
-    }
-}
-
-/// The status topic a section names, its default resolved.
-fn status_topic_of(setting: &Option<Option<String>>, topic: &str) -> Option<String> {
-    match setting {
-        None => Some(format!("{topic}{STATUS_TOPIC_SUFFIX}")),
-        Some(named) => named.clone(),
-    }
 }
 
 fn yes() -> bool {
@@ -494,18 +470,12 @@ pub struct Settings {
 impl Settings {
     /// The status topic, `None` when reporting is off.
     pub fn status_topic(&self) -> Option<String> {
-        match &self.status_topic_setting {
-            None => Some(format!("{}{STATUS_TOPIC_SUFFIX}", self.topic)),
-            Some(topic) => topic.clone(),
-        }
+        topics::status_topic_of(&self.status_topic_setting, &self.topic)
     }
 
     /// The state topic, `None` when it is off.
     pub fn state_topic(&self) -> Option<String> {
-        match &self.state_topic_setting {
-            None => Some(format!("{}{STATE_TOPIC_SUFFIX}", self.topic)),
-            Some(topic) => topic.clone(),
-        }
+        topics::state_topic_of(&self.state_topic_setting, &self.topic)
     }
 
     /// Where compiled guests are cached: `guest-cache` in the state directory.
@@ -530,30 +500,7 @@ impl Section {
         if self.server.is_empty() {
             return invalid("kafka.server: at least one broker is needed".into());
         }
-        if self.topic.is_empty() {
-            return invalid("kafka.topic must not be empty".into());
-        }
-        if matches!(&self.status_topic, Some(Some(t)) if t.is_empty() || *t == self.topic) {
-            return invalid(
-                "kafka.status-topic must be neither empty nor kafka.topic: use null to turn it off"
-                    .into(),
-            );
-        }
-        if matches!(&self.state_topic, Some(Some(t)) if t.is_empty() || *t == self.topic) {
-            return invalid(
-                "kafka.state-topic must be neither empty nor kafka.topic: use null to turn it off"
-                    .into(),
-            );
-        }
-        if let (Some(state), Some(status)) = (
-            state_topic_of(&self.state_topic, &self.topic),
-            status_topic_of(&self.status_topic, &self.topic),
-        ) && state == status
-        {
-            return invalid(format!(
-                "kafka.state-topic and kafka.status-topic are both {state:?}: they must differ"
-            ));
-        }
+        topics::check(&self.topic, &self.status_topic, &self.state_topic)?;
         if self.max_chunks == 0 {
             return invalid("kafka.max-chunks must be at least 1".into());
         }

@@ -19,6 +19,7 @@ mod kafka;
 mod librdkafka;
 mod locate;
 mod merge;
+mod topics;
 mod values;
 
 pub use address::{AddressError, DEFAULT_KAFKA_PORT, Server};
@@ -267,11 +268,13 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    /// The configuration of one file, `test.yaml`, holding `yaml`.
+    pub(super) fn parse(yaml: &str) -> Result<Config, ConfigError> {
         Config::from_sources(&[Source::parse("test.yaml".into(), yaml.into())?])
     }
 
-    fn error(yaml: &str) -> String {
+    /// Why the configuration of [`parse`] is refused.
+    pub(super) fn error(yaml: &str) -> String {
         parse(yaml).unwrap_err().to_string()
     }
 
@@ -355,25 +358,6 @@ mod tests {
         assert_eq!(c.kafka.start_from, StartFrom::Earliest);
         assert_eq!(c.kafka.chunk_size, 512 * 1024);
         assert_eq!(c.kafka.limits, crate::outcome::Limits::default());
-    }
-
-    #[test]
-    fn the_status_topic_follows_the_topic_unless_named_or_turned_off() {
-        let mut c = parse("hostname: r1\n").unwrap();
-        assert_eq!(
-            c.kafka.status_topic().as_deref(),
-            Some("knot-resolver-status")
-        );
-        c.kafka.topic = "dns".into();
-        assert_eq!(c.kafka.status_topic().as_deref(), Some("dns-status"));
-        let named = parse("kafka:\n  status-topic: fleet\n").unwrap();
-        assert_eq!(named.kafka.status_topic().as_deref(), Some("fleet"));
-        let off = parse("kafka:\n  status-topic: null\n").unwrap();
-        assert_eq!(off.kafka.status_topic(), None);
-        for bad in ["''", "knot-resolver"] {
-            let e = error(&format!("kafka:\n  status-topic: {bad}\n"));
-            assert!(e.contains("kafka.status-topic"), "{e}");
-        }
     }
 
     #[test]
