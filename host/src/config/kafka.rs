@@ -4,6 +4,7 @@
 
 use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
 use super::topics::{self, DEFAULT_TOPIC};
+use super::trust::{self, TrustedKeys};
 use super::{ConfigError, Server, values};
 use crate::outcome::{Limits, Trust};
 use bytesize::ByteSize;
@@ -159,37 +160,6 @@ impl Partitions {
             Partitions::Addressed => "addressed",
         }
     }
-}
-
-/// `trusted-keys`: the keys themselves, or a file of them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum TrustedKeys {
-    Keys(Vec<String>),
-    File(PathBuf),
-}
-
-impl Default for TrustedKeys {
-    fn default() -> Self {
-        TrustedKeys::Keys(Vec::new())
-    }
-}
-
-/// Parse one trusted key, `ed25519:<base64 of 32 bytes>`.
-pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
-    use base64::Engine as _;
-    let encoded = text
-        .strip_prefix("ed25519:")
-        .ok_or_else(|| format!("{text:?} does not start with \"ed25519:\""))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|e| format!("{text:?}: not base64 ({e})"))?;
-    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        format!("{text:?}: {} bytes, an Ed25519 public key has 32", b.len())
-    })?;
-    ed25519_dalek::VerifyingKey::from_bytes(&key)
-        .map_err(|_| format!("{text:?} is not an Ed25519 public key"))?;
-    Ok(key)
 }
 
 /// How often the topic's partition count is read again: 30 s. A producer notices new
@@ -553,7 +523,7 @@ impl Section {
         if self.metadata_refresh < Duration::from_secs(1) {
             return invalid("kafka.metadata-refresh must be at least 1s".into());
         }
-        let trust = self.trust()?;
+        let trust = trust::resolve(&self.trusted_keys, self.require_signature)?;
         let mut warnings: Vec<String> = DEPRECATED_GROUP_OPTIONS
             .iter()
             .zip([
@@ -571,9 +541,7 @@ impl Section {
         {
             warnings.push("kafka.sasl-mechanism is PLAIN over sasl_plaintext: the password crosses the network in clear; use sasl_ssl, or SCRAM".into());
         }
-        if !trust.require_signature {
-            warnings.push("kafka.require-signature is off: anyone who can write to the topic controls this resolver's files (see docs/operator-guide.md, \"Signing and key rotation\")".into());
-        }
+        warnings.extend(trust::warning(&trust));
         for option in self.librdkafka.keys() {
             if option.starts_with("sasl.") {
                 return invalid(format!(
@@ -629,48 +597,6 @@ impl Section {
             warnings,
             status_topic_setting: self.status_topic,
             state_topic_setting: self.state_topic,
-        })
-    }
-
-    /// The trusted keys (reading the file that holds them, if one is named) and whether a
-    /// signature is required.
-    fn trust(&self) -> Result<Trust, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let (lines, whence) = match &self.trusted_keys {
-            TrustedKeys::Keys(keys) => (keys.clone(), "kafka.trusted-keys".to_owned()),
-            TrustedKeys::File(path) => match std::fs::read_to_string(path) {
-                Ok(text) => (
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .map(str::to_owned)
-                        .collect(),
-                    format!("kafka.trusted-keys file {}", path.display()),
-                ),
-                Err(e) => {
-                    return invalid(format!(
-                        "kafka.trusted-keys: reading {}: {e}",
-                        path.display()
-                    ));
-                }
-            },
-        };
-        let mut keys = Vec::new();
-        for line in &lines {
-            match parse_public_key(line) {
-                Ok(key) => keys.push(key),
-                Err(why) => return invalid(format!("{whence}: {why}")),
-            }
-        }
-        let require_signature = self.require_signature.unwrap_or(!keys.is_empty());
-        if require_signature && keys.is_empty() {
-            return invalid(
-                "kafka.require-signature is true but kafka.trusted-keys is empty: no transfer could be accepted".into(),
-            );
-        }
-        Ok(Trust {
-            keys,
-            require_signature,
         })
     }
 

@@ -20,6 +20,7 @@ mod librdkafka;
 mod locate;
 mod merge;
 mod topics;
+mod trust;
 mod values;
 
 pub use address::{AddressError, DEFAULT_KAFKA_PORT, Server};
@@ -276,68 +277,6 @@ mod tests {
     /// Why the configuration of [`parse`] is refused.
     pub(super) fn error(yaml: &str) -> String {
         parse(yaml).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn trusted_keys_are_checked_and_require_a_signature_by_default() {
-        use base64::Engine as _;
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
-        let line = format!(
-            "ed25519:{}",
-            base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
-        );
-        let c = parse(&format!(
-            "hostname: r1\nkafka:\n  trusted-keys: [\"{line}\"]\n"
-        ))
-        .unwrap();
-        assert_eq!(c.kafka.trust.keys, [key.to_bytes()]);
-        assert!(c.kafka.trust.require_signature);
-        assert!(
-            !c.kafka
-                .warnings
-                .iter()
-                .any(|w| w.contains("require-signature"))
-        );
-
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("publishers.keys");
-        std::fs::write(&file, format!("# the publisher\n{line}\n\n")).unwrap();
-        let c = parse(&format!(
-            "hostname: r1\nkafka:\n  trusted-keys: {}\n  require-signature: false\n",
-            file.display()
-        ))
-        .unwrap();
-        assert_eq!(c.kafka.trust.keys.len(), 1);
-        assert!(!c.kafka.trust.require_signature);
-
-        let c = parse("hostname: r1\n").unwrap();
-        assert!(!c.kafka.trust.require_signature);
-        assert!(
-            c.kafka
-                .warnings
-                .iter()
-                .any(|w| w.contains("anyone who can write to the topic")),
-            "{:?}",
-            c.kafka.warnings
-        );
-
-        for (keys, says) in [
-            ("[\"rsa:AAAA\"]", "does not start with \"ed25519:\""),
-            (
-                "[\"ed25519:AAAA\"]",
-                "3 bytes, an Ed25519 public key has 32",
-            ),
-            ("[\"ed25519:!!\"]", "not base64"),
-            ("/nonexistent/keys", "reading /nonexistent/keys"),
-        ] {
-            let e = error(&format!("hostname: r1\nkafka:\n  trusted-keys: {keys}\n"));
-            assert!(
-                e.contains("kafka.trusted-keys") && e.contains(says),
-                "{keys}: {e}"
-            );
-        }
-        let e = error("hostname: r1\nkafka:\n  require-signature: true\n");
-        assert!(e.contains("kafka.trusted-keys is empty"), "{e}");
     }
 
     #[test]
