@@ -3,6 +3,7 @@
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
 use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+use super::security::{self, Sasl, SaslMechanism, SecurityProtocol, Tls};
 use super::topics::{self, DEFAULT_TOPIC};
 use super::trust::{self, TrustedKeys};
 use super::{ConfigError, Server, values};
@@ -13,91 +14,6 @@ use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// `security-protocol`: Kafka's own names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-pub enum SecurityProtocol {
-    /// No encryption (upstream's default).
-    #[default]
-    #[serde(rename = "plaintext")]
-    Plaintext,
-    /// TLS, optionally with a client certificate.
-    #[serde(rename = "ssl")]
-    Ssl,
-    /// SASL authentication, no encryption.
-    #[serde(rename = "sasl_plaintext", alias = "sasl-plaintext")]
-    SaslPlaintext,
-    /// SASL authentication over TLS (with every TLS setting and check of `ssl`).
-    #[serde(rename = "sasl_ssl", alias = "sasl-ssl")]
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "plaintext",
-            SecurityProtocol::Ssl => "ssl",
-            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
-            SecurityProtocol::SaslSsl => "sasl_ssl",
-        }
-    }
-
-    fn sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-}
-
-/// `sasl-mechanism`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SaslMechanism {
-    #[serde(rename = "PLAIN")]
-    Plain,
-    #[serde(rename = "SCRAM-SHA-256")]
-    ScramSha256,
-    #[serde(rename = "SCRAM-SHA-512")]
-    ScramSha512,
-    #[serde(rename = "OAUTHBEARER")]
-    OAuthBearer,
-}
-
-impl SaslMechanism {
-    /// As librdkafka's `sasl.mechanism` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-            SaslMechanism::OAuthBearer => "OAUTHBEARER",
-        }
-    }
-}
-
-/// SASL credentials: the password is read from its file when a client is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sasl {
-    pub mechanism: SaslMechanism,
-    pub username: String,
-    pub password_file: PathBuf,
-}
-
-impl Sasl {
-    /// The password: the file's content, one trailing newline ignored.
-    pub fn password(&self) -> std::io::Result<String> {
-        let text = std::fs::read_to_string(&self.password_file)?;
-        let text = text.strip_suffix('\n').unwrap_or(&text);
-        Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
-    }
-
-    /// The password now in the file when it differs from `current` and is not empty (a file
-    /// being written, or emptied, keeps the password in use).
-    pub fn changed_password(&self, current: Option<&str>) -> std::io::Result<Option<String>> {
-        let new = self.password()?;
-        Ok((!new.is_empty() && current != Some(new.as_str())).then_some(new))
-    }
-}
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -369,28 +285,6 @@ impl Default for Section {
     }
 }
 
-/// How to reach the brokers: plaintext, or TLS with what it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tls {
-    Plaintext,
-    Ssl {
-        /// CA certificate(s) trusted for the broker; `None`: the system's.
-        ca_file: Option<PathBuf>,
-        /// Client certificate and key for mutual TLS.
-        client: Option<ClientCertificate>,
-        /// Check the broker's certificate against its name.
-        verify_hostname: bool,
-    },
-}
-
-/// A client certificate and its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub key_password: Option<String>,
-}
-
 /// The `kafka` section, checked and resolved: what every service reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -508,8 +402,8 @@ impl Section {
                 self.validate_timeout, self.guest_time_limit
             ));
         }
-        let tls = self.tls()?;
-        let sasl = self.sasl()?;
+        let tls = security::tls(&self)?;
+        let sasl = security::sasl(&self)?;
         let guarded = [
             (
                 &GUARDED_TLS_OPTIONS[..],
@@ -536,11 +430,10 @@ impl Section {
                 format!("kafka.{key} is deprecated and ignored: kres-kafka assigns itself partitions and joins no consumer group (remove it)")
             })
             .collect();
-        if self.security_protocol == SecurityProtocol::SaslPlaintext
-            && self.sasl_mechanism == Some(SaslMechanism::Plain)
-        {
-            warnings.push("kafka.sasl-mechanism is PLAIN over sasl_plaintext: the password crosses the network in clear; use sasl_ssl, or SCRAM".into());
-        }
+        warnings.extend(security::warning(
+            self.security_protocol,
+            self.sasl_mechanism,
+        ));
         warnings.extend(trust::warning(&trust));
         for option in self.librdkafka.keys() {
             if option.starts_with("sasl.") {
@@ -598,98 +491,5 @@ impl Section {
             status_topic_setting: self.status_topic,
             state_topic_setting: self.state_topic,
         })
-    }
-
-    /// The SASL settings, refusing keys that do not go together.
-    fn sasl(&self) -> Result<Option<Sasl>, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        let protocol = self.security_protocol;
-        if !protocol.sasl() {
-            let set = [
-                ("sasl-mechanism", self.sasl_mechanism.is_some()),
-                ("sasl-username", self.sasl_username.is_some()),
-                ("sasl-password-file", self.sasl_password_file.is_some()),
-            ];
-            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
-                return invalid(format!(
-                    "kafka.{key} is set but kafka.security-protocol is {}: set it to {}",
-                    protocol.name(),
-                    if protocol == SecurityProtocol::Ssl {
-                        "sasl_ssl"
-                    } else {
-                        "sasl_plaintext (or sasl_ssl)"
-                    }
-                ));
-            }
-            return Ok(None);
-        }
-        let Some(mechanism) = self.sasl_mechanism else {
-            return invalid(format!(
-                "kafka.security-protocol is {} but kafka.sasl-mechanism is not set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
-                protocol.name()
-            ));
-        };
-        if mechanism == SaslMechanism::OAuthBearer {
-            return invalid("kafka.sasl-mechanism OAUTHBEARER is refused: this build has no OIDC token client (librdkafka needs libcurl for it, which kres-kafka does not build); use SCRAM-SHA-512".into());
-        }
-        let Some(username) = self.sasl_username.clone().filter(|u| !u.is_empty()) else {
-            return invalid(format!(
-                "kafka.sasl-mechanism is {} but kafka.sasl-username is not set",
-                mechanism.name()
-            ));
-        };
-        let Some(password_file) = self.sasl_password_file.clone() else {
-            return invalid(format!(
-                "kafka.sasl-mechanism is {} but kafka.sasl-password-file is not set",
-                mechanism.name()
-            ));
-        };
-        Ok(Some(Sasl {
-            mechanism,
-            username,
-            password_file,
-        }))
-    }
-
-    /// The TLS settings, refusing keys that do not go together.
-    fn tls(&self) -> Result<Tls, ConfigError> {
-        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
-        if self.key_password.is_some() && self.key_file.is_none() {
-            return invalid("kafka.key-password is set without kafka.key-file");
-        }
-        let client = match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => return invalid("kafka.cert-file is set without kafka.key-file"),
-            (None, Some(_)) => return invalid("kafka.key-file is set without kafka.cert-file"),
-            (Some(cert), Some(key)) => Some(ClientCertificate {
-                cert_file: cert.clone(),
-                key_file: key.clone(),
-                key_password: self.key_password.clone(),
-            }),
-            (None, None) => None,
-        };
-        match self.security_protocol {
-            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => Ok(Tls::Ssl {
-                ca_file: self.ca_file.clone(),
-                client,
-                verify_hostname: self.verify_hostname,
-            }),
-            protocol @ (SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext) => {
-                let tls_keys = [
-                    ("ca-file", self.ca_file.is_some()),
-                    ("cert-file", self.cert_file.is_some()),
-                    ("key-file", self.key_file.is_some()),
-                    ("key-password", self.key_password.is_some()),
-                    ("verify-hostname", !self.verify_hostname),
-                ];
-                match tls_keys.iter().find(|(_, set)| *set) {
-                    Some((key, _)) => Err(ConfigError::Invalid(format!(
-                        "kafka.{key} is set but kafka.security-protocol is {}: set it to {}",
-                        protocol.name(),
-                        if protocol.sasl() { "sasl_ssl" } else { "ssl" }
-                    ))),
-                    None => Ok(Tls::Plaintext),
-                }
-            }
-        }
     }
 }

@@ -19,16 +19,18 @@ mod kafka;
 mod librdkafka;
 mod locate;
 mod merge;
+mod security;
 mod topics;
 mod trust;
 mod values;
 
 pub use address::{AddressError, DEFAULT_KAFKA_PORT, Server};
 pub use kafka::{
-    ClientCertificate, DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT,
-    Partitions, Sasl, SaslMechanism, Section, SecurityProtocol, Settings, StartFrom, Tls,
+    DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT, Partitions, Section,
+    Settings, StartFrom,
 };
 pub use librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+pub use security::{ClientCertificate, Sasl, SaslMechanism, SecurityProtocol, Tls};
 
 use merge::Source;
 use serde::Deserialize;
@@ -460,34 +462,6 @@ mod tests {
                 .contains("not both")
         );
         assert!(error("management:\n  interface: 127.0.0.1\n").contains("expected address@port"));
-    }
-
-    #[test]
-    fn tls_settings_cannot_be_weakened_or_misplaced() {
-        assert!(
-            error("kafka:\n  verify-hostname: false\n")
-                .contains("kafka.verify-hostname is set but kafka.security-protocol is plaintext")
-        );
-        assert!(
-            error("kafka:\n  key-password: x\n")
-                .contains("kafka.key-password is set without kafka.key-file")
-        );
-        for option in [
-            "enable.ssl.certificate.verification",
-            "ssl.endpoint.identification.algorithm",
-            "ssl.ca.location",
-            "security.protocol",
-        ] {
-            let e = error(&format!("kafka:\n  librdkafka:\n    {option}: x\n"));
-            assert!(
-                e.contains(&format!("kafka.librdkafka.{option} is refused")),
-                "{e}"
-            );
-        }
-        assert!(
-            error("kafka:\n  librdkafka:\n    security.protocol: plaintext\n")
-                .contains("use kafka.security-protocol")
-        );
     }
 
     #[test]
