@@ -3,6 +3,7 @@
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
 use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+use super::partitions::{self, DEFAULT_METADATA_REFRESH, Partitions};
 use super::security::{self, Sasl, SaslMechanism, SecurityProtocol, Tls};
 use super::topics::{self, DEFAULT_TOPIC};
 use super::trust::{self, TrustedKeys};
@@ -55,32 +56,6 @@ pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
 /// The delivered configuration the manager also loads (upstream's newest packaging starts it
 /// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
 pub const DELIVERED_CONFIG_NAME: &str = "config.json";
-
-/// Which partitions of the topic to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Partitions {
-    /// Every partition: works with every publisher, whatever it keys its messages by.
-    #[default]
-    All,
-    /// Only those a message for this resolver can be on: the ones its zone-id and hostname
-    /// keys map to under Kafka's default partitioner (murmur2), as `send` and upstream's newest
-    /// publisher place them.
-    Addressed,
-}
-
-impl Partitions {
-    pub fn name(self) -> &'static str {
-        match self {
-            Partitions::All => "all",
-            Partitions::Addressed => "addressed",
-        }
-    }
-}
-
-/// How often the topic's partition count is read again: 30 s. A producer notices new
-/// partitions at its own metadata refresh (5 minutes by default), so this is rarely the later.
-pub const DEFAULT_METADATA_REFRESH: Duration = Duration::from_secs(30);
 
 /// Options of the consumer-group era, accepted and ignored (with a warning) so that existing
 /// configurations keep starting: kres-kafka joins no group any more.
@@ -414,9 +389,7 @@ impl Section {
                 "kres-kafka's delivery guarantees rest on it",
             ),
         ];
-        if self.metadata_refresh < Duration::from_secs(1) {
-            return invalid("kafka.metadata-refresh must be at least 1s".into());
-        }
+        partitions::check_metadata_refresh(self.metadata_refresh)?;
         let trust = trust::resolve(&self.trusted_keys, self.require_signature)?;
         let mut warnings: Vec<String> = DEPRECATED_GROUP_OPTIONS
             .iter()

@@ -19,6 +19,7 @@ mod kafka;
 mod librdkafka;
 mod locate;
 mod merge;
+mod partitions;
 mod security;
 mod topics;
 mod trust;
@@ -26,10 +27,11 @@ mod values;
 
 pub use address::{AddressError, DEFAULT_KAFKA_PORT, Server};
 pub use kafka::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT, Partitions, Section,
-    Settings, StartFrom,
+    DEFAULT_CHUNK_SIZE, DEFAULT_GUEST_MEMORY_LIMIT, DEFAULT_GUEST_TIME_LIMIT, Section, Settings,
+    StartFrom,
 };
 pub use librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+pub use partitions::Partitions;
 pub use security::{ClientCertificate, Sasl, SaslMechanism, SecurityProtocol, Tls};
 
 use merge::Source;
