@@ -3,6 +3,7 @@
 //! 9092). Anything else is refused when the configuration or the command line is read, never
 //! handed to librdkafka to be misread (`127.0.0.1:9092` once became host `127.0.0.1:9092`).
 
+use super::ConfigError;
 use serde::Deserialize;
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -57,6 +58,16 @@ impl Server {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// Refuse an empty `server` list: there would be no broker to ask.
+pub fn check_brokers(servers: &[Server]) -> Result<(), ConfigError> {
+    if servers.is_empty() {
+        return Err(ConfigError::Invalid(
+            "kafka.server: at least one broker is needed".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Host and port (when written) of `text`.

@@ -2,7 +2,8 @@
 //! and its resolution into checked [`Settings`]. Combinations that cannot work are refused here,
 //! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
 
-use super::librdkafka::{GUARDED_TLS_OPTIONS, RESERVED_OPTIONS};
+use super::address;
+use super::librdkafka;
 use super::partitions::{self, DEFAULT_METADATA_REFRESH, Partitions};
 use super::security::{self, Sasl, SaslMechanism, SecurityProtocol, Tls};
 use super::topics::{self, DEFAULT_TOPIC};
@@ -336,9 +337,7 @@ impl Section {
     /// Check the section and resolve its defaults for the resolver `hostname`.
     pub fn resolve(self, hostname: &str) -> Result<Settings, ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.server.is_empty() {
-            return invalid("kafka.server: at least one broker is needed".into());
-        }
+        address::check_brokers(&self.server)?;
         topics::check(&self.topic, &self.status_topic, &self.state_topic)?;
         if self.max_chunks == 0 {
             return invalid("kafka.max-chunks must be at least 1".into());
@@ -379,16 +378,6 @@ impl Section {
         }
         let tls = security::tls(&self)?;
         let sasl = security::sasl(&self)?;
-        let guarded = [
-            (
-                &GUARDED_TLS_OPTIONS[..],
-                "it would replace or weaken kres-kafka's TLS settings",
-            ),
-            (
-                &RESERVED_OPTIONS[..],
-                "kres-kafka's delivery guarantees rest on it",
-            ),
-        ];
         partitions::check_metadata_refresh(self.metadata_refresh)?;
         let trust = trust::resolve(&self.trusted_keys, self.require_signature)?;
         let mut warnings: Vec<String> = DEPRECATED_GROUP_OPTIONS
@@ -408,20 +397,7 @@ impl Section {
             self.sasl_mechanism,
         ));
         warnings.extend(trust::warning(&trust));
-        for option in self.librdkafka.keys() {
-            if option.starts_with("sasl.") {
-                return invalid(format!(
-                    "kafka.librdkafka.{option} is refused: it would replace kres-kafka's SASL settings; use kafka.security-protocol, kafka.sasl-mechanism, kafka.sasl-username and kafka.sasl-password-file"
-                ));
-            }
-            for (options, why) in guarded {
-                if let Some((_, instead)) = options.iter().find(|(name, _)| name == option) {
-                    return invalid(format!(
-                        "kafka.librdkafka.{option} is refused: {why}; use {instead}"
-                    ));
-                }
-            }
-        }
+        librdkafka::check_passthrough(&self.librdkafka)?;
         Ok(Settings {
             enable: self.enable,
             topic: self.topic,

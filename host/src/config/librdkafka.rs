@@ -1,5 +1,8 @@
 //! The librdkafka options the `librdkafka` passthrough map may not set: those kres-kafka's
-//! delivery guarantees and TLS settings rest on, each naming the key to use instead.
+//! delivery guarantees and TLS and SASL settings rest on, each naming the key to use instead.
+
+use super::ConfigError;
+use std::collections::BTreeMap;
 
 /// librdkafka options that kres-kafka's delivery guarantees rest on: the passthrough map
 /// refuses them, naming the config key to use instead.
@@ -72,3 +75,51 @@ pub const GUARDED_TLS_OPTIONS: [(&str, &str); 16] = [
     ),
     ("ssl_engine_callback_data", "nothing"),
 ];
+
+/// Refuse a passthrough option that would replace one of kres-kafka's settings (`sasl.*`, the
+/// [`GUARDED_TLS_OPTIONS`]) or that its delivery guarantees rest on ([`RESERVED_OPTIONS`]).
+pub fn check_passthrough(options: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    let guarded = [
+        (
+            &GUARDED_TLS_OPTIONS[..],
+            "it would replace or weaken kres-kafka's TLS settings",
+        ),
+        (
+            &RESERVED_OPTIONS[..],
+            "kres-kafka's delivery guarantees rest on it",
+        ),
+    ];
+    for option in options.keys() {
+        if option.starts_with("sasl.") {
+            return invalid(format!(
+                "kafka.librdkafka.{option} is refused: it would replace kres-kafka's SASL settings; use kafka.security-protocol, kafka.sasl-mechanism, kafka.sasl-username and kafka.sasl-password-file"
+            ));
+        }
+        for (list, why) in guarded {
+            if let Some((_, instead)) = list.iter().find(|(name, _)| name == option) {
+                return invalid(format!(
+                    "kafka.librdkafka.{option} is refused: {why}; use {instead}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{error, parse};
+
+    #[test]
+    fn librdkafka_options_that_delivery_rests_on_are_refused() {
+        let e = error("kafka:\n  librdkafka:\n    enable.auto.offset.store: true\n");
+        assert!(e.contains("kafka.librdkafka.enable.auto.offset.store is refused: kres-kafka's delivery guarantees"), "{e}");
+        assert!(error("kafka:\n  librdkafka:\n    group.id: x\n").contains("use kafka.group-id"));
+        assert!(
+            error("kafka:\n  librdkafka:\n    bootstrap.servers: x\n").contains("use kafka.server")
+        );
+        // Tuning options pass through.
+        parse("kafka:\n  librdkafka:\n    fetch.wait.max.ms: 100\n").unwrap();
+    }
+}

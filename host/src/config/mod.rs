@@ -481,18 +481,6 @@ mod tests {
     }
 
     #[test]
-    fn librdkafka_options_that_delivery_rests_on_are_refused() {
-        let e = error("kafka:\n  librdkafka:\n    enable.auto.offset.store: true\n");
-        assert!(e.contains("kafka.librdkafka.enable.auto.offset.store is refused: kres-kafka's delivery guarantees"), "{e}");
-        assert!(error("kafka:\n  librdkafka:\n    group.id: x\n").contains("use kafka.group-id"));
-        assert!(
-            error("kafka:\n  librdkafka:\n    bootstrap.servers: x\n").contains("use kafka.server")
-        );
-        // Tuning options pass through.
-        parse("kafka:\n  librdkafka:\n    fetch.wait.max.ms: 100\n").unwrap();
-    }
-
-    #[test]
     fn management_interface_is_address_at_port() {
         let c = parse("management:\n  interface: '::1@5000'\n").unwrap();
         assert_eq!(
