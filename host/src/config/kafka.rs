@@ -8,6 +8,7 @@ use super::partitions::{self, DEFAULT_METADATA_REFRESH, Partitions};
 use super::security::{self, Sasl, SaslMechanism, SecurityProtocol, Tls};
 use super::topics::{self, DEFAULT_TOPIC};
 use super::trust::{self, TrustedKeys};
+use super::validator::{self, DEFAULT_VALIDATE_TIMEOUT};
 use super::{ConfigError, Server, values};
 use crate::outcome::{Limits, Trust};
 use bytesize::ByteSize;
@@ -45,18 +46,6 @@ pub const DEFAULT_GUEST_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 /// file of the default maximum size, hashed and fsynced, takes seconds. A guest that loops is
 /// stopped after this and the consumer moves on.
 pub const DEFAULT_GUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
-
-/// How long the resolver's own validator may run on one configuration: 10 s. `kresctl
-/// validate` takes about a second; it runs inside the guest's time for that message, so it must
-/// stay well below [`DEFAULT_GUEST_TIME_LIMIT`].
-pub const DEFAULT_VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The resolver's own validator, used when it is on `PATH` (Knot Resolver 6 installs it).
-pub const DEFAULT_VALIDATE_COMMAND: [&str; 2] = ["kresctl", "validate"];
-/// The manager's configuration file in Knot Resolver's packaging.
-pub const RESOLVER_CONFIG_FILE: &str = "/etc/knot-resolver/config.yaml";
-/// The delivered configuration the manager also loads (upstream's newest packaging starts it
-/// with `--config /etc/knot-resolver/config.yaml --config /var/lib/knot-resolver/config.json`).
-pub const DELIVERED_CONFIG_NAME: &str = "config.json";
 
 /// Options of the consumer-group era, accepted and ignored (with a warning) so that existing
 /// configurations keep starting: kres-kafka joins no group any more.
@@ -163,8 +152,8 @@ pub struct Section {
     /// no copy was cached. Default: none; the guest's embedded Knot Resolver 6.4.2 schema.
     pub schema_file: Option<PathBuf>,
     /// The resolver's own validator: program and arguments, to which the manager's files are
-    /// appended. Default: [`DEFAULT_VALIDATE_COMMAND`] when `kresctl` is on `PATH`, else none;
-    /// `[]` turns it off.
+    /// appended. Default: [`DEFAULT_VALIDATE_COMMAND`](validator::DEFAULT_VALIDATE_COMMAND)
+    /// when `kresctl` is on `PATH`, else none; `[]` turns it off.
     pub validate_command: Option<Vec<String>>,
     /// Time limit of one validator run: [`DEFAULT_VALIDATE_TIMEOUT`].
     #[serde(
@@ -173,8 +162,9 @@ pub struct Section {
     )]
     pub validate_timeout: Duration,
     /// The manager's `--config` files, in order: what it merges on every reload, and what the
-    /// validator checks a delivered configuration with. Default: [`RESOLVER_CONFIG_FILE`] and
-    /// `<files-dir>/`[`DELIVERED_CONFIG_NAME`].
+    /// validator checks a delivered configuration with. Default:
+    /// [`RESOLVER_CONFIG_FILE`](validator::RESOLVER_CONFIG_FILE) and
+    /// `<files-dir>/`[`DELIVERED_CONFIG_NAME`](validator::DELIVERED_CONFIG_NAME).
     pub resolver_config: Option<Vec<PathBuf>>,
     /// Which partitions to read: `all` (default) or `addressed`.
     #[serde(default)]
@@ -297,7 +287,8 @@ pub struct Settings {
     pub metadata_refresh: Duration,
     /// `trusted-keys` and `require-signature`, resolved.
     pub trust: Trust,
-    /// Warnings to log at start-up: deprecated options that are set.
+    /// Warnings to log at start-up: deprecated options that are set, and settings that leave
+    /// the resolver's files or the SASL password unprotected.
     pub warnings: Vec<String>,
     /// `status-topic` as written: `None` for the default, `Some(None)` for off. Read through
     /// [`Settings::status_topic`], so that a topic overridden on the command line moves the
@@ -336,68 +327,29 @@ impl Settings {
 impl Section {
     /// Check the section and resolve its defaults for the resolver `hostname`.
     pub fn resolve(self, hostname: &str) -> Result<Settings, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
         address::check_brokers(&self.server)?;
         topics::check(&self.topic, &self.status_topic, &self.state_topic)?;
-        if self.max_chunks == 0 {
-            return invalid("kafka.max-chunks must be at least 1".into());
-        }
-        if self.chunk_size.as_u64() == 0 {
-            return invalid("kafka.chunk-size must be at least 1 byte".into());
-        }
-        if self.guest_time_limit.is_zero() {
-            return invalid("kafka.guest-time-limit must be more than 0".into());
-        }
-        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
-            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/lib"));
-            parent.join("kres-kafka")
-        });
-        if state_dir.starts_with(&self.files_dir) {
-            return invalid(format!(
-                "kafka.state-dir {} is inside kafka.files-dir: the guest could plant code there",
-                state_dir.display()
-            ));
-        }
-        if let Some(command) = &self.validate_command
-            && command.first().is_some_and(String::is_empty)
-        {
-            return invalid("kafka.validate-command: the program name is empty".into());
-        }
-        let validate_command = self.validate_command.clone().unwrap_or_else(|| {
-            if crate::system::on_path(DEFAULT_VALIDATE_COMMAND[0]) {
-                DEFAULT_VALIDATE_COMMAND.map(str::to_owned).to_vec()
-            } else {
-                Vec::new()
-            }
-        });
-        if !validate_command.is_empty() && self.validate_timeout >= self.guest_time_limit {
-            return invalid(format!(
-                "kafka.validate-timeout ({:?}) must be less than kafka.guest-time-limit ({:?}): the validator runs within the guest's time for the message",
-                self.validate_timeout, self.guest_time_limit
-            ));
-        }
+        self.check_limits()?;
+        let state_dir = self.state_dir()?;
+        let validate_command = validator::command(
+            self.validate_command.as_deref(),
+            self.validate_timeout,
+            self.guest_time_limit,
+        )?;
         let tls = security::tls(&self)?;
         let sasl = security::sasl(&self)?;
         partitions::check_metadata_refresh(self.metadata_refresh)?;
         let trust = trust::resolve(&self.trusted_keys, self.require_signature)?;
-        let mut warnings: Vec<String> = DEPRECATED_GROUP_OPTIONS
-            .iter()
-            .zip([
-                self.group_protocol.is_some(),
-                self.group_instance_id.is_some(),
-                self.session_timeout.is_some(),
-            ])
-            .filter(|(_, set)| *set)
-            .map(|(key, _)| {
-                format!("kafka.{key} is deprecated and ignored: kres-kafka assigns itself partitions and joins no consumer group (remove it)")
-            })
-            .collect();
-        warnings.extend(security::warning(
-            self.security_protocol,
-            self.sasl_mechanism,
-        ));
-        warnings.extend(trust::warning(&trust));
         librdkafka::check_passthrough(&self.librdkafka)?;
+        let warnings = self
+            .deprecation_warnings()
+            .into_iter()
+            .chain(security::warning(
+                self.security_protocol,
+                self.sasl_mechanism,
+            ))
+            .chain(trust::warning(&trust))
+            .collect();
         Ok(Settings {
             enable: self.enable,
             topic: self.topic,
@@ -427,12 +379,7 @@ impl Section {
             schema_file: self.schema_file,
             validate_command,
             validate_timeout: self.validate_timeout,
-            resolver_config: self.resolver_config.unwrap_or_else(|| {
-                vec![
-                    RESOLVER_CONFIG_FILE.into(),
-                    self.files_dir.join(DELIVERED_CONFIG_NAME),
-                ]
-            }),
+            resolver_config: validator::resolver_config(self.resolver_config, &self.files_dir),
             partitions: self.partitions,
             metadata_refresh: self.metadata_refresh,
             trust,
@@ -440,5 +387,72 @@ impl Section {
             status_topic_setting: self.status_topic,
             state_topic_setting: self.state_topic,
         })
+    }
+
+    /// Refuse limits under which nothing could be delivered: no chunk, empty chunks, no time.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.max_chunks == 0 {
+            return invalid("kafka.max-chunks must be at least 1");
+        }
+        if self.chunk_size.as_u64() == 0 {
+            return invalid("kafka.chunk-size must be at least 1 byte");
+        }
+        if self.guest_time_limit.is_zero() {
+            return invalid("kafka.guest-time-limit must be more than 0");
+        }
+        Ok(())
+    }
+
+    /// `state-dir`, else `kres-kafka` beside the files directory; never inside it, where the
+    /// guest could plant code.
+    fn state_dir(&self) -> Result<PathBuf, ConfigError> {
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| {
+            let parent = self.files_dir.parent().unwrap_or(Path::new("/var/lib"));
+            parent.join("kres-kafka")
+        });
+        if state_dir.starts_with(&self.files_dir) {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.state-dir {} is inside kafka.files-dir: the guest could plant code there",
+                state_dir.display()
+            )));
+        }
+        Ok(state_dir)
+    }
+
+    /// A warning for each deprecated option that is set.
+    fn deprecation_warnings(&self) -> Vec<String> {
+        DEPRECATED_GROUP_OPTIONS
+            .iter()
+            .zip([
+                self.group_protocol.is_some(),
+                self.group_instance_id.is_some(),
+                self.session_timeout.is_some(),
+            ])
+            .filter(|(_, set)| *set)
+            .map(|(key, _)| {
+                format!("kafka.{key} is deprecated and ignored: kres-kafka assigns itself partitions and joins no consumer group (remove it)")
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{error, parse};
+    use std::path::Path;
+
+    #[test]
+    fn guest_cache_is_beside_the_files_directory_never_inside() {
+        let c = parse("kafka:\n  files-dir: /var/lib/knot-resolver\n").unwrap();
+        assert_eq!(
+            c.kafka.guest_cache_dir(),
+            Path::new("/var/lib/kres-kafka/guest-cache")
+        );
+        let e = error("kafka:\n  files-dir: /srv/files\n  state-dir: /srv/files/kres\n");
+        assert!(
+            e.contains("kafka.state-dir /srv/files/kres is inside kafka.files-dir"),
+            "{e}"
+        );
     }
 }

@@ -23,6 +23,7 @@ mod partitions;
 mod security;
 mod topics;
 mod trust;
+mod validator;
 mod values;
 
 pub use address::{AddressError, DEFAULT_KAFKA_PORT, Server};
@@ -464,20 +465,6 @@ mod tests {
                 .contains("not both")
         );
         assert!(error("management:\n  interface: 127.0.0.1\n").contains("expected address@port"));
-    }
-
-    #[test]
-    fn guest_cache_is_beside_the_files_directory_never_inside() {
-        let c = parse("kafka:\n  files-dir: /var/lib/knot-resolver\n").unwrap();
-        assert_eq!(
-            c.kafka.guest_cache_dir(),
-            Path::new("/var/lib/kres-kafka/guest-cache")
-        );
-        let e = error("kafka:\n  files-dir: /srv/files\n  state-dir: /srv/files/kres\n");
-        assert!(
-            e.contains("kafka.state-dir /srv/files/kres is inside kafka.files-dir"),
-            "{e}"
-        );
     }
 
     #[test]
