@@ -1,6 +1,7 @@
 //! The `kafka` section: the serde structure as operators write it ([`Section`]), its defaults,
-//! and its resolution into checked [`Settings`]. Combinations that cannot work are refused here,
-//! naming the key; nothing here reads a file (certificates are checked at start-up, by `tls`).
+//! and its resolution into checked [`Settings`], each concern checked by its own module (listed
+//! in `config`). Combinations that cannot work are refused, naming the key; nothing here reads
+//! a file (certificates are checked at start-up, by `tls`).
 
 use super::address;
 use super::librdkafka;

@@ -4,9 +4,13 @@
 //! kres-kafka reads `hostname`, `management` and `kafka` and ignores the rest of Knot Resolver's
 //! configuration. Several files are merged the way the manager merges them (`merge`); the
 //! `kafka` section refuses keys it does not know, and combinations that cannot work are refused
-//! at load, naming the key (`kafka`; the librdkafka options it refuses are listed in
-//! `librdkafka`). Loading reads only the config files themselves: the files
-//! they name (certificates, the guest) are checked at start-up by the services that use them.
+//! at load, naming the key. `kafka` resolves the section, one module per concern checking its
+//! keys: `address` (the brokers), `topics` (the topic, the status and state topics),
+//! `security` (security protocol, TLS, SASL), `partitions`, `trust` (the publishers' keys),
+//! `validator` (the resolver's own validator) and `librdkafka` (the passthrough options it
+//! refuses). Loading reads only the config files themselves and a `trusted-keys` file: the
+//! files they name (certificates, the guest) are checked at start-up by the services that use
+//! them.
 //!
 //! Every error names the file, the line and column, and the key (`locate` says how): each
 //! file is first read on its own, from its text, into the same structure, so that a value of
