@@ -66,7 +66,7 @@ async fn wait_for_answer(
 async fn health_and_ready_follow_the_daemon_from_start_to_stop() {
     // 1. Starting: the broker is down. `/health` is 200 (alive, starting), `/ready` 503
     //    saying it is starting.
-    // 2. The broker comes up: `/ready` is 200 `ready`.
+    // 2. The broker comes up: `/ready` is 200 `ready`. It goes away: 503 naming it; back: 200.
     // 3. The manager goes away: `/ready` 503 names its socket, the gauge says 0; it comes
     //    back: 200, gauge 1.
     // 4. The files directory goes read-only: 503 saying so, `/health` still 200; writable
@@ -100,6 +100,21 @@ async fn health_and_ready_follow_the_daemon_from_start_to_stop() {
         "{alive:?}"
     );
     assert_eq!(metric(port, "kres_kafka_manager_reachable"), 1);
+    // The broker goes away after the start: 503 naming it, `/health` still 200; back: 200.
+    broker.cluster.broker_down(1).unwrap();
+    let away = wait_for_answer(&mut host, port, "/ready", 503, |_| true).await;
+    assert!(
+        away.starts_with("not ready\nbroker unreachable: no broker connected (")
+            && away.contains(&broker.server().replace('@', ":")),
+        "{away}"
+    );
+    assert_eq!(
+        get(port, "/health").unwrap().0,
+        200,
+        "a broker away is not a stuck daemon"
+    );
+    broker.cluster.broker_up(1).unwrap();
+    wait_for_answer(&mut host, port, "/ready", 200, |_| true).await;
 
     // 3.
     host.manager_down();

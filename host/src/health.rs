@@ -5,7 +5,7 @@
 //!   nothing that would have recovered: a broker or a manager away, a paused delivery and a stop
 //!   in progress are all live.
 //! - **Ready** (`/ready`): delivering now. Consuming (the broker described the topic and the
-//!   partitions are assigned, and no stop has begun), the manager reachable (its last call or
+//!   partitions are assigned, a broker connected, and no stop has begun), the manager reachable (its last call or
 //!   probe got an answer), delivery not paused, the files directory writable, and live. Each
 //!   condition that fails is one line of the answer, saying why.
 //!
@@ -60,6 +60,9 @@ struct State {
     paused: Option<String>,
     /// `None` until the first probe; then whether the files directory can be written.
     files_dir: Option<Result<(), String>>,
+    /// Why no broker is connected, while none is (after the start: before it, `Starting`
+    /// says why).
+    broker: Option<String>,
 }
 
 /// A verdict: the status line's body, and whether it is good (200) or not (503).
@@ -84,6 +87,7 @@ impl Health {
                     manager: None,
                     paused: None,
                     files_dir: None,
+                    broker: None,
                 }),
             }),
         }
@@ -118,6 +122,11 @@ impl Health {
     /// Whether the files directory can be written, or why not.
     pub fn files_dir(&self, writable: Result<(), String>) {
         self.state().files_dir = Some(writable);
+    }
+
+    /// Whether a broker is connected (`None`), or why not.
+    pub fn broker(&self, down: Option<String>) {
+        self.state().broker = down;
     }
 
     /// `/health`: live unless the loop has not turned for the stall limit.
@@ -168,6 +177,9 @@ impl Health {
             None => not.push("manager: not reached yet".to_owned()),
             Some(Err(why)) => not.push(format!("manager unreachable: {why}")),
             Some(Ok(())) => {}
+        }
+        if let (Phase::Consuming, Some(why)) = (state.phase, &state.broker) {
+            not.push(format!("broker unreachable: {why}"));
         }
         if let Some(why) = &state.paused {
             not.push(format!("delivery paused: {why}"));
@@ -253,6 +265,14 @@ mod tests {
             "not ready\nfiles directory not writable: kafka.files-dir /f: Read-only file system\n"
         );
         health.files_dir(Ok(()));
+        assert!(health.ready().ok);
+        health.broker(Some("no broker connected (b:9092/1 DOWN)".into()));
+        assert_eq!(
+            health.ready().body,
+            "not ready\nbroker unreachable: no broker connected (b:9092/1 DOWN)\n"
+        );
+        assert!(health.live().ok, "a broker away is no reason to restart");
+        health.broker(None);
         assert!(health.ready().ok);
 
         shutdown.cancel();

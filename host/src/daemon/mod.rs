@@ -510,7 +510,7 @@ pub async fn run(
         scheduler.request(owed, None);
     }
 
-    let mut reader = kafka::Reader::new(&config, worker.metrics.clone())
+    let mut reader = kafka::Reader::new(&config, worker.metrics.clone(), health.clone())
         .context("creating the Kafka consumer")?;
     let start = reader
         .connect(&kafka.files_dir, &shutdown, |consumer| {

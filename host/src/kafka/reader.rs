@@ -22,6 +22,7 @@
 
 use super::{LogContext, Position, QUEUED_KBYTES, apply_extra_options, client_config};
 use crate::config::{Config, Partitions, Settings, StartFrom};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use kres_kafka_guest::journal::Journal;
 use rdkafka::client::ClientContext;
@@ -50,11 +51,17 @@ pub const STOP_WAIT: Duration = Duration::from_millis(400);
 /// How long one metadata, watermark or committed-offset request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The consumer's client context: librdkafka's logs, and the results of commits.
+/// How often librdkafka reports on its connections (its statistics), from which `/ready`
+/// learns whether any broker is connected.
+const STATISTICS_EVERY: Duration = Duration::from_secs(2);
+
+/// The consumer's client context: librdkafka's logs, the results of commits, and (for the
+/// daemon's consumer) whether a broker is connected.
 #[derive(Clone)]
 pub struct ReaderContext {
     log: LogContext,
     metrics: Metrics,
+    health: Option<Health>,
 }
 
 impl ClientContext for ReaderContext {
@@ -67,6 +74,49 @@ impl ClientContext for ReaderContext {
             .broker_error("consumer", super::error_kind(&error));
         self.log.error(error, reason);
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(health) = &self.health {
+            health.broker(broker_down(statistics));
+        }
+    }
+}
+
+/// Why no broker is connected, from librdkafka's statistics (`None`: one is, or they cannot be
+/// read). Only the connections' states are read: a broker that refuses logins or is gone goes
+/// from `UP` to `AUTH...`, `DOWN` or `CONNECT` and back.
+fn broker_down(statistics: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Statistics {
+        brokers: BTreeMap<String, Broker>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Broker {
+        state: String,
+        source: String,
+    }
+    let brokers = serde_json::from_slice::<Statistics>(statistics)
+        .ok()?
+        .brokers;
+    let ours = || {
+        brokers
+            .iter()
+            .filter(|(_, b)| b.source == "learned" || b.source == "configured")
+    };
+    if ours().any(|(_, b)| b.state == "UP") {
+        return None;
+    }
+    let states: Vec<String> = ours()
+        .map(|(name, b)| format!("{name} {}", b.state))
+        .collect();
+    Some(format!(
+        "no broker connected ({})",
+        if states.is_empty() {
+            "none known".to_owned()
+        } else {
+            states.join(", ")
+        }
+    ))
 }
 
 impl ReaderContext {
@@ -75,6 +125,7 @@ impl ReaderContext {
         ReaderContext {
             log: LogContext::default(),
             metrics,
+            health: None,
         }
     }
 
@@ -203,11 +254,23 @@ pub struct Reader {
 impl Reader {
     /// Create the consumer. Nothing is asked of the broker yet (see [`Reader::connect`]), so
     /// that what must watch the client's credentials can be given it first.
-    pub fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Reader> {
+    /// Whether a broker is connected goes to `health` (`/ready`).
+    pub fn new(config: &Config, metrics: Metrics, health: Health) -> anyhow::Result<Reader> {
         let kafka = &config.kafka;
         let client_id = format!("kres-kafka-{}", config.hostname);
-        let consumer: Consumer =
-            consumer_config(kafka, &client_id).create_with_context(ReaderContext::new(metrics))?;
+        let mut options = consumer_config(kafka, &client_id);
+        // The operator's own interval, if set, is kept (only `/ready` follows it then).
+        if options.get("statistics.interval.ms").is_none() {
+            options.set(
+                "statistics.interval.ms",
+                STATISTICS_EVERY.as_millis().to_string(),
+            );
+        }
+        let context = ReaderContext {
+            health: Some(health),
+            ..ReaderContext::new(metrics)
+        };
+        let consumer: Consumer = options.create_with_context(context)?;
         let mut keys = Vec::new();
         if let Some(zone) = &kafka.zone_id {
             keys.push(zone.as_bytes().to_vec());
@@ -677,5 +740,34 @@ impl Reader {
                 "the broker did not answer: gave up committing offsets and closing the connection (the journal holds the positions: nothing is lost)"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker_down;
+
+    #[test]
+    fn a_broker_is_connected_while_one_of_ours_is_up() {
+        // Trimmed from librdkafka's statistics: a bootstrap entry, the broker learned from
+        // metadata, and the internal one (never a connection to a broker).
+        let up = br#"{"name":"c#consumer-1","brokers":{
+            "127.0.0.1:9092/bootstrap":{"name":"127.0.0.1:9092/bootstrap","nodeid":-1,"source":"configured","state":"INIT"},
+            "127.0.0.1:9092/1":{"name":"127.0.0.1:9092/1","nodeid":1,"source":"learned","state":"UP"},
+            "GroupCoordinator":{"name":"GroupCoordinator","nodeid":-1,"source":"logical","state":"UP"}}}"#;
+        assert_eq!(broker_down(up), None);
+        let gone = br#"{"brokers":{
+            "127.0.0.1:9092/1":{"source":"learned","state":"CONNECT"},
+            ":0/internal":{"source":"internal","state":"UP"},
+            "GroupCoordinator":{"source":"logical","state":"UP"}}}"#;
+        assert_eq!(
+            broker_down(gone).as_deref(),
+            Some("no broker connected (127.0.0.1:9092/1 CONNECT)")
+        );
+        assert_eq!(
+            broker_down(br#"{"brokers":{}}"#).as_deref(),
+            Some("no broker connected (none known)")
+        );
+        assert_eq!(broker_down(b"not json"), None, "unreadable: no verdict");
     }
 }
