@@ -79,7 +79,7 @@ impl Chunked {
     /// Chunk `i` (0-based): a block, its first line (a comment) stamped with the index, the
     /// first chunk starting with the zone's header, cut at the file's end: whole lines, so that
     /// the file is an RPZ the resolver loads, whatever its size.
-    fn chunk_value(&self, i: usize) -> Vec<u8> {
+    pub(super) fn chunk_value(&self, i: usize) -> Vec<u8> {
         let len = (self.size - (i * self.chunk) as u64).min(self.chunk as u64) as usize;
         let mut value = self.blocks[i % BLOCKS].clone();
         let stamp = format!("; {i:010}\n");
