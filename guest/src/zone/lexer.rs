@@ -33,6 +33,7 @@ const TEXT: u8 = 4; // a character of an unquoted character-string without escap
 const QUOTED: u8 = 8; // a character of a quoted character-string without escape
 const DIGIT: u8 = 16;
 const HEX: u8 = 32;
+const PLAIN_NAME: u8 = 64; // a byte of a name written without escapes: a label character or `.`
 
 const fn classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -58,6 +59,9 @@ const fn classes() -> [u8; 256] {
         if c.is_ascii_hexdigit() {
             k |= HEX;
         }
+        if k & LABEL != 0 || c == b'.' {
+            k |= PLAIN_NAME;
+        }
         t[b] = k;
         b += 1;
     }
@@ -69,6 +73,11 @@ static CLASS: [u8; 256] = classes();
 #[inline]
 pub(super) fn is_label(b: u8) -> bool {
     CLASS[b as usize] & LABEL != 0
+}
+
+#[inline]
+pub(super) fn is_plain_name(b: u8) -> bool {
+    CLASS[b as usize] & PLAIN_NAME != 0
 }
 
 #[inline]
@@ -160,6 +169,17 @@ impl<'a> Cursor<'a> {
     /// comments and newlines. True if any was consumed.
     pub(super) fn sep(&mut self) -> Step<bool> {
         let start = self.pos;
+        // Blanks, then a byte that ends blank space here: the common case, without the
+        // byte-by-byte dispatch below.
+        // (Tests, not a `match`: a jump table on the byte mispredicts at every token.)
+        let mut b = self.peek()?;
+        while b == b' ' || b == b'\t' {
+            self.pos += 1;
+            b = self.peek()?;
+        }
+        if !is_wchar(b) || (!self.multiline && (b == b'\n' || b == b';')) {
+            return Ok(self.pos > start);
+        }
         loop {
             match self.peek()? {
                 b' ' | b'\t' => self.pos += 1,
@@ -433,6 +453,12 @@ impl<'a> Cursor<'a> {
         rest.iter()
             .position(|&b| !is_label(b))
             .unwrap_or(rest.len())
+    }
+
+    /// The bytes from the cursor to the buffer's end, not consumed.
+    #[inline]
+    pub(super) fn tail(&self) -> &'a [u8] {
+        &self.buf[self.pos.min(self.buf.len())..]
     }
 
     /// The next `n` bytes, not consumed.
