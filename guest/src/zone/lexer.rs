@@ -455,6 +455,20 @@ impl<'a> Cursor<'a> {
             .unwrap_or(rest.len())
     }
 
+    /// If the bytes at the cursor are `rest` (the rest of a line, its newline last), consume
+    /// them; else consume nothing. For lines written the common way, read at once.
+    #[inline]
+    pub(super) fn line_ends_with(&mut self, rest: &[u8]) -> bool {
+        debug_assert_eq!(rest.last(), Some(&b'\n'));
+        if !self.multiline && self.tail().starts_with(rest) {
+            self.pos += rest.len();
+            self.lines += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// The bytes from the cursor to the buffer's end, not consumed.
     #[inline]
     pub(super) fn tail(&self) -> &'a [u8] {

@@ -310,6 +310,15 @@ impl Zone {
             b if starts_name(b) => {
                 names::name(cur, &mut self.owner, &self.origin)?;
                 self.has_owner = true;
+                // The commonest lines of a block list, whole: what `record` would read.
+                if cur.line_ends_with(b" CNAME .\n") {
+                    self.target.set_root();
+                    return self.load(rdata::CNAME, line);
+                }
+                if cur.line_ends_with(b" CNAME *.\n") {
+                    self.target.set_wildcard();
+                    return self.load(rdata::CNAME, line);
+                }
                 cur.need_sep("after the owner name")?;
                 self.record(cur, line)
             }

@@ -29,6 +29,20 @@ impl Name {
         }
     }
 
+    /// Make this the root, `.`.
+    pub(super) fn set_root(&mut self) {
+        self.wire[0] = 0;
+        self.len = 1;
+        self.escaped = false;
+    }
+
+    /// Make this `*.`.
+    pub(super) fn set_wildcard(&mut self) {
+        self.wire[..3].copy_from_slice(&[1, b'*', 0]);
+        self.len = 3;
+        self.escaped = false;
+    }
+
     pub(super) fn wire(&self) -> &[u8] {
         &self.wire[..self.len]
     }
@@ -149,9 +163,7 @@ pub(super) fn name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Step<
         b'.' => {
             cur.bump();
             cur.need_wchar("after the root name \".\"")?;
-            out.wire[0] = 0;
-            out.len = 1;
-            out.escaped = false;
+            out.set_root();
             return Ok(Form::Absolute);
         }
         _ => {}

@@ -378,3 +378,37 @@ fn the_corpus_gets_the_loaders_verdicts() {
     assert!(checked >= 40, "only {checked} files in the corpus");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+proptest::proptest! {
+    /// Lines `NAME CNAME .` and `NAME CNAME *.`, read whole at once, get the verdict the
+    /// token-by-token reading gives the same lines written with two blanks (which it alone
+    /// reads): the same records, skips, first skip and error, whatever the owners (relative,
+    /// absolute, outside the apex, `rpz-` labels, escapes, the apex itself) and the zone.
+    #[test]
+    fn common_lines_read_whole_get_the_token_by_token_verdict(
+        header in proptest::sample::select(vec![
+            "",
+            "$ORIGIN rpz.example.\n@ SOA a. b. 1 2 3 4 5\n",
+            "@ SOA a. b. 1 2 3 4 5\n",
+            "$ORIGIN rpz.example.\n",
+        ]),
+        lines in proptest::collection::vec(
+            (
+                proptest::sample::select(vec![
+                    "ads", "*.ads", "ads.example.", "x.rpz.example.", "rpz.example.", "@",
+                    "a.rpz-drop", "a\\000b", "a\\.b", ".", "a..b", "other.test.",
+                ]),
+                proptest::sample::select(vec![".", "*.", "rpz-drop.", "x."]),
+            ),
+            1..8,
+        ),
+    ) {
+        let mut whole = header.to_owned();
+        let mut by_token = header.to_owned();
+        for (owner, target) in &lines {
+            whole.push_str(&format!("{owner} CNAME {target}\n"));
+            by_token.push_str(&format!("{owner}  CNAME {target}\n"));
+        }
+        proptest::prop_assert_eq!(judge(&whole), judge(&by_token));
+    }
+}
