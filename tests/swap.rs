@@ -134,11 +134,20 @@ async fn a_thousand_chunks_flow_while_the_guest_is_replaced_three_times() {
     );
 }
 
+/// Start the daemon and wait until it consumes: it has loaded the guest file as it was, so a
+/// file replaced after this is a swap (replaced before, on a slow machine, it would be the
+/// guest the daemon starts with).
+async fn start_on_the_first_guest(host: &mut Host) {
+    host.start();
+    host.wait_for("consuming", |h| h.logs().contains("consuming"))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_guests_are_refused_and_the_current_one_keeps_working() {
     let broker = Broker::start(1);
     let (mut host, guest) = host_with_guest_file(&broker, "");
-    host.start();
+    start_on_the_first_guest(&mut host).await;
     let candidates: [(&str, Vec<u8>); 4] = [
         ("garbage", b"definitely not a component".to_vec()),
         (
@@ -190,7 +199,7 @@ async fn a_hostile_guest_swapped_in_is_contained_and_a_good_one_replaces_it() {
         &broker,
         "guest-time-limit: 300ms\nguest-memory-limit: 32MiB\n",
     );
-    host.start();
+    start_on_the_first_guest(&mut host).await;
     replace_guest(&guest, &std::fs::read(hostile_guest()).unwrap());
     host.wait_for("the hostile guest", |h| {
         count(&h.logs(), "guest swapped") == 1
