@@ -449,6 +449,91 @@ async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_the
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_deleted_while_the_daemon_runs_stop_it_and_the_next_start_mends_them() {
+    // The daemon is frozen (SIGSTOP) while a new version is published and then more than the
+    // broker keeps: when it thaws, what it was about to read is gone, and librdkafka moves on
+    // to what the broker still holds. It must not deliver past the gap (its journal would then
+    // hide the loss): it stops with an error naming the gap, and the next start (systemd's
+    // restart) reports it and takes the new version from the state topic.
+    const SIGSTOP: i32 = 19;
+    const SIGCONT: i32 = 18;
+    let broker = Broker::start(3);
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut host = Host::with(
+        &broker.server(),
+        "resolver5",
+        &format!("metrics-address: 127.0.0.1@{port}\n"),
+        &[],
+    );
+    host.start();
+    let (v1, v2) = (content(50, 2_000), content(51, 3_000));
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver5",
+            &write(out.path(), "list.dat", &v1),
+        ],
+    );
+    host.wait_for("version 1", |h| h.holds("list.dat", &v1))
+        .await;
+    host.signal(SIGSTOP);
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver5",
+            &write(out.path(), "list.dat", &v2),
+        ],
+    );
+    let partition = partition_of(b"resolver5", 3);
+    cut_retention(&broker, partition).await;
+    host.signal(SIGCONT);
+    let status = host.exit().await;
+    let log = host.log_of(1);
+    assert_eq!(status.code(), Some(2), "{log}");
+    let gap = format!(
+        "of partition {partition} are gone from the broker (deleted before they were read)"
+    );
+    assert!(log.contains(&gap), "no error names the gap\n{log}");
+    assert!(
+        host.holds("list.dat", &v1),
+        "version 1 stays until the restart"
+    );
+
+    host.start();
+    host.wait_for("version 2, from the state", |h| h.holds("list.dat", &v2))
+        .await;
+    let log = host.log_of(2);
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&format!(
+                "of partition {partition} are gone from the broker"
+            ))),
+        "the start does not report the gap\n{log}"
+    );
+    assert!(metric(port, "kres_kafka_offsets_lost_total") > 0);
+    wait_for_report(&broker, &host, "resolver5", "offsets-lost", |r| {
+        r["outcome"] == "offsets-lost"
+    })
+    .await;
+    // Read on past the gap: a third version comes by the stream.
+    let v3 = content(52, 1_000);
+    send(
+        &broker,
+        &[
+            "--hostname",
+            "resolver5",
+            &write(out.path(), "list.dat", &v3),
+        ],
+    );
+    host.wait_for("version 3, by the stream", |h| h.holds("list.dat", &v3))
+        .await;
+    assert_eq!(host.stop(SIGTERM).await.code(), Some(0), "{}", host.logs());
+}
+
 /// A new key from `kres-kafka keygen`: its file, and the line a resolver trusts it by.
 fn keygen(dir: &Path, name: &str) -> (String, String) {
     let path = dir.join(name);

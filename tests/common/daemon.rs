@@ -427,9 +427,15 @@ impl Host {
 
     /// Send `signal` to the daemon and wait for it to exit.
     pub async fn stop(&mut self, signal: i32) -> ExitStatus {
-        let mut child = self.daemon.take().expect("not running");
+        let child = self.daemon.as_ref().expect("not running");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc_kill(child.id() as i32, signal) };
+        self.exit().await
+    }
+
+    /// Wait for the daemon to exit on its own.
+    pub async fn exit(&mut self) -> ExitStatus {
+        let mut child = self.daemon.take().expect("not running");
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -554,6 +554,7 @@ pub async fn run(
     }
 
     // 4. Serve.
+    let mut gone = None;
     let mut commits = tokio::time::interval(kafka::COMMIT_EVERY);
     let mut refresh = tokio::time::interval_at(
         tokio::time::Instant::now() + kafka.metadata_refresh,
@@ -596,6 +597,17 @@ pub async fn run(
                 let first = kafka::to_message(&record);
                 drop(record);
                 let batch = take_batch(reader.consumer(), &worker.metrics, first).await;
+                // Messages deleted before they were read: none of the batch is delivered, so
+                // that the journal stays before the gap and the next start finds it, reports
+                // it and converges from the state topic.
+                if let Some(lost) = reader.gap(batch.iter().map(|(_, position)| position)) {
+                    tracing::error!("{lost} (deleted before they were read): stopping");
+                    gone = Some(lost);
+                    // What runs beside the loop (the metrics server, the guest watcher) ends
+                    // at the shutdown.
+                    shutdown.cancel();
+                    break;
+                }
                 if !deliver(&worker, &scheduler, &status, Some(&reader), batch, &shutdown).await {
                     // Shut down while the files directory could not be written: the offsets
                     // not stored come again after the restart.
@@ -623,6 +635,11 @@ pub async fn run(
     status.lifecycle(Event::Stopped);
     let _ = tokio::task::spawn_blocking(move || status.flush(crate::status::FLUSH_AT_STOP)).await;
     close(listener_closed, listener_tasks).await;
+    if let Some(lost) = gone {
+        anyhow::bail!(
+            "{lost} (deleted before they were read): stopped; the next start reports them and reads the state topic (systemd restarts the daemon)"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

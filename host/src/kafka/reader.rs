@@ -349,7 +349,61 @@ impl Reader {
         start: &Start,
         floor: Option<&BTreeMap<i32, i64>>,
     ) -> anyhow::Result<()> {
+        // Past offsets the broker deleted (reported by the start): reading on from the journal,
+        // librdkafka would move there itself, and the check for gaps would take it for one.
+        let mut floor = floor.cloned().unwrap_or_default();
+        for lost in &start.lost {
+            let at = floor.entry(lost.partition).or_insert(lost.to + 1);
+            *at = (*at).max(lost.to + 1);
+        }
+        let floor = (!floor.is_empty()).then_some(&floor);
         self.assign_initial(start.count, &start.journal, floor)
+    }
+
+    /// A gap the broker made in what this daemon reads: the first message of `batch` on a
+    /// partition whose offset is past the next one expected there (the last done plus one, or
+    /// the message before it in the batch), when the broker no longer holds that next one (its
+    /// first offset is beyond it). The broker deleted messages before they were read (the
+    /// daemon fell behind the topic's retention while it ran, during a long pause say), and
+    /// librdkafka moved on to the first it holds. A gap the broker still covers (a
+    /// transaction's marker, a compacted topic) is none. Asks the broker only when a partition
+    /// skips offsets and librdkafka does not know its first offset.
+    pub fn gap<'p>(&self, batch: impl IntoIterator<Item = &'p Position>) -> Option<Lost> {
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        for position in batch {
+            let expected = match next.get(&position.partition) {
+                Some(n) => Some(*n),
+                None => self.done(position.partition).map(|o| o + 1),
+            };
+            next.insert(position.partition, position.offset + 1);
+            let Some(expected) = expected else { continue };
+            if position.offset <= expected {
+                continue;
+            }
+            let low = super::cached_watermarks(&self.consumer, &self.topic, position.partition)
+                .and_then(|(low, _)| low)
+                .or_else(|| {
+                    tokio::task::block_in_place(|| {
+                        self.consumer.fetch_watermarks(
+                            &self.topic,
+                            position.partition,
+                            REQUEST_TIMEOUT,
+                        )
+                    })
+                    .ok()
+                    .map(|(low, _)| low)
+                });
+            if let Some(low) = low
+                && low > expected
+            {
+                return Some(Lost {
+                    partition: position.partition,
+                    from: expected,
+                    to: low.min(position.offset) - 1,
+                });
+            }
+        }
+        None
     }
 
     /// The journal's position on each partition of this topic.
