@@ -389,29 +389,49 @@ async fn a_withdrawn_file_leaves_a_running_resolver_and_never_reaches_a_new_one(
     assert!(!host.path("gone.dat.backup").exists(), "it was never there");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_they_carried() {
+/// A resolver on a 3-partition broker with its metrics on a port of its own, holding version 1
+/// of `list.dat`, sent by `send`.
+struct Running {
+    broker: Broker,
+    out: tempfile::TempDir,
+    port: u16,
+    host: Host,
+}
+
+async fn running_with_version_1(hostname: &str, v1: &[u8]) -> Running {
     let broker = Broker::start(3);
     let out = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut host = Host::with(
         &broker.server(),
-        "resolver4",
+        hostname,
         &format!("metrics-address: 127.0.0.1@{port}\n"),
         &[],
     );
     host.start();
-    let (v1, v2) = (content(40, 2_000), content(41, 3_000));
     send(
         &broker,
-        &[
-            "--hostname",
-            "resolver4",
-            &write(out.path(), "list.dat", &v1),
-        ],
+        &["--hostname", hostname, &write(out.path(), "list.dat", v1)],
     );
-    host.wait_for("version 1", |h| h.holds("list.dat", &v1))
+    host.wait_for("version 1", |h| h.holds("list.dat", v1))
         .await;
+    Running {
+        broker,
+        out,
+        port,
+        host,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_they_carried() {
+    let Running {
+        broker,
+        out,
+        port,
+        mut host,
+    } = running_with_version_1("resolver4", &content(40, 2_000)).await;
+    let (v1, v2) = (content(40, 2_000), content(41, 3_000));
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
     // While it is down: version 2, then more than the broker keeps.
     send(
@@ -458,27 +478,13 @@ async fn messages_deleted_while_the_daemon_runs_stop_it_and_the_next_start_mends
     // restart) reports it and takes the new version from the state topic.
     const SIGSTOP: i32 = 19;
     const SIGCONT: i32 = 18;
-    let broker = Broker::start(3);
-    let out = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut host = Host::with(
-        &broker.server(),
-        "resolver5",
-        &format!("metrics-address: 127.0.0.1@{port}\n"),
-        &[],
-    );
-    host.start();
+    let Running {
+        broker,
+        out,
+        port,
+        mut host,
+    } = running_with_version_1("resolver5", &content(50, 2_000)).await;
     let (v1, v2) = (content(50, 2_000), content(51, 3_000));
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver5",
-            &write(out.path(), "list.dat", &v1),
-        ],
-    );
-    host.wait_for("version 1", |h| h.holds("list.dat", &v1))
-        .await;
     host.signal(SIGSTOP);
     send(
         &broker,
