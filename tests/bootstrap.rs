@@ -431,7 +431,7 @@ async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_the
         port,
         mut host,
     } = running_with_version_1("resolver4", &content(40, 2_000)).await;
-    let (v1, v2) = (content(40, 2_000), content(41, 3_000));
+    let v2 = content(41, 3_000);
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
     // While it is down: version 2, then more than the broker keeps.
     send(
@@ -478,13 +478,14 @@ async fn messages_deleted_while_the_daemon_runs_stop_it_and_the_next_start_mends
     // restart) reports it and takes the new version from the state topic.
     const SIGSTOP: i32 = 19;
     const SIGCONT: i32 = 18;
+    let v1 = content(50, 2_000);
     let Running {
         broker,
         out,
         port,
         mut host,
-    } = running_with_version_1("resolver5", &content(50, 2_000)).await;
-    let (v1, v2) = (content(50, 2_000), content(51, 3_000));
+    } = running_with_version_1("resolver5", &v1).await;
+    let v2 = content(51, 3_000);
     host.signal(SIGSTOP);
     send(
         &broker,
