@@ -351,13 +351,12 @@ impl Reader {
     ) -> anyhow::Result<()> {
         // Past offsets the broker deleted (reported by the start): reading on from the journal,
         // librdkafka would move there itself, and the check for gaps would take it for one.
-        let mut floor = floor.cloned().unwrap_or_default();
-        for lost in &start.lost {
-            let at = floor.entry(lost.partition).or_insert(lost.to + 1);
-            *at = (*at).max(lost.to + 1);
-        }
-        let floor = (!floor.is_empty()).then_some(&floor);
-        self.assign_initial(start.count, &start.journal, floor)
+        let past_lost: BTreeMap<i32, i64> = start
+            .lost
+            .iter()
+            .map(|lost| (lost.partition, lost.to + 1))
+            .collect();
+        self.assign_initial(start.count, &start.journal, floor, &past_lost)
     }
 
     /// A gap the broker made in what this daemon reads: the first message of `batch` on a
@@ -524,6 +523,7 @@ impl Reader {
         count: i32,
         journal: &BTreeMap<String, i64>,
         floor: Option<&BTreeMap<i32, i64>>,
+        past_lost: &BTreeMap<i32, i64>,
     ) -> anyhow::Result<()> {
         let mut wanted = self.addressed(count);
         let known = self.known(journal);
@@ -567,7 +567,8 @@ impl Reader {
             let from_journal = known.get(p).map(|o| o + 1);
             let start = from_journal
                 .max(committed.get(p).copied())
-                .max(floor.and_then(|f| f.get(p).copied()));
+                .max(floor.and_then(|f| f.get(p).copied()))
+                .max(past_lost.get(p).copied());
             let offset = start.map_or(unknown, Offset::Offset);
             if let Some(start) = start {
                 self.set_done(*p, start - 1);
