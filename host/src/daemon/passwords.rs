@@ -15,6 +15,8 @@ pub(super) struct Passwords {
     /// `None` without SASL.
     _watcher: Option<notify::RecommendedWatcher>,
     changes: mpsc::UnboundedReceiver<()>,
+    /// A change was seen: the file is read once its writer had this long to finish.
+    settled_at: Option<tokio::time::Instant>,
     current: Option<String>,
 }
 
@@ -34,24 +36,33 @@ impl Passwords {
         Ok(Passwords {
             _watcher: watcher,
             changes,
+            settled_at: None,
             current: kafka.sasl.as_ref().and_then(|s| s.password().ok()),
         })
     }
 
     /// Wait until the file changed (forever without SASL), then a moment for its writer to
-    /// finish; the events meanwhile count as one.
+    /// finish; the events meanwhile count as one. Cancel-safe: the daemon's loop drops it
+    /// whenever another branch comes first (a consumer error, while logins fail, comes every
+    /// few hundred milliseconds), and a change seen before that is kept, not lost with it.
     pub(super) async fn changed(&mut self) {
-        if self.changes.recv().await.is_none() {
-            return std::future::pending().await;
+        if self.settled_at.is_none() {
+            if self.changes.recv().await.is_none() {
+                return std::future::pending().await;
+            }
+            self.settled_at = Some(tokio::time::Instant::now() + crate::swap::SETTLE);
         }
-        tokio::time::sleep(crate::swap::SETTLE).await;
+        if let Some(at) = self.settled_at {
+            tokio::time::sleep_until(at).await;
+        }
+        self.settled_at = None;
         while self.changes.try_recv().is_ok() {}
     }
 
     /// Whether the file changed since last asked, without waiting: for a loop that cannot
     /// await [`Passwords::changed`] (the consumer's wait for the broker).
     pub(super) fn changed_now(&mut self) -> bool {
-        let mut changed = false;
+        let mut changed = self.settled_at.take().is_some();
         while self.changes.try_recv().is_ok() {
             changed = true;
         }
@@ -103,6 +114,28 @@ impl Passwords {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_seen_by_a_wait_that_was_dropped_is_not_lost() {
+        // The daemon's loop drops the wait whenever another branch is ready first; one dropped
+        // while it lets the writer finish must not take the change with it.
+        let (tx, changes) = mpsc::unbounded_channel();
+        let mut passwords = Passwords {
+            _watcher: None,
+            changes,
+            settled_at: None,
+            current: None,
+        };
+        tx.send(()).unwrap();
+        let dropped = tokio::time::timeout(crate::swap::SETTLE / 2, passwords.changed()).await;
+        assert!(
+            dropped.is_err(),
+            "the wait ended before the writer had time"
+        );
+        tokio::time::timeout(crate::swap::SETTLE, passwords.changed())
+            .await
+            .expect("the change seen before the drop was lost");
+    }
 
     #[tokio::test]
     async fn a_password_fixed_before_the_broker_ever_answered_is_taken() {
