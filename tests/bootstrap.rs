@@ -34,6 +34,11 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     path.display().to_string()
 }
 
+/// `bytes` written as `name` in `dir` and sent to `hostname` alone.
+fn send_to(broker: &Broker, dir: &Path, hostname: &str, name: &str, bytes: &[u8]) {
+    send(broker, &["--hostname", hostname, &write(dir, name, bytes)]);
+}
+
 /// The machine rebuilt: its files directory and its state directory empty, its name the same.
 fn rebuild(host: &Host) {
     for dir in [host.files(), host.dir.path().join("kres-kafka")] {
@@ -157,14 +162,7 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
     );
     // A new version with fewer chunks: in the state after the configuration, which a
     // starting resolver must still take last.
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver1",
-            &write(out.path(), "list.dat", &list_v2),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver1", "list.dat", &list_v2);
     host.wait_for("every file in place", |h| {
         h.holds("list.dat", &list_v2)
             && h.holds("other.dat", &other)
@@ -221,14 +219,7 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
     host.wait_for("no call owed", Host::owes_no_call).await;
     // It reads the stream on from where the state was taken: a new file arrives.
     let next = content(4, 2_000);
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver1",
-            &write(out.path(), "next.dat", &next),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver1", "next.dat", &next);
     host.wait_for("a file published after the start", |h| {
         h.holds("next.dat", &next)
     })
@@ -237,14 +228,7 @@ async fn a_rebuilt_resolver_holds_the_last_version_of_every_file_addressed_to_it
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
     host.start();
     let more = content(5, 2_000);
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver1",
-            &write(out.path(), "more.dat", &more),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver1", "more.dat", &more);
     host.wait_for("the next file", |h| h.holds("more.dat", &more))
         .await;
     assert!(
@@ -361,14 +345,7 @@ async fn a_withdrawn_file_leaves_a_running_resolver_and_never_reaches_a_new_one(
     })
     .await;
     // A file sent again as it is: reported unchanged, with the digest of what is in place.
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver3",
-            &write(out.path(), "kept.dat", &kept),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver3", "kept.dat", &kept);
     let kept_sha = sha256(&kept);
     wait_for_report(&broker, &host, "resolver3", "kept.dat unchanged", |r| {
         r["outcome"] == "unchanged" && r["file"] == "kept.dat" && r["sha256"] == kept_sha.as_str()
@@ -409,10 +386,7 @@ async fn running_with_version_1(hostname: &str, v1: &[u8]) -> Running {
         &[],
     );
     host.start();
-    send(
-        &broker,
-        &["--hostname", hostname, &write(out.path(), "list.dat", v1)],
-    );
+    send_to(&broker, out.path(), hostname, "list.dat", v1);
     host.wait_for("version 1", |h| h.holds("list.dat", v1))
         .await;
     Running {
@@ -434,14 +408,7 @@ async fn messages_gone_from_the_broker_are_reported_and_the_state_mends_what_the
     let v2 = content(41, 3_000);
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0));
     // While it is down: version 2, then more than the broker keeps.
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver4",
-            &write(out.path(), "list.dat", &v2),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver4", "list.dat", &v2);
     let partition = partition_of(b"resolver4", 3);
     cut_retention(&broker, partition).await;
     host.start();
@@ -487,14 +454,7 @@ async fn messages_deleted_while_the_daemon_runs_stop_it_and_the_next_start_mends
     } = running_with_version_1("resolver5", &v1).await;
     let v2 = content(51, 3_000);
     host.signal(SIGSTOP);
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver5",
-            &write(out.path(), "list.dat", &v2),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver5", "list.dat", &v2);
     let partition = partition_of(b"resolver5", 3);
     cut_retention(&broker, partition).await;
     host.signal(SIGCONT);
@@ -528,14 +488,7 @@ async fn messages_deleted_while_the_daemon_runs_stop_it_and_the_next_start_mends
     .await;
     // Read on past the gap: a third version comes by the stream.
     let v3 = content(52, 1_000);
-    send(
-        &broker,
-        &[
-            "--hostname",
-            "resolver5",
-            &write(out.path(), "list.dat", &v3),
-        ],
-    );
+    send_to(&broker, out.path(), "resolver5", "list.dat", &v3);
     host.wait_for("version 3, by the stream", |h| h.holds("list.dat", &v3))
         .await;
     assert_eq!(host.stop(SIGTERM).await.code(), Some(0), "{}", host.logs());
