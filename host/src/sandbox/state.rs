@@ -157,8 +157,9 @@ impl bindings::kres::kafka::types::HostPayload for State {
             s.files()
                 .and_then(|dir| write_at(dir, &file, offset, &value))
                 .map_err(|e| format!("writing {file}: {e}"))?;
-            s.zones.written(&file, offset, &value);
+            let before = state.clone();
             state.update(&native_compress, &value);
+            s.zones.written(&file, offset, &value, &before, &state);
             Ok::<_, String>(())
         })?;
         let (words, length, tail) = state.parts();

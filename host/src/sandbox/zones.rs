@@ -6,12 +6,16 @@
 //!
 //! It must never give a verdict about other bytes than the file's: a verdict judged ahead is
 //! given only when the SHA-256 of exactly what was judged equals the file's as the guest knows
-//! it; in every other case (a write out of order, a chunk the guest wrote itself, a restart
+//! it. That SHA-256 is the one `write-to` computes anyway (one pass over the bytes, not two):
+//! each write hands the judge the hash state it continued and the state it made, and the judge
+//! keeps a file only while each write continues the state the previous one made, from the
+//! initial state at offset 0, so that its last state is the hash of exactly the bytes it
+//! judged, in order. In every other case (a write out of order, a chunk the guest wrote itself, a restart
 //! in the middle of a transfer, a guest swapped) the file is read and judged again. And it
 //! decides nothing: the guest asks, and the guest decides what a verdict means.
 
+use kres_kafka_guest::digest::{Sha256State, native_compress};
 use kres_kafka_guest::zone::RpzJudge;
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -54,11 +58,14 @@ struct Inner {
 }
 
 enum Job {
-    /// `value` was written into `file` at `offset`.
+    /// `value` was written into `file` at `offset`, continuing the file's hash from `before`
+    /// to `after`.
     Write {
         file: String,
         offset: u64,
         value: Arc<[u8]>,
+        before: Sha256State,
+        after: Sha256State,
     },
     /// The verdict on `file`, if what was judged of it has SHA-256 `sha256`.
     Verdict {
@@ -92,9 +99,17 @@ impl Zones {
         }
     }
 
-    /// `value` was written into `file` at `offset`: judged ahead if `file` is watched. Waits
-    /// while the judging thread has [`QUEUED_WRITES`] values to judge.
-    pub fn written(&self, file: &str, offset: u64, value: &Arc<[u8]>) {
+    /// `value` was written into `file` at `offset`, and the file's SHA-256 continued over it
+    /// from `before` to `after`: judged ahead if `file` is watched. Waits while the judging
+    /// thread has [`QUEUED_WRITES`] values to judge.
+    pub fn written(
+        &self,
+        file: &str,
+        offset: u64,
+        value: &Arc<[u8]>,
+        before: &Sha256State,
+        after: &Sha256State,
+    ) {
         if !lock(&self.inner.watched).contains(file) {
             return;
         }
@@ -102,6 +117,8 @@ impl Zones {
             file: file.to_owned(),
             offset,
             value: Arc::clone(value),
+            before: before.clone(),
+            after: after.clone(),
         };
         self.send(job);
     }
@@ -159,7 +176,8 @@ fn judge_file(dir: &cap_std::fs::Dir, file: &str) -> Result<(), Refusal> {
 struct Ahead {
     /// Where the next write must start to continue it.
     next: u64,
-    hashed: Sha256,
+    /// The SHA-256 state of what was judged: where the next write must continue it from.
+    hashed: Sha256State,
     judge: RpzJudge,
     /// The judge refused what came so far (it keeps the first error).
     refused: Option<String>,
@@ -169,25 +187,40 @@ impl Ahead {
     fn new() -> Ahead {
         Ahead {
             next: 0,
-            hashed: Sha256::new(),
+            hashed: Sha256State::default(),
             judge: RpzJudge::new(),
             refused: None,
         }
     }
 
-    fn feed(&mut self, value: &[u8]) {
+    /// Judge `value`, written at `offset`, whose hash went from `before` to `after`; false
+    /// (nothing judged) unless it continues exactly what was judged.
+    fn feed(
+        &mut self,
+        offset: u64,
+        value: &[u8],
+        before: &Sha256State,
+        after: Sha256State,
+    ) -> bool {
+        if offset != self.next
+            || *before != self.hashed
+            || after.parts().1 != self.hashed.parts().1 + value.len() as u64
+        {
+            return false;
+        }
         self.next += value.len() as u64;
-        self.hashed.update(value);
+        self.hashed = after;
         if self.refused.is_none()
             && let Err(e) = self.judge.feed(value)
         {
             self.refused = Some(e.to_string());
         }
+        true
     }
 
     /// The verdict, if what was judged is the file whose SHA-256 is `sha256`.
     fn finish(self, sha256: &[u8; 32]) -> Option<Result<(), String>> {
-        if self.hashed.finalize().as_slice() != sha256 {
+        if self.hashed.finish(&native_compress) != *sha256 {
             return None;
         }
         Some(match self.refused {
@@ -206,6 +239,8 @@ fn judge_ahead(jobs: Receiver<Job>) {
                 file,
                 offset,
                 value,
+                before,
+                after,
             } => {
                 if offset == 0 {
                     if files.len() >= MAX_AHEAD {
@@ -213,13 +248,12 @@ fn judge_ahead(jobs: Receiver<Job>) {
                     }
                     files.insert(file.clone(), Ahead::new());
                 }
-                match files.get_mut(&file) {
-                    Some(ahead) if ahead.next == offset => ahead.feed(&value),
-                    // Written out of order, or over what was judged: judged at the end.
-                    Some(_) => {
-                        files.remove(&file);
-                    }
-                    None => {}
+                // Written out of order, over what was judged, or hashed from another state:
+                // judged at the end.
+                if let Some(ahead) = files.get_mut(&file)
+                    && !ahead.feed(offset, &value, &before, after)
+                {
+                    files.remove(&file);
                 }
             }
             Job::Verdict {
@@ -241,6 +275,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn dir() -> (tempfile::TempDir, cap_std::fs::Dir) {
         let tmp = tempfile::tempdir().unwrap();
@@ -253,6 +288,13 @@ mod tests {
         Sha256::digest(bytes).to_vec()
     }
 
+    /// What `write-to` tells the judge: `value` at `offset`, the hash continued from `state`.
+    fn write(zones: &Zones, file: &str, offset: u64, value: &[u8], state: &mut Sha256State) {
+        let before = state.clone();
+        state.update(&native_compress, value);
+        zones.written(file, offset, &Arc::from(value), &before, state);
+    }
+
     #[test]
     fn a_file_judged_as_written_gets_the_verdict_of_reading_it() {
         let (tmp, dir) = dir();
@@ -263,8 +305,9 @@ mod tests {
             zones.watch(name);
             let (first, second) = content.split_at(10);
             std::fs::write(tmp.path().join(name), content).unwrap();
-            zones.written(name, 0, &Arc::from(first));
-            zones.written(name, 10, &Arc::from(second));
+            let mut state = Sha256State::default();
+            write(&zones, name, 0, first, &mut state);
+            write(&zones, name, 10, second, &mut state);
             let ahead = zones.judge(&dir, name, &sha256(content));
             assert_eq!(ahead, judge_file(&dir, name), "{name}");
         }
@@ -279,22 +322,55 @@ mod tests {
     fn a_judgement_ahead_of_other_bytes_is_not_used() {
         let (tmp, dir) = dir();
         let zones = Zones::default();
+        let good = &b"a.example CNAME .\n"[..];
+        let bad = &b"a.example FOO .\n"[..];
         zones.watch("z.rpz");
         // The judge saw good bytes; the file holds bad ones (written around the host).
-        zones.written("z.rpz", 0, &Arc::from(&b"a.example CNAME .\n"[..]));
-        std::fs::write(tmp.path().join("z.rpz"), b"a.example FOO .\n").unwrap();
-        let verdict = zones.judge(&dir, "z.rpz", &sha256(b"a.example FOO .\n"));
+        write(&zones, "z.rpz", 0, good, &mut Sha256State::default());
+        std::fs::write(tmp.path().join("z.rpz"), bad).unwrap();
+        let verdict = zones.judge(&dir, "z.rpz", &sha256(bad));
         assert!(matches!(verdict, Err(Refusal::Refused(_))), "{verdict:?}");
         // A write out of order drops what was judged ahead: the file is read.
         zones.watch("y.rpz");
-        zones.written("y.rpz", 0, &Arc::from(&b"a.example CNAME .\n"[..]));
-        zones.written("y.rpz", 100, &Arc::from(&b"b.example CNAME .\n"[..]));
-        std::fs::write(tmp.path().join("y.rpz"), b"b.example FOO .\n").unwrap();
-        let verdict = zones.judge(&dir, "y.rpz", &sha256(b"a.example CNAME .\n"));
+        let mut state = Sha256State::default();
+        write(&zones, "y.rpz", 0, good, &mut state);
+        write(&zones, "y.rpz", 100, b"b.example CNAME .\n", &mut state);
+        std::fs::write(tmp.path().join("y.rpz"), bad).unwrap();
+        let verdict = zones.judge(&dir, "y.rpz", &sha256(good));
         assert!(matches!(verdict, Err(Refusal::Refused(_))), "{verdict:?}");
         assert!(matches!(
             zones.judge(&dir, "missing.rpz", &[0; 32]),
             Err(Refusal::Unreadable(_))
         ));
+    }
+
+    /// The judge takes write-to's hash instead of computing its own: a chain of states that
+    /// does not continue over exactly what it judged must not make a verdict about the file.
+    #[test]
+    fn a_write_hashed_from_another_state_drops_the_judgement_ahead() {
+        let (tmp, dir) = dir();
+        let zones = Zones::default();
+        let (good, bad) = (&b"a.example CNAME .\n"[..], &b"a.example FOO bar\n"[..]);
+        assert_eq!(good.len(), bad.len());
+        let file = [bad, good].concat();
+        std::fs::write(tmp.path().join("z.rpz"), &file).unwrap();
+        // The file's last line alone, at offset 0, hashed on from the state after its first
+        // line: the state it makes is the file's hash, but the judge never saw the first line.
+        zones.watch("z.rpz");
+        let mut state = Sha256State::default();
+        state.update(&native_compress, bad);
+        write(&zones, "z.rpz", 0, good, &mut state);
+        let verdict = zones.judge(&dir, "z.rpz", &sha256(&file));
+        assert!(matches!(verdict, Err(Refusal::Refused(_))), "{verdict:?}");
+        // Two good writes in order, the second hashed on from the state after the bad line
+        // instead of the one the first write made.
+        std::fs::write(tmp.path().join("y.rpz"), &file).unwrap();
+        zones.watch("y.rpz");
+        write(&zones, "y.rpz", 0, good, &mut Sha256State::default());
+        let mut state = Sha256State::default();
+        state.update(&native_compress, bad);
+        write(&zones, "y.rpz", good.len() as u64, good, &mut state);
+        let verdict = zones.judge(&dir, "y.rpz", &sha256(&file));
+        assert!(matches!(verdict, Err(Refusal::Refused(_))), "{verdict:?}");
     }
 }

@@ -381,15 +381,20 @@ pub(super) async fn through_daemon(
     let consumed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // What the daemon received, for the producer's window: not scraped for a workload
-    // published unthrottled (a scrape costs the daemon some CPU).
+    // published unthrottled. A scrape costs the daemon (and this process) CPU the limit's
+    // consumer does not pay, so it comes only as often as keeps what waits for the daemon
+    // within a quarter of the window of its full size at 1 GB/s (a late figure only holds
+    // the producer back: the broker never gets more than the window).
     let throttled = !workload.unthrottled();
+    let every = Duration::from_secs_f64(workload.window() as f64 / 4e9)
+        .clamp(Duration::from_millis(1), Duration::from_millis(10));
     let poller = {
         let (consumed, stop, port) = (Arc::clone(&consumed), Arc::clone(&stop), daemon.port);
         std::thread::spawn(move || {
             while throttled && !stop.load(Ordering::Relaxed) {
                 let bytes = metric_of(&scrape(port), "kres_kafka_received_bytes_total");
                 consumed.store(bytes.saturating_sub(baseline), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(every);
             }
         })
     };
