@@ -132,19 +132,22 @@ pub unsafe fn drop_resident(bytes: &'static [u8]) {
     let _ = bytes;
 }
 
-/// Serve allocations of up to 4 MiB from the heap, and keep up to 8 MiB of it free, instead of
+/// Serve allocations of up to 4 MiB from the heap, and keep up to 32 MiB of it free, instead of
 /// mapping and unmapping each large one. Every message's value is copied out of librdkafka into
 /// such an allocation (a chunk is 512 KiB); glibc maps anything over 128 KiB afresh, and a fresh
 /// mapping costs a page fault per 4 KiB written. glibc raises that threshold by itself after the
 /// first large free, so without this the daemon's speed depended on what it happened to free
 /// first: `bench throughput` A and S went 20 to 30% slower when loading a cached guest stopped
-/// freeing a 10 MB buffer.
+/// freeing a 10 MB buffer. A batch (8 MiB) and the next one being read are freed together: with
+/// 8 MiB kept, the heap gave them back and faulted them in again for every batch (a tenth of
+/// the daemon's CPU on one large file, `bench throughput` O); the peak does not move, as what
+/// is kept was in use at the peak.
 pub fn keep_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's thresholds; it may be called at any time.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
     }
 }
 
