@@ -19,7 +19,9 @@
 //! - TTL sums that wrap around 64 bits in zscanner.
 //!
 //! It must never allocate per record in the common case: names live in fixed buffers, and only
-//! the bytes of a record cut by the end of a piece are copied.
+//! the bytes of a record cut by the end of a piece are copied. The commonest lines of a block
+//! list (`OWNER CNAME .`, `OWNER CNAME *.`) that only add a record are read in runs without the
+//! grammar ([`Zone::quick_lines`]); a property test holds them to the grammar's verdicts.
 //!
 //! # Layout
 //!
@@ -127,6 +129,62 @@ pub enum Reason {
     LateSoa { owner: String, apex: String },
 }
 
+/// Longest text of a relative name plus its origin's wire form: its wire form is one byte
+/// longer ([`names::MAX_NAME`]).
+const MAX_NAME_TEXT: usize = names::MAX_NAME - 1;
+
+/// The length of the line at the start of `rest` if it is one [`Zone::quick_lines`] reads:
+/// relative owners only if `relative`, of at most `room` bytes; absolute ones only if
+/// `absolute`; `origin_root`: a relative owner's last label is its own.
+#[inline]
+fn quick_line(
+    rest: &[u8],
+    relative: bool,
+    absolute: bool,
+    room: usize,
+    origin_root: bool,
+) -> Option<usize> {
+    let (len, dots) = names::short_run(rest)?;
+    // Not empty, not starting with a dot, no two dots in a row.
+    if len == 0 || dots & 1 != 0 || dots & (dots >> 1) != 0 {
+        return None;
+    }
+    let is_absolute = dots >> (len - 1) & 1 != 0;
+    let own_last = if is_absolute {
+        if !absolute {
+            return None;
+        }
+        true
+    } else {
+        if !relative || len > room {
+            return None;
+        }
+        origin_root
+    };
+    if own_last {
+        let inner = if is_absolute {
+            dots & !(1 << (len - 1))
+        } else {
+            dots
+        };
+        let start = match inner {
+            0 => 0,
+            _ => 64 - inner.leading_zeros() as usize,
+        };
+        if rest[start..len].starts_with(b"rpz-") {
+            return None;
+        }
+    }
+    let tail = &rest[len..];
+    if tail.starts_with(BLOCK) {
+        Some(len + BLOCK.len())
+    } else if tail.starts_with(BLOCK_BELOW) {
+        Some(len + BLOCK_BELOW.len())
+    } else {
+        None
+    }
+}
+
 fn unexpected(byte: u8, where_: &str) -> String {
     let shown = match byte {
         b'\0' => "NUL".to_owned(),
@@ -174,6 +232,8 @@ pub struct RpzJudge {
     line: u64,
     failed: Option<ZoneError>,
     zone: Zone,
+    /// Whether [`Zone::quick_lines`] reads what it can (off only to test it against the rest).
+    quick: bool,
 }
 
 /// What a file has set so far, and what the loader remembers between records.
@@ -211,6 +271,16 @@ impl RpzJudge {
                 seen_record: false,
                 summary: Summary::default(),
             },
+            quick: true,
+        }
+    }
+
+    /// A judge that reads every line token by token, for tests of [`Zone::quick_lines`].
+    #[cfg(test)]
+    fn without_quick_lines() -> Self {
+        RpzJudge {
+            quick: false,
+            ..Self::new()
         }
     }
 
@@ -276,6 +346,12 @@ impl RpzJudge {
             if cur.at_end() {
                 return Ok(cur.pos);
             }
+            if self.quick {
+                let (bytes, lines) = self.zone.quick_lines(cur.tail());
+                cur.pos += bytes;
+                self.line += lines;
+                self.zone.summary.records += lines;
+            }
             let start = cur.pos;
             cur.lines = 0;
             cur.multiline = false;
@@ -288,7 +364,52 @@ impl RpzJudge {
     }
 }
 
+/// The commonest lines of a block list, as [`Zone::quick_lines`] reads them.
+const BLOCK: &[u8] = b" CNAME .\n";
+const BLOCK_BELOW: &[u8] = b" CNAME *.\n";
+
 impl Zone {
+    /// The lines at the start of `bytes` whose only effect is one more record, read without
+    /// the grammar, and how many they are: `OWNER CNAME .` and `OWNER CNAME *.` whose owner is
+    /// plain characters and dots, shorter than 64 bytes (so no label is too long), without an
+    /// empty label, and which the loader takes without a skip (its last label does not start
+    /// with `rpz-`, it is within the apex). The owner's end and dots are found sixteen bytes at
+    /// a time ([`names::short_run`]); elsewhere than x86-64, nothing is read here.
+    ///
+    /// The last of them is left to [`Zone::entry`], and so is everything else: what a record
+    /// leaves behind (its owner, for a next line that starts with blank space; its target;
+    /// that a record was seen) is what the last one leaves, and the grammar sets it.
+    fn quick_lines(&self, bytes: &[u8]) -> (usize, u64) {
+        let apex = self.apex.as_deref().unwrap_or(&self.origin);
+        // A relative owner ends with the origin: the origin decides its last label, whether
+        // it holds a zero byte, and (when the origin is within the apex) that it is within
+        // the apex too.
+        let relative = !self.origin.has_zero()
+            && !self
+                .origin
+                .last_label()
+                .is_some_and(|l| l.starts_with(b"rpz-"))
+            && (apex.is_root() || self.origin.in_bailiwick(apex));
+        let absolute = apex.is_root();
+        if !relative && !absolute {
+            return (0, 0);
+        }
+        let room = MAX_NAME_TEXT.saturating_sub(self.origin.wire().len());
+        let (mut at, mut last, mut lines) = (0, 0, 0);
+        while let Some(len) = quick_line(
+            &bytes[at..],
+            relative,
+            absolute,
+            room,
+            self.origin.is_root(),
+        ) {
+            last = at;
+            at += len;
+            lines += 1;
+        }
+        if lines < 2 { (0, 0) } else { (last, lines - 1) }
+    }
+
     /// One line's worth of the file (more with parentheses): a directive, a blank line or a
     /// record. State changes only once it is whole.
     fn entry(&mut self, cur: &mut Cursor<'_>, line: u64) -> Step<()> {

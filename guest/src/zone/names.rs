@@ -263,7 +263,7 @@ fn plain_name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Option<For
 /// before the block that ends it.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn short_run(rest: &[u8]) -> Option<(usize, u64)> {
+pub(super) fn short_run(rest: &[u8]) -> Option<(usize, u64)> {
     // SAFETY: SSE2 is part of x86-64 itself: every x86-64 processor has it (the compiler
     // assumes it for every x86-64 target), so a function that needs only SSE2 runs anywhere
     // this code does.
@@ -327,7 +327,7 @@ mod sse2 {
 /// Elsewhere the name is read byte by byte ([`plain_name`]).
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn short_run(_: &[u8]) -> Option<(usize, u64)> {
+pub(super) fn short_run(_: &[u8]) -> Option<(usize, u64)> {
     None
 }
 

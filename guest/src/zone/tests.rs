@@ -412,3 +412,92 @@ proptest::proptest! {
         proptest::prop_assert_eq!(judge(&whole), judge(&by_token));
     }
 }
+
+use proptest::strategy::Strategy as _;
+
+/// The verdict of reading `text` in two pieces cut at `cut`, quick lines on or off.
+fn judge_in_two(text: &[u8], cut: usize, quick: bool) -> Result<Summary, ZoneError> {
+    let mut j = if quick {
+        RpzJudge::new()
+    } else {
+        RpzJudge::without_quick_lines()
+    };
+    let cut = cut.min(text.len());
+    j.feed(&text[..cut])
+        .and_then(|()| j.feed(&text[cut..]))
+        .and_then(|()| j.finish())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    /// Files of block-list lines among everything that changes what such a line means (origins,
+    /// apexes, owners the loader skips or refuses, lines that continue the last owner, an SOA
+    /// after them) get from the quick lines the verdict of reading every line token by token:
+    /// the same records, skips, first skip, and error with its line, wherever the pieces are
+    /// cut.
+    #[test]
+    fn quick_lines_get_the_token_by_token_verdict(
+        header in proptest::sample::select(vec![
+            "",
+            "$ORIGIN rpz.example.\n@ SOA a. b. 1 2 3 4 5\n",
+            "@ SOA a. b. 1 2 3 4 5\n",
+            "$ORIGIN rpz.example.\n",
+            "rpz.example. SOA a. b. 1 2 3 4 5\n$ORIGIN example.\n",
+            "rpz.example. SOA a. b. 1 2 3 4 5\n$ORIGIN x.rpz.example.\n",
+            "$ORIGIN a.rpz-x.\n",
+        ]),
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                6 => (
+                    proptest::prop_oneof![
+                        3 => proptest::sample::select(vec![
+                            "ads", "*.ads", "ads.example.", "A-b_c/d.Ex9", "rpz", "a.", "x.rpz.example.",
+                        ]),
+                        1 => proptest::sample::select(vec![
+                            "rpz.example.", "a.rpz-drop", "rpz-x", "rpz-x.", "a.rpz-x.",
+                            "a..b", ".a", "a\\000b", "@", "other.test.",
+                            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk",
+                            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl",
+                            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij.",
+                            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl.",
+                            "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f",
+                        ]),
+                    ],
+                    proptest::prop_oneof![
+                        3 => proptest::sample::select(vec![" CNAME .\n", " CNAME *.\n"]),
+                        1 => proptest::sample::select(vec![
+                            "  CNAME .\n", " CNAME rpz-drop.\n", " CNAME .", " cname .\n",
+                            " CNAME . ; c\n", " A 192.0.2.1\n",
+                        ]),
+                    ],
+                ).prop_map(|(owner, rest)| format!("{owner}{rest}")),
+                1 => proptest::sample::select(vec![
+                    "$ORIGIN rpz.example.\n", "$ORIGIN example.\n", "$ORIGIN a\\000b.\n",
+                    "$ORIGIN rpz-x.example.\n", "$ORIGIN x.rpz.example.\n", "$ORIGIN a.rpz-x.\n",
+                    "$ORIGIN oooooooooooooooooooooooooooooooooooooooooooooooooo.oooooooooooooooooooooooooooooooooooooooooooooooooo.oooooooooooooooooooooooooooooooooooooooooooooooooo.oooooooooooooooooooooooooooooooooooooooooooooooooo.\n",
+                    "@ SOA a. b. 1 2 3 4 5\n", "rpz.example. SOA a. b. 1 2 3 4 5\n",
+                    " A 192.0.2.1\n", " SOA a. b. 1 2 3 4 5\n", "; comment\n", "\n",
+                    "x.example. NS a.\n", "$TTL 300\n",
+                ]).prop_map(str::to_owned),
+            ],
+            1..40,
+        ),
+        cut in 0usize..2000,
+    ) {
+        let text = format!("{header}{}", lines.concat());
+        let slow = judge_in_two(text.as_bytes(), cut, false);
+        proptest::prop_assert_eq!(judge_in_two(text.as_bytes(), cut, true), slow);
+    }
+}
+
+#[test]
+fn a_block_list_is_read_in_quick_lines_with_the_same_summary() {
+    let mut text = String::from("$TTL 300\n@ SOA a. b. 1 2 3 4 5\n");
+    for i in 0..2000 {
+        text.push_str(&format!("n{i}.example CNAME .\n*.n{i}.example CNAME *.\n"));
+    }
+    text.push_str("a.rpz-drop CNAME .\nx.test. CNAME rpz-passthru.\n");
+    let quick = judge_in_two(text.as_bytes(), text.len() / 3, true);
+    assert_eq!(quick, judge_in_two(text.as_bytes(), text.len() / 3, false));
+    assert_eq!(quick.unwrap().records, 4003);
+}
