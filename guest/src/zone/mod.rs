@@ -21,7 +21,7 @@
 //! It must never allocate per record in the common case: names live in fixed buffers, and only
 //! the bytes of a record cut by the end of a piece are copied. The commonest lines of a block
 //! list (`OWNER CNAME .`, `OWNER CNAME *.`) that only add a record are read in runs without the
-//! grammar ([`Zone::quick_lines`]); a property test holds them to the grammar's verdicts.
+//! grammar (`Zone::quick_lines`); a property test holds them to the grammar's verdicts.
 //!
 //! # Layout
 //!
