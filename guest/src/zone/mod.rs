@@ -380,6 +380,14 @@ impl Zone {
     /// leaves behind (its owner, for a next line that starts with blank space; its target;
     /// that a record was seen) is what the last one leaves, and the grammar sets it.
     fn quick_lines(&self, bytes: &[u8]) -> (usize, u64) {
+        // Most lines of other files end here, before the origin and the apex are looked at.
+        let shaped = names::short_run(bytes).is_some_and(|(len, _)| {
+            let tail = &bytes[len..];
+            tail.starts_with(BLOCK) || tail.starts_with(BLOCK_BELOW)
+        });
+        if !shaped {
+            return (0, 0);
+        }
         let apex = self.apex.as_deref().unwrap_or(&self.origin);
         // A relative owner ends with the origin: the origin decides its last label, whether
         // it holds a zero byte, and (when the origin is within the apex) that it is within
