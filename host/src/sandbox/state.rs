@@ -156,7 +156,10 @@ impl bindings::kres::kafka::types::HostPayload for State {
         self.timed(|s| {
             s.files()
                 .and_then(|dir| write_at(dir, &file, offset, &value))
-                .map_err(|e| format!("writing {file}: {e}"))?;
+                .map_err(|e| {
+                    s.zones.forget(&file);
+                    format!("writing {file}: {e}")
+                })?;
             let before = state.clone();
             state.update(&native_compress, &value);
             s.zones.written(&file, offset, &value, &before, &state);

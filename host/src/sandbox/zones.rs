@@ -123,6 +123,12 @@ impl Zones {
         self.send(job);
     }
 
+    /// A write into `file` failed, perhaps after changing some of it: what was judged of it
+    /// is no longer known to be what it holds, so it is read at the end.
+    pub fn forget(&self, file: &str) {
+        lock(&self.inner.watched).remove(file);
+    }
+
     /// Judge `file` in `dir`, whose SHA-256 is `sha256`: from what was judged as it was
     /// written when that is exactly these bytes, else by reading it.
     pub fn judge(&self, dir: &cap_std::fs::Dir, file: &str, sha256: &[u8]) -> Result<(), Refusal> {
@@ -342,6 +348,20 @@ mod tests {
             zones.judge(&dir, "missing.rpz", &[0; 32]),
             Err(Refusal::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn a_file_whose_write_failed_is_read_at_the_end() {
+        let (tmp, dir) = dir();
+        let zones = Zones::default();
+        let (good, bad) = (&b"a.example CNAME .\n"[..], &b"a.example FOO bar\n"[..]);
+        zones.watch("z.rpz");
+        write(&zones, "z.rpz", 0, good, &mut Sha256State::default());
+        // The next write changed the file, then failed (no `written`).
+        std::fs::write(tmp.path().join("z.rpz"), bad).unwrap();
+        zones.forget("z.rpz");
+        let verdict = zones.judge(&dir, "z.rpz", &sha256(good));
+        assert!(matches!(verdict, Err(Refusal::Refused(_))), "{verdict:?}");
     }
 
     /// The judge takes write-to's hash instead of computing its own: a chain of states that
