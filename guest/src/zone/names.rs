@@ -205,37 +205,31 @@ fn plain_name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Option<For
     }
     copy_text(&mut out.wire[1..], text, rest);
     let mut at = 0; // where the length of the label being read goes
-    if let Some(mut dots) = short_dots {
-        while dots != 0 {
-            let dot = dots.trailing_zeros() as usize;
-            dots &= dots - 1;
-            let n = dot - at;
-            if n == 0 || n > MAX_LABEL {
-                return None;
+    match short_dots {
+        Some(mut dots) => {
+            while dots != 0 {
+                let dot = dots.trailing_zeros() as usize;
+                dots &= dots - 1;
+                end_label(&mut out.wire, &mut at, dot)?;
             }
-            out.wire[at] = n as u8;
-            at = dot + 1;
         }
-    }
-    let mut word_at = if short_dots.is_some() { len } else { 0 };
-    while word_at < len {
-        // Eight bytes of the copy (past its end: whatever the buffer holds, masked off).
-        let word = u64::from_le_bytes(out.wire[1 + word_at..9 + word_at].try_into().ok()?);
-        let mut dots = dot_bytes(word);
-        if len - word_at < 8 {
-            dots &= (1u64 << (8 * (len - word_at))) - 1;
-        }
-        while dots != 0 {
-            let dot = word_at + (dots.trailing_zeros() / 8) as usize;
-            dots &= dots - 1;
-            let n = dot - at;
-            if n == 0 || n > MAX_LABEL {
-                return None;
+        None => {
+            let mut word_at = 0;
+            while word_at < len {
+                // Eight bytes of the copy (past its end: whatever the buffer holds, masked off).
+                let word = u64::from_le_bytes(out.wire[1 + word_at..9 + word_at].try_into().ok()?);
+                let mut dots = dot_bytes(word);
+                if len - word_at < 8 {
+                    dots &= (1u64 << (8 * (len - word_at))) - 1;
+                }
+                while dots != 0 {
+                    let dot = word_at + (dots.trailing_zeros() / 8) as usize;
+                    dots &= dots - 1;
+                    end_label(&mut out.wire, &mut at, dot)?;
+                }
+                word_at += 8;
             }
-            out.wire[at] = n as u8;
-            at = dot + 1;
         }
-        word_at += 8;
     }
     if absolute {
         out.wire[len] = 0;
@@ -255,6 +249,20 @@ fn plain_name(cur: &mut Cursor<'_>, out: &mut Name, origin: &Name) -> Option<For
     } else {
         Form::Relative
     })
+}
+
+/// The label of a name's text from `at` ends at the dot at `dot`: its length goes in place of
+/// the dot before it (`at`, in wire form), and the next label starts after this dot. `None`
+/// when it is empty or too long.
+#[inline]
+fn end_label(wire: &mut [u8], at: &mut usize, dot: usize) -> Option<()> {
+    let n = dot - *at;
+    if n == 0 || n > MAX_LABEL {
+        return None;
+    }
+    wire[*at] = n as u8;
+    *at = dot + 1;
+    Some(())
 }
 
 /// The length of the run of plain name bytes (letters, digits, `*-_/` and dots) at the start
