@@ -10,9 +10,10 @@
 //! each write hands the judge the hash state it continued and the state it made, and the judge
 //! keeps a file only while each write continues the state the previous one made, from the
 //! initial state at offset 0, so that its last state is the hash of exactly the bytes it
-//! judged, in order. In every other case (a write out of order, a chunk the guest wrote itself, a restart
-//! in the middle of a transfer, a guest swapped) the file is read and judged again. And it
-//! decides nothing: the guest asks, and the guest decides what a verdict means.
+//! judged, in order. In every other case (a write out of order or that failed, a chunk the
+//! guest wrote itself, a restart in the middle of a transfer, a guest swapped) the file is read
+//! and judged again. And it decides nothing: the guest asks, and the guest decides what a
+//! verdict means.
 
 use kres_kafka_guest::digest::{Sha256State, native_compress};
 use kres_kafka_guest::zone::RpzJudge;
