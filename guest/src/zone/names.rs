@@ -635,7 +635,12 @@ mod tests {
             odd in proptest::option::weighted(
                 0.3,
                 // Every byte the sixteen-at-a-time classes draw a line at, on both sides.
-                (0usize..400, proptest::sample::select(b".\\@\"\x00 )*+,-/09:@AZ[^_`az{\x7f\x80\xaa\xae\xff".to_vec())),
+                (
+                    0usize..400,
+                    proptest::sample::select(
+                        b".\\@\"\x00 )*+,-/09:@AZ[^_`az{\x7f\x80\xaa\xae\xff".to_vec(),
+                    ),
+                ),
             ),
             dot_after in proptest::collection::vec(proptest::bool::weighted(0.85), 6),
             end in proptest::sample::select(vec![&b" "[..], b"\t", b"\n", b";", b"(", b")", b".", b"..", b". ", b"", b"x\\", b"\r\n"]),

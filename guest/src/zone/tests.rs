@@ -455,7 +455,8 @@ proptest::proptest! {
                 6 => (
                     proptest::prop_oneof![
                         3 => proptest::sample::select(vec![
-                            "ads", "*.ads", "ads.example.", "A-b_c/d.Ex9", "rpz", "a.", "x.rpz.example.",
+                            "ads", "*.ads", "ads.example.", "A-b_c/d.Ex9", "rpz", "a.",
+                            "x.rpz.example.",
                         ]),
                         1 => proptest::sample::select(vec![
                             "rpz.example.", "a.rpz-drop", "rpz-x", "rpz-x.", "a.rpz-x.",
