@@ -129,10 +129,6 @@ pub enum Reason {
     LateSoa { owner: String, apex: String },
 }
 
-/// Longest text of a relative name plus its origin's wire form: its wire form is one byte
-/// longer ([`names::MAX_NAME`]).
-const MAX_NAME_TEXT: usize = names::MAX_NAME - 1;
-
 /// The length of the line at the start of `rest` if it is one [`Zone::quick_lines`] reads:
 /// relative owners only if `relative`, of at most `room` bytes; absolute ones only if
 /// `absolute`; `origin_root`: a relative owner's last label is its own.
@@ -402,7 +398,8 @@ impl Zone {
         if !relative && !absolute {
             return (0, 0);
         }
-        let room = MAX_NAME_TEXT.saturating_sub(self.origin.wire().len());
+        // A relative owner's wire form is its text, one byte more, then the origin's.
+        let room = (names::MAX_NAME - 1).saturating_sub(self.origin.wire().len());
         let (mut at, mut last, mut lines) = (0, 0, 0);
         while let Some(len) = quick_line(
             &bytes[at..],

@@ -209,10 +209,9 @@ impl Ahead {
         before: &Sha256State,
         after: Sha256State,
     ) -> bool {
-        if offset != self.next
-            || *before != self.hashed
-            || after.parts().1 != self.hashed.parts().1 + value.len() as u64
-        {
+        // `after` is write-to's own continuation of `before` over `value`: only `before` can
+        // be another chain than the one judged.
+        if offset != self.next || *before != self.hashed {
             return false;
         }
         self.next += value.len() as u64;
