@@ -521,3 +521,20 @@ fn a_block_list_is_read_in_quick_lines_with_the_same_summary() {
     assert_eq!(quick, judge_in_two(text.as_bytes(), text.len() / 3, false));
     assert_eq!(quick.unwrap().records, 4003);
 }
+
+/// The quick lines are taken at all (the property test holds only what they give): on x86-64,
+/// the only architecture they read.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn quick_lines_take_a_run_of_block_list_lines_but_its_last() {
+    let judge = RpzJudge::new();
+    let run = "ads.example CNAME .\n*.ads.example CNAME *.\nx.test. CNAME .\n";
+    let text = format!("{run}; the run ends\n{}", " ".repeat(16));
+    let last = run.len() - "x.test. CNAME .\n".len();
+    assert_eq!(judge.zone.quick_lines(text.as_bytes()), (last, 2));
+    // Not one of them: a type the quick lines do not read, a skipped owner, a comment.
+    for other in ["a.example A 192.0.2.1\n", "a.rpz-x CNAME .\n", "; c\n"] {
+        let text = format!("{other}{run}{}", " ".repeat(16));
+        assert_eq!(judge.zone.quick_lines(text.as_bytes()), (0, 0), "{other}");
+    }
+}
