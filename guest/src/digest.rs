@@ -89,12 +89,20 @@ impl Sha256State {
     }
 }
 
-/// The `sha2` crate's compression function (SHA extensions where the CPU has them), block by
-/// block in place: no copy.
+/// The `sha2` crate's compression function (SHA extensions where the CPU has them). It takes
+/// blocks as its own array type: they are copied into one on the stack, [`RUN`] at a time, as
+/// a call per block costs more than the copy (1.6 against 1.75 GB/s with SHA extensions).
 pub fn native_compress(state: &mut [u32; 8], blocks: &[u8]) {
     use sha2::digest::generic_array::GenericArray;
-    for block in blocks.chunks_exact(64) {
-        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    const RUN: usize = 32;
+    let mut run = [GenericArray::default(); RUN];
+    for bytes in blocks.chunks(64 * RUN) {
+        let mut taken = 0;
+        for (to, from) in run.iter_mut().zip(bytes.chunks_exact(64)) {
+            to.copy_from_slice(from);
+            taken += 1;
+        }
+        sha2::compress256(state, &run[..taken]);
     }
 }
 
@@ -125,6 +133,8 @@ mod tests {
             vec![63, 64, 65],
             vec![100, 2000, 4999],
             vec![55, 56],
+            // Runs of whole blocks exactly as long as `native_compress` takes at once.
+            vec![2048, 4096],
         ] {
             let mut state = Sha256State::default();
             let mut from = 0;
