@@ -43,9 +43,15 @@ fuzz_target!(|input: Input<'_>| {
     let recipient = Recipient::Host("resolver1".into());
     let others = [Recipient::Zone("z".into())];
     let mut verified = Vec::new();
-    if let Ok(Some(signed)) =
-        signature::check(&trust, name, &parsed, &recipient, &others, &mut verified)
-    {
+    if let Ok(Some(signed)) = signature::check(
+        &trust,
+        name,
+        &parsed,
+        &recipient,
+        &others,
+        &mut verified,
+        &signature::verify_ed25519,
+    ) {
         let current = input.current.map(|(at, sha256)| Signed { at, sha256 });
         let _ = signature::check_fresh(name, &signed, current.as_ref());
     }

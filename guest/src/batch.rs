@@ -45,6 +45,11 @@ pub trait Platform {
     }
     /// A hint: what the host writes into `rel` from offset 0 on may be judged as it is written.
     fn judge_as_written(&self, _rel: &str) {}
+    /// Whether `signature` is `key`'s Ed25519 signature of `message`
+    /// ([`crate::signature::verify_ed25519`]); the host does it natively for the guest.
+    fn verify_ed25519(&self, key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        crate::signature::verify_ed25519(key, message, signature)
+    }
 }
 
 /// Native SHA-256 and a flush that does nothing: for unit tests, which crash nothing.

@@ -221,6 +221,13 @@ impl batch::Platform for Host {
         bindings::kres::kafka::files::judge_as_written(rel);
     }
 
+    /// Three times faster than under WebAssembly; the guest still decides which key and what
+    /// text, and what a failure means.
+    #[cfg(target_arch = "wasm32")]
+    fn verify_ed25519(&self, key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        bindings::kres::kafka::signatures::verify_ed25519(key, message, signature)
+    }
+
     // Natively there is no host: `sha2`, and no flush (unit tests crash nothing).
     #[cfg(not(target_arch = "wasm32"))]
     fn compress(&self, state: &mut [u32; 8], blocks: &[u8]) {

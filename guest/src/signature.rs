@@ -77,9 +77,23 @@ pub fn key_id(public: &[u8; 32]) -> String {
     hex(&Sha256::digest(public))[..16].to_owned()
 }
 
+/// Whether `signature` is `key`'s Ed25519 signature of `message`, verified strictly (RFC 8032,
+/// with no small-order key and no malleable signature); a key that is not a point of the curve
+/// is not valid. What the host's `verify-ed25519` runs for the guest.
+pub fn verify_ed25519(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(key).is_ok_and(|key| {
+        key.verify_strict(message, &Signature::from_bytes(signature))
+            .is_ok()
+    })
+}
+
+/// Ed25519 verification as [`verify_ed25519`] does it: the host's, inside the sandbox.
+pub type Verify<'a> = &'a dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool;
+
 /// The keys a resolver trusts, and whether it requires a signature.
 pub struct Trust {
-    keys: Vec<(String, VerifyingKey)>,
+    /// Each key's id and bytes (checked to be an Ed25519 public key).
+    keys: Vec<(String, [u8; 32])>,
     pub require: bool,
 }
 
@@ -93,16 +107,16 @@ impl Trust {
                     let public: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
                         format!("a trusted key is {} bytes long, not 32", bytes.len())
                     })?;
-                    let key = VerifyingKey::from_bytes(&public).map_err(|_| {
+                    VerifyingKey::from_bytes(&public).map_err(|_| {
                         format!("trusted key {} is not an Ed25519 key", key_id(&public))
                     })?;
-                    Ok((key_id(&public), key))
+                    Ok((key_id(&public), public))
                 })
                 .collect::<std::result::Result<_, String>>()?;
         Ok(Trust { keys, require })
     }
 
-    fn key(&self, id: &str) -> Option<&VerifyingKey> {
+    fn key(&self, id: &str) -> Option<&[u8; 32]> {
         self.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key)
     }
 }
@@ -110,7 +124,8 @@ impl Trust {
 /// Check the signature of a message addressed to `recipient`: `Ok(Some)` when a trusted key
 /// signed it, `Ok(None)` when it is unsigned and that is allowed. `others` are the identities
 /// the message's key and `hostname` header could name, to tell a signature for someone else
-/// from a bad one. `verified` remembers the signatures checked in this batch.
+/// from a bad one. `verified` remembers the signatures checked in this batch; `verify` checks
+/// one ([`verify_ed25519`], natively or through the host).
 pub fn check(
     trust: &Trust,
     name: &str,
@@ -118,6 +133,7 @@ pub fn check(
     recipient: &Recipient,
     others: &[Recipient],
     verified: &mut Vec<[u8; 64]>,
+    verify: Verify<'_>,
 ) -> Result<Option<Signed>> {
     let (Some(signature), Some(at)) = (parsed.signature, parsed.signed_at) else {
         if parsed.signature.is_some() || parsed.signed_at.is_some() {
@@ -165,16 +181,15 @@ pub fn check(
     if verified.contains(&bytes) {
         return Ok(Some(signed));
     }
-    let sig = Signature::from_bytes(&bytes);
     let text = text_for(recipient);
-    if key.verify_strict(text.as_bytes(), &sig).is_ok() {
+    if verify(key, text.as_bytes(), &bytes) {
         verified.push(bytes);
         return Ok(Some(signed));
     }
     if let Some(other) = others
         .iter()
         .filter(|o| *o != recipient)
-        .find(|o| key.verify_strict(text_for(o).as_bytes(), &sig).is_ok())
+        .find(|o| verify(key, text_for(o).as_bytes(), &bytes))
     {
         return Err(Error::WrongRecipient(format!(
             "file {name:?} is signed for {other}, but reached this resolver as {recipient}"
@@ -268,6 +283,48 @@ mod tests {
         )
     }
 
+    /// What the host's `verify-ed25519` runs: a signature holds for its key and message only,
+    /// strictly (a small-order key verifies nothing), and bytes that are no key verify nothing.
+    #[test]
+    fn ed25519_verification_is_strict() {
+        let signer = key(7);
+        let public = signer.verifying_key().to_bytes();
+        let message = b"kres-kafka-signature-v1\na.rpz\n";
+        let signature = signer.sign(message).to_bytes();
+        assert!(verify_ed25519(&public, message, &signature));
+        assert!(!verify_ed25519(
+            &public,
+            b"kres-kafka-signature-v1\nb.rpz\n",
+            &signature
+        ));
+        assert!(!verify_ed25519(
+            &key(8).verifying_key().to_bytes(),
+            message,
+            &signature
+        ));
+        for byte in [0, 31, 32, 63] {
+            let mut damaged = signature;
+            damaged[byte] ^= 1;
+            assert!(!verify_ed25519(&public, message, &damaged), "byte {byte}");
+        }
+        // The identity point, of small order: with R the identity and s = 0, a lax check would
+        // accept this signature of any message.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let lax = VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(
+            ed25519_dalek::Verifier::verify(&lax, message, &Signature::from_bytes(&forged)).is_ok()
+        );
+        assert!(!verify_ed25519(&identity, message, &forged));
+        // Not a point of the curve (y = 2 has no x).
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        assert!(VerifyingKey::from_bytes(&not_a_point).is_err());
+        assert!(!verify_ed25519(&not_a_point, message, &signature));
+    }
+
     fn parsed<'a>(sig: &'a str, at: &'a str, sha: [u8; 32]) -> Parsed<'a> {
         Parsed {
             file_name: "a.rpz",
@@ -312,6 +369,7 @@ mod tests {
             &me,
             &[],
             &mut Vec::new(),
+            &verify_ed25519,
         );
         assert_eq!(
             ok.unwrap(),
@@ -328,7 +386,15 @@ mod tests {
         let mut unsigned = parsed(&sig, "1000", sha);
         (unsigned.signature, unsigned.signed_at) = (None, None);
         assert_eq!(
-            reason(check(&trust, "a.rpz", &unsigned, &me, &[], &mut Vec::new())),
+            reason(check(
+                &trust,
+                "a.rpz",
+                &unsigned,
+                &me,
+                &[],
+                &mut Vec::new(),
+                &verify_ed25519
+            )),
             "unsigned"
         );
         let by_other = header(&other, &text);
@@ -339,7 +405,8 @@ mod tests {
                 &parsed(&by_other, "1000", sha),
                 &me,
                 &[],
-                &mut Vec::new()
+                &mut Vec::new(),
+                &verify_ed25519,
             )),
             "unknown-key"
         );
@@ -351,7 +418,8 @@ mod tests {
                 &parsed(&sig, "1000", [8; 32]),
                 &me,
                 &[],
-                &mut Vec::new()
+                &mut Vec::new(),
+                &verify_ed25519,
             )),
             "bad-signature"
         );
@@ -362,7 +430,8 @@ mod tests {
                 &parsed(&sig, "1001", sha),
                 &me,
                 &[],
-                &mut Vec::new()
+                &mut Vec::new(),
+                &verify_ed25519,
             )),
             "bad-signature"
         );
@@ -376,7 +445,8 @@ mod tests {
                 &parsed(&for_r2, "1000", sha),
                 &me,
                 &[r2],
-                &mut Vec::new()
+                &mut Vec::new(),
+                &verify_ed25519,
             )),
             "wrong-recipient"
         );
@@ -392,7 +462,8 @@ mod tests {
                     &parsed(bad, "1000", sha),
                     &me,
                     &[],
-                    &mut Vec::new()
+                    &mut Vec::new(),
+                    &verify_ed25519,
                 )),
                 "bad-header",
                 "{bad}"
@@ -405,7 +476,8 @@ mod tests {
                 &parsed(&sig, "-1", sha),
                 &me,
                 &[],
-                &mut Vec::new()
+                &mut Vec::new(),
+                &verify_ed25519,
             )),
             "bad-header"
         );

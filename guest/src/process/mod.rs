@@ -253,7 +253,18 @@ fn verify(
             others.push(Recipient::Host(host.to_owned()));
         }
     }
-    let signed = signature::check(trust, name, parsed, &recipient, &others, batch.verified())?;
+    let platform = batch.platform();
+    let verify =
+        |key: &[u8; 32], text: &[u8], sig: &[u8; 64]| platform.verify_ed25519(key, text, sig);
+    let signed = signature::check(
+        trust,
+        name,
+        parsed,
+        &recipient,
+        &others,
+        batch.verified(),
+        &verify,
+    )?;
     if let Some(signed) = &signed {
         let current = batch
             .signed(name)
