@@ -79,12 +79,21 @@ pub fn key_id(public: &[u8; 32]) -> String {
 
 /// Whether `signature` is `key`'s Ed25519 signature of `message`, verified strictly (RFC 8032,
 /// with no small-order key and no malleable signature); a key that is not a point of the curve
-/// is not valid. What the host's `verify-ed25519` runs for the guest.
+/// is not valid.
 pub fn verify_ed25519(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     VerifyingKey::from_bytes(key).is_ok_and(|key| {
         key.verify_strict(message, &Signature::from_bytes(signature))
             .is_ok()
     })
+}
+
+/// [`verify_ed25519`] over bytes as they cross the sandbox's boundary: a key that is not 32
+/// bytes or a signature that is not 64 is not valid. The host's `verify-ed25519`.
+pub fn verify_ed25519_bytes(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    match (<&[u8; 32]>::try_from(key), <&[u8; 64]>::try_from(signature)) {
+        (Ok(key), Ok(signature)) => verify_ed25519(key, message, signature),
+        _ => false,
+    }
 }
 
 /// Ed25519 verification as [`verify_ed25519`] does it: the host's, inside the sandbox.
@@ -283,7 +292,7 @@ mod tests {
         )
     }
 
-    /// What the host's `verify-ed25519` runs: a signature holds for its key and message only,
+    /// What the host's `verify-ed25519` runs ([`verify_ed25519_bytes`]): a signature holds for its key and message only,
     /// strictly (a small-order key verifies nothing), and bytes that are no key verify nothing.
     #[test]
     fn ed25519_verification_is_strict() {
@@ -323,6 +332,20 @@ mod tests {
         not_a_point[0] = 2;
         assert!(VerifyingKey::from_bytes(&not_a_point).is_err());
         assert!(!verify_ed25519(&not_a_point, message, &signature));
+        // As the bytes cross the sandbox: only a 32-byte key and a 64-byte signature.
+        assert!(verify_ed25519_bytes(&public, message, &signature));
+        assert!(!verify_ed25519_bytes(&public[..31], message, &signature));
+        assert!(!verify_ed25519_bytes(
+            &[public.as_slice(), &[0]].concat(),
+            message,
+            &signature
+        ));
+        assert!(!verify_ed25519_bytes(&public, message, &signature[..63]));
+        assert!(!verify_ed25519_bytes(
+            &public,
+            message,
+            &[signature.as_slice(), &[0]].concat()
+        ));
     }
 
     fn parsed<'a>(sig: &'a str, at: &'a str, sha: [u8; 32]) -> Parsed<'a> {

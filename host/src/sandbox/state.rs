@@ -194,12 +194,7 @@ impl bindings::kres::kafka::digest::Host for State {
 
 impl bindings::kres::kafka::signatures::Host for State {
     fn verify_ed25519(&mut self, key: Vec<u8>, message: Vec<u8>, signature: Vec<u8>) -> bool {
-        match (<[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature)) {
-            (Ok(key), Ok(signature)) => {
-                kres_kafka_guest::signature::verify_ed25519(&key, &message, &signature)
-            }
-            _ => false,
-        }
+        kres_kafka_guest::signature::verify_ed25519_bytes(&key, &message, &signature)
     }
 }
 
